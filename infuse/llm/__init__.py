@@ -1,0 +1,1 @@
+"""Generation: one interface over local transformers models and OpenAI-compatible servers."""
