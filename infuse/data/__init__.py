@@ -1,0 +1,35 @@
+"""The dataset layer: load any instruction data, convert it to conversations, template, mask.
+
+Public names (imported lazily, so `import infuse.data` stays cheap):
+`load_dataset_file`, `to_conversations`, `to_sharegpt`, `standardize_sharegpt`,
+`get_chat_template`, `render_conversation`, `encode_conversation`, `encode_conversations`,
+`train_on_responses_only`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load_dataset_file": "infuse.data.loading",
+    "to_conversations": "infuse.data.loading",
+    "detect_format": "infuse.data.loading",
+    "LoadedData": "infuse.data.loading",
+    "to_sharegpt": "infuse.data.sharegpt",
+    "standardize_sharegpt": "infuse.data.sharegpt",
+    "extend_conversations": "infuse.data.sharegpt",
+    "get_chat_template": "infuse.data.templates",
+    "render_conversation": "infuse.data.templates",
+    "encode_conversation": "infuse.data.masking",
+    "encode_conversations": "infuse.data.masking",
+    "train_on_responses_only": "infuse.data.masking",
+}
+
+__all__ = list(_EXPORTS)  # noqa: PLE0604
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'infuse.data' has no attribute {name!r}")
