@@ -8,6 +8,7 @@ import click
 
 from infuse.cli.options import conversation_options, load_conversations
 from infuse.cli.output import console, print_json
+from infuse.data.sharegpt import column_values
 
 
 @click.group()
@@ -17,17 +18,35 @@ def data() -> None:
 
 @data.command()
 @click.argument("file", type=click.Path())
-@click.option("--model", default="smollm2", show_default=True,
-              help="Model whose tokenizer and chat template measure the data (folder or packaged name).")
-@click.option("--chat-template", default=None, help="Use a built-in template (e.g. chatml, llama-3.1).")
+@click.option(
+    "--model",
+    default="smollm2",
+    show_default=True,
+    help="Model whose tokenizer and chat template measure the data (folder or packaged name).",
+)
+@click.option(
+    "--chat-template", default=None, help="Use a built-in template (e.g. chatml, llama-3.1)."
+)
 @click.option("--max-seq-len", type=int, default=2048, show_default=True)
 @click.option("--samples", "n_samples", type=int, default=3, show_default=True)
-@click.option("--plot", type=click.Path(), default=None,
-              help="Where to write the token-length histogram PNG (default: next to FILE).")
+@click.option(
+    "--plot",
+    type=click.Path(),
+    default=None,
+    help="Where to write the token-length histogram PNG (default: next to FILE).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @conversation_options
-def inspect(file: str, model: str, chat_template: str | None, max_seq_len: int, n_samples: int,
-            plot: str | None, as_json: bool, **options) -> None:
+def inspect(
+    file: str,
+    model: str,
+    chat_template: str | None,
+    max_seq_len: int,
+    n_samples: int,
+    plot: str | None,
+    as_json: bool,
+    **options,
+) -> None:
     """Rows, format, roles, token lengths, duplicates, samples with the trained part marked."""
     from infuse.data.inspection import inspect_conversations
     from infuse.llm.models import load_tokenizer
@@ -40,8 +59,13 @@ def inspect(file: str, model: str, chat_template: str | None, max_seq_len: int, 
         tokenizer = get_chat_template(tokenizer, chat_template)
     plot_path = Path(plot) if plot else Path(file).with_name(Path(file).stem + ".lengths.png")
     report = inspect_conversations(
-        dataset["conversations"], tokenizer, path=str(loaded.path), data_format=loaded.format,
-        columns=loaded.columns, max_seq_len=max_seq_len, n_samples=n_samples,
+        column_values(dataset, "conversations"),
+        tokenizer,
+        path=str(loaded.path),
+        data_format=loaded.format,
+        columns=loaded.columns,
+        max_seq_len=max_seq_len,
+        n_samples=n_samples,
         histogram_png=plot_path,
     )
     if as_json:
@@ -56,15 +80,21 @@ def _print_report(report) -> None:
 
     from infuse.data.inspection import terminal_histogram
 
-    console.print(f"[bold]{report.path}[/]: {report.rows} rows, detected format "
-                  f"[cyan]{report.format}[/] (columns: {', '.join(report.columns)})")
+    console.print(
+        f"[bold]{report.path}[/]: {report.rows} rows, detected format "
+        f"[cyan]{report.format}[/] (columns: {', '.join(report.columns)})"
+    )
     roles = ", ".join(f"{role} {count}" for role, count in sorted(report.roles.items()))
     turns = report.turns_percentiles
-    console.print(f"roles: {roles}; turns per conversation: p50 {turns['p50']:.0f}, max {turns['max']:.0f}")
+    console.print(
+        f"roles: {roles}; turns per conversation: p50 {turns['p50']:.0f}, max {turns['max']:.0f}"
+    )
     table = Table(title="tokens per conversation (chat template applied)")
     for name in ("min", "p50", "p90", "p99", "max"):
         table.add_column(name, justify="right")
-    table.add_row(*(f"{report.token_percentiles[name]:.0f}" for name in ("min", "p50", "p90", "p99", "max")))
+    table.add_row(
+        *(f"{report.token_percentiles[name]:.0f}" for name in ("min", "p50", "p90", "p99", "max"))
+    )
     console.print(table)
     for label, count, bar in terminal_histogram(report.token_lengths):
         console.print(f"{label:>12} {count:>7} {bar}")
@@ -92,8 +122,13 @@ def _print_report(report) -> None:
 @data.command()
 @click.argument("source", type=click.Path())
 @click.argument("destination", type=click.Path())
-@click.option("--to", "target", type=click.Choice(["sharegpt", "messages", "alpaca", "openai-jsonl"]),
-              required=True, help="Output format (openai-jsonl: what hosted fine-tuning services take).")
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["sharegpt", "messages", "alpaca", "openai-jsonl"]),
+    required=True,
+    help="Output format (openai-jsonl: what hosted fine-tuning services take).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @conversation_options
 def convert(source: str, destination: str, target: str, as_json: bool, **options) -> None:
@@ -101,14 +136,23 @@ def convert(source: str, destination: str, target: str, as_json: bool, **options
     from infuse.data.convert import to_format_rows, write_rows
 
     loaded, dataset = load_conversations(source, options)
-    rows = to_format_rows(dataset["conversations"], target)
+    rows = to_format_rows(column_values(dataset, "conversations"), target)
     write_rows(rows, Path(destination), target)
     if as_json:
-        print_json({"source": source, "detected_format": loaded.format, "output": destination,
-                    "format": target, "rows": len(rows)})
+        print_json(
+            {
+                "source": source,
+                "detected_format": loaded.format,
+                "output": destination,
+                "format": target,
+                "rows": len(rows),
+            }
+        )
         return
-    console.print(f"{source} ({loaded.format}, {loaded.dataset.num_rows} rows) -> "
-                  f"{destination} ({target}, {len(rows)} rows)")
+    console.print(
+        f"{source} ({loaded.format}, {loaded.dataset.num_rows} rows) -> "
+        f"{destination} ({target}, {len(rows)} rows)"
+    )
 
 
 def _attach_synth() -> None:

@@ -1,10 +1,10 @@
 """Write conversations out in the formats other tools take.
 
-    sharegpt      {"conversations": [{"from": "human"|"gpt"|"system", "value": ...}]}
-    messages      {"messages": [{"role", "content"}]}         (Hugging Face / TRL)
-    openai-jsonl  the same as JSON Lines, checked for what hosted fine-tuning services
-                  (OpenAI, Together, Fireworks chat format) require
-    alpaca        {"instruction", "input", "output"}         (single-turn only)
+sharegpt      {"conversations": [{"from": "human"|"gpt"|"system", "value": ...}]}
+messages      {"messages": [{"role", "content"}]}         (Hugging Face / TRL)
+openai-jsonl  the same as JSON Lines, checked for what hosted fine-tuning services
+              (OpenAI, Together, Fireworks chat format) require
+alpaca        {"instruction", "input", "output"}         (single-turn only)
 """
 
 from __future__ import annotations
@@ -35,20 +35,29 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise
 
 
-def to_format_rows(conversations: Iterable[list[dict[str, str]]], target: str) -> list[dict[str, Any]]:
+def to_format_rows(
+    conversations: Iterable[list[dict[str, str]]], target: str
+) -> list[dict[str, Any]]:
     """Turn role/content conversations into rows of the target format.
 
     Raises DataError naming the row when a conversation cannot be expressed in it
     (multi-turn as Alpaca; no assistant turn for a hosted fine-tuning service).
     """
     if target not in TARGET_FORMATS:
-        raise DataError(f"Unknown target format '{target}'. Choose one of {', '.join(TARGET_FORMATS)}.")
+        raise DataError(
+            f"Unknown target format '{target}'. Choose one of {', '.join(TARGET_FORMATS)}."
+        )
     rows: list[dict[str, Any]] = []
     for index, convo in enumerate(conversations):
         if target == "sharegpt":
-            rows.append({"conversations": [
-                {"from": _SHAREGPT_ROLES[turn["role"]], "value": turn["content"]} for turn in convo
-            ]})
+            rows.append(
+                {
+                    "conversations": [
+                        {"from": _SHAREGPT_ROLES[turn["role"]], "value": turn["content"]}
+                        for turn in convo
+                    ]
+                }
+            )
         elif target == "messages":
             rows.append({"messages": [{"role": t["role"], "content": t["content"]} for t in convo]})
         elif target == "openai-jsonl":
@@ -93,7 +102,9 @@ def write_rows(rows: list[dict[str, Any]], path: Path, target: str) -> None:
         payload = buffer.getvalue()
     elif suffix == ".csv":
         if target != "alpaca":
-            raise DataError(f"{path}: CSV holds flat columns; use it with --to alpaca, or write .jsonl.")
+            raise DataError(
+                f"{path}: CSV holds flat columns; use it with --to alpaca, or write .jsonl."
+            )
         import csv
         import io
 
@@ -103,5 +114,7 @@ def write_rows(rows: list[dict[str, Any]], path: Path, target: str) -> None:
         writer.writerows(rows)
         payload = text.getvalue().encode()
     else:
-        raise DataError(f"{path}: unknown output type '{suffix}'. Use .jsonl, .json, .parquet or .csv.")
+        raise DataError(
+            f"{path}: unknown output type '{suffix}'. Use .jsonl, .json, .parquet or .csv."
+        )
     atomic_write_bytes(path, payload)

@@ -52,7 +52,8 @@ class InspectReport:
     def to_dict(self) -> dict[str, Any]:
         payload = {key: value for key, value in self.__dict__.items() if key != "token_lengths"}
         payload["samples"] = [
-            [{"text": seg.text, "trained": seg.trained} for seg in sample] for sample in self.samples
+            [{"text": seg.text, "trained": seg.trained} for seg in sample]
+            for sample in self.samples
         ]
         return payload
 
@@ -117,8 +118,11 @@ def inspect_conversations(
     answers = [_answer_texts(convo) for convo in conversations]
     empty_answers = sum(1 for texts in answers if not texts or any(not t.strip() for t in texts))
     short_answers = sum(
-        1 for texts in answers
-        if texts and all(t.strip() for t in texts) and min(len(t.strip()) for t in texts) < SHORT_ANSWER_CHARS
+        1
+        for texts in answers
+        if texts
+        and all(t.strip() for t in texts)
+        and min(len(t.strip()) for t in texts) < SHORT_ANSWER_CHARS
     )
 
     report = InspectReport(
@@ -220,13 +224,19 @@ def write_histogram_png(lengths: list[int], max_seq_len: int, path: Path) -> Pat
     return path
 
 
-def terminal_histogram(lengths: list[int], bins: int = 10, width: int = 40) -> list[tuple[str, int, str]]:
+def terminal_histogram(
+    lengths: list[int], bins: int = 10, width: int = 40
+) -> list[tuple[str, int, str]]:
     """Rows of (range label, count, bar) for a text histogram."""
     if not lengths:
         return []
     counts, edges = np.histogram(lengths, bins=min(bins, max(1, len(set(lengths)))))
     peak = max(counts.max(), 1)
     return [
-        (f"{edges[i]:.0f}-{edges[i + 1]:.0f}", int(count), "█" * max(int(width * count / peak), 1 if count else 0))
+        (
+            f"{edges[i]:.0f}-{edges[i + 1]:.0f}",
+            int(count),
+            "█" * max(int(width * count / peak), 1 if count else 0),
+        )
         for i, count in enumerate(counts)
     ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infuse.data.sharegpt import standardize_sharegpt, to_sharegpt
+from infuse.data.sharegpt import column_values, standardize_sharegpt, to_sharegpt
 from infuse.errors import ColumnError, DataError
 
 FORMATS = ("alpaca", "sharegpt", "messages", "columns")
@@ -88,9 +88,7 @@ def _rows_from_json(path: Path, text: str) -> list[dict[str, Any]]:
         raise DataError(f"{path}: expected a JSON array of objects, got {type(payload).__name__}.")
     for index, row in enumerate(payload):
         if not isinstance(row, dict):
-            raise DataError(
-                f"{path}, item {index}: expected an object, got {type(row).__name__}."
-            )
+            raise DataError(f"{path}, item {index}: expected an object, got {type(row).__name__}.")
     return payload
 
 
@@ -163,7 +161,7 @@ def _read_table(path: Path):
 
 def _turn_keys(dataset, column: str) -> set[str]:
     keys: set[str] = set()
-    for convo in dataset[column][:20]:
+    for convo in column_values(dataset.select(range(min(20, len(dataset)))), column):
         if not isinstance(convo, list):
             return set()
         for turn in convo:
@@ -225,19 +223,24 @@ def to_conversations(
         column = loaded.conversation_column or "conversations"
         if column != "conversations":
             dataset = dataset.rename_column(column, "conversations")
-        aliases = {"system": ["system"], "user": ["user", "human", "input"],
-                   "assistant": ["gpt", "assistant", "output", "model", "bot"]}
+        aliases = {
+            "system": ["system"],
+            "user": ["user", "human", "input"],
+            "assistant": ["gpt", "assistant", "output", "model", "bot"],
+        }
         for alias, role in (role_aliases or {}).items():
             aliases.setdefault(role, []).append(alias)
         if loaded.format == "sharegpt" or role_aliases or _needs_role_mapping(dataset):
             dataset = standardize_sharegpt(
                 dataset, aliases["system"], aliases["user"], aliases["assistant"]
             )
-        conversations = dataset["conversations"]
+        conversations = column_values(dataset, "conversations")
         if conversation_extension > 1:
             from infuse.data.sharegpt import extend_conversations
 
-            conversations = extend_conversations(conversations, conversation_extension, random_state)
+            conversations = extend_conversations(
+                conversations, conversation_extension, random_state
+            )
     else:
         if loaded.format == "alpaca":
             merged_prompt = merged_prompt or (
@@ -256,11 +259,12 @@ def to_conversations(
             conversation_extension=conversation_extension,
             random_state=random_state,
         )
-        conversations = standardize_sharegpt(sharegpt)["conversations"]
+        conversations = column_values(standardize_sharegpt(sharegpt), "conversations")
     _check_conversations(loaded.path, conversations)
     if system_prompt:
         conversations = [
-            convo if convo and convo[0]["role"] == "system"
+            convo
+            if convo and convo[0]["role"] == "system"
             else [{"role": "system", "content": system_prompt}, *convo]
             for convo in conversations
         ]
@@ -269,7 +273,7 @@ def to_conversations(
 
 def _needs_role_mapping(dataset) -> bool:
     """True when a role/content dataset uses roles other than system/user/assistant."""
-    for convo in dataset["conversations"][:200]:
+    for convo in column_values(dataset.select(range(min(200, len(dataset)))), "conversations"):
         for turn in convo or []:
             if turn.get("role") not in ("system", "user", "assistant"):
                 return True

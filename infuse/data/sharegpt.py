@@ -39,6 +39,11 @@ class _Segment:
     optional: bool
 
 
+def column_values(dataset, name: str) -> list[Any]:
+    """A dataset column as a Python list, through Arrow (much faster than `dataset[name]`)."""
+    return dataset.with_format("arrow")[name].to_pylist()
+
+
 def parse_merged_prompt(merged_prompt: str, column_names: Sequence[str]) -> list[_Segment]:
     """Split a merged prompt into required text and `[[optional]]` blocks; check its columns.
 
@@ -100,7 +105,9 @@ def merge_columns(
     return texts
 
 
-def _extension_orders(n_rows: int, conversation_extension: int, random_state: int) -> list[np.ndarray]:
+def _extension_orders(
+    n_rows: int, conversation_extension: int, random_state: int
+) -> list[np.ndarray]:
     """Row orders for conversation extension: the identity, then one shuffle per extra turn,
     drawn exactly as `datasets.Dataset.shuffle(seed=random_state + j)` draws them."""
     orders = [np.arange(n_rows)]
@@ -154,7 +161,7 @@ def to_sharegpt(
         raise DataError("The dataset is empty: to_sharegpt needs at least one row.")
     segments = parse_merged_prompt(merged_prompt, names)
     needed = {name for segment in segments for name in segment.columns}
-    columns = {name: dataset[name] for name in needed}
+    columns = {name: column_values(dataset, name) for name in needed}
     n_rows = len(dataset)
     merged = merge_columns(columns, segments, n_rows)
 
@@ -162,21 +169,62 @@ def to_sharegpt(
         raise ColumnError(
             f"Output column '{output_column_name}' is not in the dataset. Columns: {', '.join(names)}."
         )
-    outputs = merged if output_column_name == merged_column_name else dataset[output_column_name]
-    conversations = [
-        [{"from": "human", "value": str(user)}, {"from": "gpt", "value": str(assistant)}]
-        for user, assistant in zip(merged, outputs)
-    ]
-    conversations = extend_conversations(conversations, conversation_extension, random_state)
+    outputs = (
+        merged
+        if output_column_name == merged_column_name
+        else column_values(dataset, output_column_name)
+    )
+    orders = _extension_orders(n_rows, conversation_extension, random_state)
+    conversations = _pair_conversations(merged, [str(value) for value in outputs], orders)
 
     if remove_unused_columns:
-        return Dataset.from_dict({"conversations": conversations})
+        return Dataset(pa_table({"conversations": conversations}))
     # With conversation_extension > 1, Unsloth concatenates shuffled copies side by side and
     # fails on the duplicated columns; we keep each row's own columns instead.
-    table = {name: dataset[name] for name in names}
-    table[merged_column_name] = merged
-    table["conversations"] = conversations
-    return Dataset.from_dict(table)
+    table = dataset.with_format("arrow")[:]
+    table = _set_column(table, merged_column_name, merged)
+    table = _set_column(table, "conversations", conversations)
+    return Dataset(table)
+
+
+def pa_table(columns: dict[str, Any]):
+    """A pyarrow table from named arrays or lists."""
+    import pyarrow as pa
+
+    return pa.table(columns)
+
+
+def _set_column(table, name: str, values):
+    """Replace column `name` in place, or append it."""
+    import pyarrow as pa
+
+    array = (
+        values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, pa.string())
+    )
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, array)
+    return table.append_column(name, array)
+
+
+def _pair_conversations(users: list[str], assistants: list[str], orders: list[np.ndarray]):
+    """human/gpt pairs as an Arrow list<struct<from, value>> array, rows joined per `orders`.
+
+    Built from flat arrays with numpy indexing, never row by row: the same values Unsloth's
+    row-wise construction gives, several times faster.
+    """
+    import pyarrow as pa
+
+    n_rows = len(users)
+    texts = pa.array(users + assistants, pa.string())
+    partners = np.stack(orders, axis=1)  # row -> the rows whose pairs it holds, in order
+    index = np.stack([partners, partners + n_rows], axis=2).reshape(-1)
+    flat_texts = texts.take(pa.array(index))
+    roles = pa.array(
+        np.tile(np.array(["human", "gpt"], dtype=object), n_rows * len(orders)), pa.string()
+    )
+    turns = pa.StructArray.from_arrays([roles, flat_texts], names=["from", "value"])
+    offsets = np.arange(0, 2 * len(orders) * n_rows + 1, 2 * len(orders), dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), turns)
 
 
 def _guess_turn_keys(samples: list[dict[str, Any]]) -> tuple[str, str]:
@@ -218,8 +266,11 @@ def standardize_sharegpt(
 
     if column not in dataset.column_names:
         return dataset
-    conversations = dataset[column]
-    samples = [turn for convo in conversations[:50] for turn in (convo or [])]
+    samples = [
+        turn
+        for convo in column_values(dataset.select(range(min(50, len(dataset)))), column)
+        for turn in (convo or [])
+    ]
     if not samples:
         raise DataError(f"Column '{column}' holds no turns in its first rows.")
     role_key, content_key = _guess_turn_keys(samples)
@@ -231,30 +282,72 @@ def standardize_sharegpt(
         mapping[alias] = "user"
     for alias in aliases_for_assistant:
         mapping[alias] = "assistant"
+    aliases = (list(aliases_for_system), list(aliases_for_user), list(aliases_for_assistant))
 
-    standardized = []
-    for row, convo in enumerate(conversations):
-        turns = []
-        for turn in convo or []:
-            role = turn.get(role_key)
-            if role not in mapping:
-                raise RoleError(
-                    f"Row {row}: role '{role}' is not in the aliases. System: "
-                    f"{list(aliases_for_system)}; user: {list(aliases_for_user)}; assistant: "
-                    f"{list(aliases_for_assistant)}. Add it to one of them "
-                    "(aliases_for_user=[...] or --role-alias NAME=user)."
-                )
-            text = turn.get(content_key)
-            if text is not None and not isinstance(text, str):
-                raise DataError(
-                    f"Row {row}: turn text must be a string, got {type(text).__name__}."
-                )
-            turns.append({"role": mapping[role], "content": "" if text is None else text})
-        standardized.append(turns)
+    table = dataset.with_format("arrow")[:]
+    turns = _standardized_turns(table.column(column), role_key, content_key, mapping, aliases)
+    return Dataset(_set_column(table, column, turns))
 
-    table = {name: dataset[name] for name in dataset.column_names}
-    table[column] = standardized
-    return Dataset.from_dict(table)
+
+def _unknown_role_error(row: int, role: Any, aliases: tuple[list[str], ...]) -> RoleError:
+    system, user, assistant = aliases
+    return RoleError(
+        f"Row {row}: role '{role}' is not in the aliases. System: {system}; user: {user}; "
+        f"assistant: {assistant}. Add it to one of them "
+        "(aliases_for_user=[...] or --role-alias NAME=user)."
+    )
+
+
+def _standardized_turns(
+    conversations,
+    role_key: str,
+    content_key: str,
+    mapping: dict[str, str],
+    aliases: tuple[list[str], ...],
+):
+    """Map roles and rename keys on the flat Arrow arrays of every turn at once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    conversations = (
+        conversations.combine_chunks()
+        if isinstance(conversations, pa.ChunkedArray)
+        else conversations
+    )
+    offsets = conversations.offsets.to_numpy()
+    offsets = offsets - offsets[0]  # a sliced array's offsets need not start at 0
+    turns = conversations.flatten()  # the struct array of every turn, in row order
+    roles = turns.field(role_key)
+    texts = turns.field(content_key)
+    if (
+        not pa.types.is_string(texts.type)
+        and not pa.types.is_large_string(texts.type)
+        and not pa.types.is_null(texts.type)
+    ):
+        raise DataError(
+            f"Turn text ('{content_key}') must be strings, got Arrow type {texts.type}."
+        )
+    encoded = (
+        pc.dictionary_encode(roles.cast(pa.string())).combine_chunks()
+        if isinstance(roles, pa.ChunkedArray)
+        else pc.dictionary_encode(roles.cast(pa.string()))
+    )
+    names = encoded.dictionary.to_pylist()
+    for position, name in enumerate(names):
+        if name not in mapping:
+            first = int(
+                np.flatnonzero(encoded.indices.to_numpy(zero_copy_only=False) == position)[0]
+            )
+            row = int(np.searchsorted(offsets, first, side="right") - 1)
+            raise _unknown_role_error(row, name, aliases)
+    if roles.null_count:
+        first = int(np.flatnonzero(roles.is_null().to_numpy(zero_copy_only=False))[0])
+        row = int(np.searchsorted(offsets, first, side="right") - 1)
+        raise _unknown_role_error(row, None, aliases)
+    mapped = pa.array([mapping[name] for name in names], pa.string()).take(encoded.indices)
+    texts = pc.fill_null(texts.cast(pa.string()), "")
+    standardized = pa.StructArray.from_arrays([mapped, texts], names=["role", "content"])
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), standardized)
 
 
 def role_counts(conversations: list[list[dict[str, Any]]]) -> Counter:

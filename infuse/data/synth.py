@@ -1,0 +1,237 @@
+"""Turn documents into question/answer pairs with a chat model, so documents alone can train.
+
+Each document is cut into chunks (at headings and blank lines, within a character budget);
+the model is asked for N pairs per chunk in a fixed `Q: ... / A: ...` format; every pair is
+parsed, validated (a real question, a short answer), kept only when its answer is *grounded*
+(found word for word in the chunk), deduplicated, and split into train and held-out rows.
+
+Rows are written as JSONL with `id`, `question`, `answer`, `source` (what `infuse eval`
+reads) and `messages` (the user/assistant conversation `infuse train` reads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import string
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infuse.errors import ConfigError, DataError
+
+TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
+
+SYNTH_SYSTEM = (
+    "You write quiz questions about a document. Each question must be answerable from the text "
+    "alone, and its answer must be a short phrase copied exactly from the text (a number, a name, "
+    "a date or a few words)."
+)
+SYNTH_USER = (
+    "Text:\n\"\"\"\n{chunk}\n\"\"\"\n\nWrite {count} different question/answer pairs about this "
+    "text. Use exactly this format, one pair after the other, nothing else:\n"
+    "Q: <question>\nA: <short answer copied from the text>\n"
+)
+
+
+@dataclass
+class QAPair:
+    """One generated question with its answer and where it came from."""
+
+    question: str
+    answer: str
+    source: str
+    chunk: int = 0
+
+    def to_row(self, row_id: str) -> dict[str, Any]:
+        return {
+            "id": row_id,
+            "question": self.question,
+            "answer": self.answer,
+            "source": self.source,
+            "messages": [
+                {"role": "user", "content": self.question},
+                {"role": "assistant", "content": self.answer},
+            ],
+        }
+
+
+@dataclass
+class SynthResult:
+    """Kept pairs split into train and held-out, and the rejected ones with their reason."""
+
+    train: list[QAPair] = field(default_factory=list)
+    heldout: list[QAPair] = field(default_factory=list)
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (question, answer, why)
+    chunks: int = 0
+
+
+def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
+    """Read text/markdown files (folders are searched) as (file name, text) pairs.
+
+    Raises DataError for a missing path, a non-UTF-8 file, or when nothing was found.
+    """
+    documents = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES)
+        elif path.is_file():
+            files = [path]
+        else:
+            raise DataError(f"Knowledge path {path} does not exist.")
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{file} is not UTF-8 text; convert it to text or markdown first.") from None
+            if text.strip():
+                documents.append((file.name, text))
+    if not documents:
+        raise DataError(f"No text found in {', '.join(map(str, paths))} ({', '.join(TEXT_SUFFIXES)} files).")
+    return documents
+
+
+def split_into_chunks(text: str, max_chars: int = 1500) -> list[str]:
+    """Cut text at headings and blank lines into chunks of at most `max_chars` (a longer
+    paragraph stays whole)."""
+    blocks = [b.strip() for b in re.split(r"\n\s*\n|\n(?=#{1,6} )", text) if b.strip()]
+    chunks: list[str] = []
+    current = ""
+
+    def only_headings(part: str) -> bool:
+        return all(line.startswith("#") for line in part.splitlines())
+
+    for block in blocks:
+        too_long = len(current) + len(block) + 2 > max_chars
+        new_section = block.startswith("#") and len(current) > max_chars // 3
+        if current and not only_headings(current) and (too_long or new_section):
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n\n{block}" if current else block
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+_PAIR = re.compile(
+    r"^\s*(?:\d+[.)]\s*)?(?:\*\*)?(?:Q|Question)\s*\d*\s*[:.](?:\*\*)?\s*(?P<q>.+?)\s*\n"
+    r"\s*(?:\*\*)?(?:A|Answer)\s*\d*\s*[:.](?:\*\*)?\s*(?P<a>.+?)\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def parse_qa_pairs(reply: str) -> list[tuple[str, str]]:
+    """Read `Q: ...` / `A: ...` pairs from a model reply (numbering and bold markers allowed)."""
+    return [(m.group("q").strip(), m.group("a").strip().strip('"')) for m in _PAIR.finditer(reply)]
+
+
+def _words(text: str) -> list[str]:
+    table = str.maketrans({ch: " " for ch in string.punctuation})
+    return text.lower().translate(table).split()
+
+
+def is_grounded(answer: str, chunk: str) -> bool:
+    """True when the answer's words appear, in order and adjacent, in the chunk."""
+    needle, haystack = _words(answer), _words(chunk)
+    width = len(needle)
+    return bool(needle) and any(haystack[i : i + width] == needle for i in range(len(haystack) - width + 1))
+
+
+def validate_pair(question: str, answer: str, chunk: str, *, max_answer_words: int = 12) -> str | None:
+    """Why a pair is rejected (None when it is kept)."""
+    if len(_words(question)) < 3 or not question.rstrip().endswith("?"):
+        return "not a question"
+    if not answer.strip():
+        return "empty answer"
+    if len(_words(answer)) > max_answer_words:
+        return f"answer longer than {max_answer_words} words"
+    if not is_grounded(answer, chunk):
+        return "answer not found in the text"
+    if set(_words(answer)) <= set(_words(question)):
+        return "answer repeats the question"
+    return None
+
+
+def synthesize_qa(
+    documents: list[tuple[str, str]],
+    chat_model,
+    *,
+    per_chunk: int = 3,
+    holdout: float = 0.2,
+    seed: int = 0,
+    max_chunk_chars: int = 1500,
+    max_answer_words: int = 12,
+    max_new_tokens: int = 384,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> SynthResult:
+    """Generate, validate, dedupe and split question/answer pairs for `documents`.
+
+    `documents` are (source name, text) pairs; `chat_model` is any infuse ChatModel.
+    `on_chunk(done, total)` reports progress. Raises ConfigError for bad settings.
+    """
+    if per_chunk < 1:
+        raise ConfigError(f"per_chunk={per_chunk}: ask for at least 1 pair per chunk.")
+    if not 0.0 <= holdout < 1.0:
+        raise ConfigError(f"holdout={holdout}: give a fraction from 0 up to (not including) 1.")
+    work = [(source, index, chunk) for source, text in documents
+            for index, chunk in enumerate(split_into_chunks(text, max_chunk_chars))]
+    result = SynthResult(chunks=len(work))
+    kept: list[QAPair] = []
+    seen: set[str] = set()
+    for done, (source, index, chunk) in enumerate(work, start=1):
+        messages = [
+            {"role": "system", "content": SYNTH_SYSTEM},
+            {"role": "user", "content": SYNTH_USER.format(chunk=chunk, count=per_chunk)},
+        ]
+        reply = chat_model.generate(messages, max_new_tokens=max_new_tokens, temperature=0.0).text
+        for question, answer in parse_qa_pairs(reply)[:per_chunk]:
+            why = validate_pair(question, answer, chunk, max_answer_words=max_answer_words)
+            key = " ".join(_words(question))
+            if why is None and key in seen:
+                why = "duplicate question"
+            if why:
+                result.rejected.append((question, answer, why))
+                continue
+            seen.add(key)
+            kept.append(QAPair(question, answer, source, index))
+        if on_chunk:
+            on_chunk(done, len(work))
+    order = list(range(len(kept)))
+    random.Random(seed).shuffle(order)
+    held = round(len(kept) * holdout)
+    if holdout > 0 and held == 0 and len(kept) >= 2:
+        held = 1
+    held_set = set(order[:held])
+    result.train = [p for i, p in enumerate(kept) if i not in held_set]
+    result.heldout = [p for i, p in enumerate(kept) if i in held_set]
+    return result
+
+
+def write_pairs(pairs: list[QAPair], path: str | Path, *, id_prefix: str = "syn") -> Path:
+    """Write pairs as JSONL (atomically); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = "".join(
+        json.dumps(pair.to_row(f"{id_prefix}{i + 1:04d}"), ensure_ascii=False) + "\n"
+        for i, pair in enumerate(pairs)
+    )
+    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(lines)
+        os.chmod(staging, 0o644)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def heldout_path(output: str | Path) -> Path:
+    """Where the held-out split goes beside `output`: QA.jsonl -> QA.heldout.jsonl."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.heldout{output.suffix or '.jsonl'}")
