@@ -124,7 +124,9 @@ def load_tokenizer(spec: str, cache_dir: Path | None = None):
     return AutoTokenizer.from_pretrained(resolve_chat_model(spec, cache_dir), local_files_only=True)
 
 
-def load_causal_lm(spec: str, *, dtype=None, device: str | None = None, cache_dir: Path | None = None):
+def load_causal_lm(
+    spec: str, *, dtype=None, device: str | None = None, cache_dir: Path | None = None
+):
     """Load a causal LM (see `resolve_chat_model`); dtype defaults to float32 on CPU, bf16 on CUDA."""
     import torch
     from transformers import AutoModelForCausalLM

@@ -1,0 +1,105 @@
+"""The knowledge prefix: files -> one system turn -> the exact tokens every question continues.
+
+The prefix is whatever the chat template renders before the question. It is found by rendering
+the conversation with two different questions and keeping what they share, so it works for
+templates that put the system text in its own turn (chatml, Llama 3) and for those that fold it
+into the first user turn (Gemma).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from infuse.errors import ConfigError, DataError, TemplateError
+from infuse.llm.local import encode_rendered, render_messages
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful assistant. Answer the user's question using the knowledge below. "
+    "If the knowledge does not contain the answer, say that you don't know."
+)
+
+# Two probe questions that differ in their first character: the renders agree up to the question.
+_PROBES = ("A?", "B?")
+
+
+def read_knowledge_files(paths: list[Path | str]) -> list[tuple[str, str]]:
+    """Read text/markdown files as (name, text) pairs. Raises DataError naming a bad file."""
+    if not paths:
+        raise ConfigError("No knowledge files given: pass one or more text or markdown files.")
+    documents = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise DataError(f"Knowledge file {path} does not exist (or is not a file).")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"Knowledge file {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                "convert it to text or markdown first."
+            ) from error
+        if text.strip():
+            documents.append((path.name, text.strip()))
+    if not documents:
+        raise DataError(f"The knowledge files {', '.join(map(str, paths))} are all empty.")
+    return documents
+
+
+def knowledge_text(documents: list[tuple[str, str]]) -> str:
+    """Join documents into one text, each under a heading naming its source."""
+    return "\n\n".join(f"## {name}\n\n{text}" for name, text in documents)
+
+
+def system_message(knowledge: str, instructions: str = DEFAULT_INSTRUCTIONS) -> str:
+    """The system turn CAG puts in front of every question."""
+    return f"{instructions}\n\n# Knowledge\n\n{knowledge}"
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a text (utf-8)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class KnowledgePrefix:
+    """The rendered text and tokens before the question, and how to continue them with one."""
+
+    system: str
+    text: str
+    token_ids: list[int]
+
+    def question_ids(self, tokenizer, question: str) -> list[int]:
+        """Tokens that follow the prefix for `question`, up to the assistant's turn."""
+        full = render_messages(tokenizer, _conversation(self.system, question))
+        if not full.startswith(self.text):
+            raise TemplateError(
+                "The chat template renders the knowledge differently depending on the question, so "
+                "no cache can be reused; use RAG with this model."
+            )
+        return encode_rendered(tokenizer, full[len(self.text) :])
+
+    def full_prompt_ids(self, tokenizer, question: str) -> list[int]:
+        """The whole prompt (prefix + question) as one sequence, what a run without cache feeds."""
+        return self.token_ids + self.question_ids(tokenizer, question)
+
+
+def build_prefix(tokenizer, system: str) -> KnowledgePrefix:
+    """Render `system` with the tokenizer's chat template and cut it where questions begin."""
+    first, second = (render_messages(tokenizer, _conversation(system, probe)) for probe in _PROBES)
+    length = 0
+    for a, b in zip(first, second):
+        if a != b:
+            break
+        length += 1
+    text = first[:length]
+    if system not in text:
+        raise TemplateError(
+            "The chat template does not put the knowledge before the question, so it cannot be "
+            "cached; use RAG with this model or give it a template with a system turn."
+        )
+    return KnowledgePrefix(system=system, text=text, token_ids=encode_rendered(tokenizer, text))
+
+
+def _conversation(system: str, question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]

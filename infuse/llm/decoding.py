@@ -1,0 +1,164 @@
+"""The token loop: prefill a prompt into a KV cache, then pick one token at a time.
+
+Written out by hand (not `model.generate`) because CAG needs to start from a cache that
+already holds the knowledge, and because the loop is where time to first token, stop
+strings and streaming happen; one screen of code a person can follow.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Decoded:
+    """What the loop produced: the new token ids, their text, and when the first one came."""
+
+    token_ids: list[int]
+    text: str
+    finish_reason: str  # "stop" (end token or stop string) or "length"
+    time_to_first_token_s: float
+    total_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def forward_kwargs(model, cache) -> dict[str, Any]:
+    """The keyword arguments that hand `cache` to `model.forward`, whatever this transformers calls it.
+
+    transformers 5.24 names it `cache` (`past_key_values` is deprecated); older 5.x releases
+    (the GPU machine has 5.17) only know `past_key_values`. `logits_to_keep=1` is added where the
+    model takes it, so a long prefill computes logits for its last position only.
+    """
+    base = (
+        model.get_base_model() if hasattr(model, "get_base_model") else model
+    )  # peft passes kwargs on
+    names = _forward_parameters(type(base))
+    kwargs: dict[str, Any] = {"use_cache": True}
+    kwargs["cache" if "cache" in names else "past_key_values"] = cache
+    if "logits_to_keep" in names:
+        kwargs["logits_to_keep"] = 1
+    return kwargs
+
+
+_PARAMETERS: dict[type, frozenset[str]] = {}
+
+
+def _forward_parameters(model_class: type) -> frozenset[str]:
+    if model_class not in _PARAMETERS:
+        _PARAMETERS[model_class] = frozenset(inspect.signature(model_class.forward).parameters)
+    return _PARAMETERS[model_class]
+
+
+def end_token_ids(model, tokenizer) -> set[int]:
+    """Token ids that end an answer: the tokenizer's eos plus the model's generation config's."""
+    ids: set[int] = set()
+    candidates: list[Any] = [tokenizer.eos_token_id]
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None:
+        candidates.append(generation_config.eos_token_id)
+    for candidate in candidates:
+        if isinstance(candidate, int):
+            ids.add(candidate)
+        elif isinstance(candidate, (list, tuple)):
+            ids.update(int(value) for value in candidate)
+    return ids
+
+
+def prefill(model, input_ids: Sequence[int], cache):
+    """Run `input_ids` through the model, appending their keys/values to `cache`; return last logits."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(input_ids)], dtype=torch.long, device=device)
+    with torch.inference_mode():
+        output = model(input_ids=ids, **forward_kwargs(model, cache))
+    return output.logits[:, -1, :]
+
+
+def decode(
+    model,
+    tokenizer,
+    input_ids: Sequence[int],
+    cache,
+    *,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    stop: Sequence[str] | None = None,
+    on_token: Callable[[str], None] | None = None,
+    end_ids: set[int] | None = None,
+    generator=None,
+) -> Decoded:
+    """Generate after `input_ids`, whose prefix may already sit in `cache` (only the rest is fed).
+
+    `input_ids` are the tokens not yet in the cache. Greedy when `temperature` is 0, else
+    sampling from softmax(logits / temperature). Text is streamed to `on_token` as it becomes
+    final (held back while it could still turn into a stop string). Returns `Decoded`.
+    """
+    import torch
+
+    started = time.perf_counter()
+    end_ids = end_token_ids(model, tokenizer) if end_ids is None else end_ids
+    stops = [text for text in (stop or []) if text]
+    hold_back = max((len(text) for text in stops), default=1) - 1
+    device = next(model.parameters()).device
+    new_ids: list[int] = []
+    emitted = 0
+    text = ""
+    finish_reason = "length"
+    first_token_at: float | None = None
+
+    logits = prefill(model, input_ids, cache)
+    with torch.inference_mode():
+        for _step in range(max_new_tokens):
+            token_id = _pick(logits, temperature, generator)
+            if first_token_at is None:
+                first_token_at = time.perf_counter()
+            if token_id in end_ids:
+                finish_reason = "stop"
+                break
+            new_ids.append(token_id)
+            text = tokenizer.decode(new_ids, skip_special_tokens=True)
+            cut = _first_stop(text, stops)
+            if cut is not None:
+                text = text[:cut]
+                finish_reason = "stop"
+                break
+            # Emit what can no longer change: a partly decoded character shows as U+FFFD.
+            safe_end = len(text) - hold_back if stops else len(text)
+            if text.endswith("\ufffd"):
+                safe_end = min(safe_end, len(text) - 1)
+            if on_token is not None and safe_end > emitted:
+                on_token(text[emitted:safe_end])
+                emitted = safe_end
+            if len(new_ids) == max_new_tokens:
+                break
+            step_ids = torch.tensor([[token_id]], dtype=torch.long, device=device)
+            logits = model(input_ids=step_ids, **forward_kwargs(model, cache)).logits[:, -1, :]
+    if on_token is not None and len(text) > emitted:
+        on_token(text[emitted:])
+    finished = time.perf_counter()
+    return Decoded(
+        token_ids=new_ids,
+        text=text,
+        finish_reason=finish_reason,
+        time_to_first_token_s=(first_token_at or finished) - started,
+        total_s=finished - started,
+    )
+
+
+def _pick(logits, temperature: float, generator) -> int:
+    import torch
+
+    if temperature <= 0:
+        return int(torch.argmax(logits[0]).item())
+    probabilities = torch.softmax(logits[0].float() / temperature, dim=-1)
+    return int(torch.multinomial(probabilities, 1, generator=generator).item())
+
+
+def _first_stop(text: str, stops: list[str]) -> int | None:
+    positions = [text.find(stop) for stop in stops if stop in text]
+    return min(positions) if positions else None
