@@ -57,7 +57,7 @@ def inspect(
         from infuse.data.templates import get_chat_template
 
         tokenizer = get_chat_template(tokenizer, chat_template)
-    plot_path = Path(plot) if plot else Path(file).with_name(Path(file).stem + ".lengths.png")
+    plot_path = Path(plot) if plot else Path.cwd() / (Path(file).stem + ".lengths.png")
     report = inspect_conversations(
         column_values(dataset, "conversations"),
         tokenizer,

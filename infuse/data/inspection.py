@@ -213,10 +213,14 @@ def write_histogram_png(lengths: list[int], max_seq_len: int, path: Path) -> Pat
 
     figure, axes = plt.subplots(figsize=(7, 3.5), dpi=100)
     axes.hist(lengths, bins=min(50, max(5, len(set(lengths)))), color="#4472c4")
-    axes.axvline(max_seq_len, color="#c00000", linestyle="--", label=f"max_seq_len {max_seq_len}")
+    longest = max(lengths, default=0)
+    if max_seq_len <= longest * 1.5:
+        axes.axvline(max_seq_len, color="#c00000", linestyle="--", label=f"max_seq_len {max_seq_len}")
+        axes.legend()
+    else:  # the limit is far to the right: say so instead of squashing the bars
+        axes.set_title(f"all rows fit max_seq_len {max_seq_len} (longest: {longest} tokens)")
     axes.set_xlabel("tokens per conversation (chat template applied)")
     axes.set_ylabel("rows")
-    axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
