@@ -1,0 +1,67 @@
+"""`infuse data synth`: documents in, question/answer pairs out (train + held-out split)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("synth")
+@click.option("--knowledge", "knowledge", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Text/markdown files or folders to write questions about. Repeat for more.")
+@click.option("--output", required=True, type=click.Path(path_type=Path),
+              help="JSONL file for the training pairs; the held-out split goes beside it "
+                   "(QA.jsonl -> QA.heldout.jsonl).")
+@click.option("--model", default="smollm2", show_default=True,
+              help="Model writing the pairs: packaged name, folder, .gguf (served name with --base-url).")
+@click.option("--base-url", default=None, help="OpenAI-compatible server to write the pairs with.")
+@click.option("--api-key", default=None, envvar="INFUSE_API_KEY", help="Key for --base-url.")
+@click.option("--per-chunk", type=int, default=3, show_default=True, help="Pairs asked for per chunk.")
+@click.option("--holdout", type=float, default=0.2, show_default=True,
+              help="Fraction of pairs held out for `infuse eval`.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out split.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str | None,
+          api_key: str | None, per_chunk: int, holdout: float, seed: int, as_json: bool) -> None:
+    """Ask a model for question/answer pairs about your documents; keep only grounded ones."""
+    from collections import Counter
+
+    from rich.progress import Progress
+
+    from infuse.cli.output import console, err_console, print_json
+    from infuse.data.synth import heldout_path, read_documents, synthesize_qa, write_pairs
+    from infuse.llm import load_chat_model
+
+    documents = read_documents(knowledge)
+    chat_model = load_chat_model(model, base_url=base_url, api_key=api_key) if base_url else load_chat_model(model)
+    with Progress(console=err_console, disable=as_json) as progress:
+        task = progress.add_task("Writing questions", total=None)
+        result = synthesize_qa(
+            documents, chat_model, per_chunk=per_chunk, holdout=holdout, seed=seed,
+            on_chunk=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    train_path = write_pairs(result.train, output, id_prefix="syn")
+    held_path = write_pairs(result.heldout, heldout_path(output), id_prefix="held")
+    reasons = Counter(why for _q, _a, why in result.rejected)
+    payload = {
+        "documents": len(documents),
+        "chunks": result.chunks,
+        "train": len(result.train),
+        "heldout": len(result.heldout),
+        "rejected": len(result.rejected),
+        "rejected_by_reason": dict(reasons),
+        "train_file": str(train_path),
+        "heldout_file": str(held_path),
+    }
+    if as_json:
+        print_json(payload)
+        return
+    console.print(
+        f"{len(documents)} documents, {result.chunks} chunks: kept {len(result.train)} train and "
+        f"{len(result.heldout)} held-out pairs, rejected {len(result.rejected)}"
+        + (f" ({', '.join(f'{n} {why}' for why, n in reasons.most_common())})" if reasons else "")
+    )
+    console.print(f"train:    {train_path}\nheld-out: {held_path}  (use with `infuse eval --questions`)")
+    if not result.train and not result.heldout:
+        err_console.print("[yellow]No pair passed the checks: try a larger model (--model/--base-url).[/]")

@@ -1,0 +1,236 @@
+"""Plain-words findings under the results table, each read from a measured signal.
+
+Every check returns a `Finding` or None, so each can be tested on a case built to trigger it
+and on one where it must stay quiet. `diagnose()` runs them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from infuse.eval.methods import DOES_NOT_FIT
+from infuse.eval.results import EvalResults
+from infuse.eval.runinfo import RunInfo
+
+BAD_ACCURACY = 0.5  # below this a method's results count as bad
+BASE_ALREADY_KNOWS = 0.6  # the base model alone at or above this: little to learn
+LOW_CONTEXT_RECALL = 0.7
+MASKED_FRACTION = 0.05  # fewer supervised tokens than this: almost everything is masked
+OVERFIT_RISE = 1.05  # eval loss this much above its best, at the end
+
+
+@dataclass
+class Finding:
+    """One diagnosis: a short title, the explanation with its numbers and the fix."""
+
+    code: str
+    title: str
+    message: str
+    signal: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fine_tuned(results: EvalResults):
+    return [m for m in results.methods if m.name in ("lora", "finetune", "adapter")]
+
+
+def recommended_examples(model_parameters: int) -> int:
+    """A rough floor on training examples for a LoRA to pick up new facts at this model size."""
+    if model_parameters < 1_000_000_000:
+        return 200
+    if model_parameters < 10_000_000_000:
+        return 500
+    return 1000
+
+
+def check_too_little_data(results: EvalResults, run: RunInfo | None) -> Finding | None:
+    """Fires when the adapter scores badly and it saw fewer examples than its model size needs."""
+    if run is None:
+        return None
+    examples, params = run.fact("train_examples"), run.fact("model_parameters")
+    bad = [m for m in _fine_tuned(results) if m.accuracy < BAD_ACCURACY]
+    if examples is None or params is None or not bad:
+        return None
+    floor = recommended_examples(int(params))
+    if int(examples) >= floor:
+        return None
+    return Finding(
+        "too_little_data",
+        "Too little training data for the model size",
+        f"The adapter trained on {int(examples)} examples for a {int(params) / 1e6:,.0f}M-parameter "
+        f"model and answers {bad[0].accuracy:.0%} right. Aim for at least {floor} examples: "
+        "write more questions per fact, phrase each fact several ways, or generate them with "
+        "`infuse data synth`.",
+        {"train_examples": int(examples), "model_parameters": int(params), "recommended": floor},
+    )
+
+
+def check_overfitting(results: EvalResults, run: RunInfo | None) -> Finding | None:
+    """Fires when eval loss rose past its best while train loss kept falling."""
+    if run is None:
+        return None
+    curve = run.curve()
+    evals = [(p["step"], p["eval_loss"]) for p in curve if "eval_loss" in p]
+    trains = [(p["step"], p["loss"]) for p in curve if "loss" in p]
+    if len(evals) < 3 or len(trains) < 2:
+        return None
+    best_step, best = min(evals, key=lambda e: e[1])
+    last_step, last = evals[-1]
+    if last_step == best_step or last < best * OVERFIT_RISE:
+        return None
+
+    def train_near(step: int) -> float:
+        window = [loss for s, loss in trains if s <= step][-5:] or [trains[0][1]]
+        return sum(window) / len(window)
+
+    train_at_best, train_at_end = train_near(best_step), train_near(last_step)
+    if train_at_end >= train_at_best:
+        return None
+    return Finding(
+        "overfitting",
+        "Eval loss rising while train loss falls (overfitting)",
+        f"Eval loss was lowest at step {best_step} ({best:.3f}) and rose to {last:.3f} by step "
+        f"{last_step}, while train loss fell from {train_at_best:.3f} to {train_at_end:.3f}: the "
+        "adapter memorises its training rows. Train fewer epochs (stop near step "
+        f"{best_step}), lower the LoRA rank, or add more varied data.",
+        {"best_step": best_step, "best_eval_loss": best, "last_step": last_step,
+         "last_eval_loss": last, "train_loss_at_best": train_at_best, "train_loss_at_end": train_at_end},
+    )
+
+
+def check_labels_masked(results: EvalResults, run: RunInfo | None) -> Finding | None:
+    """Fires when almost no tokens carried a label, so training learned (almost) nothing."""
+    if run is None:
+        return None
+    fraction = run.fact("supervised_token_fraction")
+    if fraction is None or float(fraction) >= MASKED_FRACTION:
+        return None
+    return Finding(
+        "labels_masked",
+        "Almost all labels were masked",
+        f"Only {float(fraction):.1%} of the training tokens carried a label, so the adapter barely "
+        "trained. The response-only mask did not find the assistant turns: check the chat "
+        "template matches the model (`infuse data inspect FILE --model ...` shows what is trained "
+        "on), or train with responses-only off.",
+        {"supervised_token_fraction": float(fraction)},
+    )
+
+
+def _squash(template: str) -> str:
+    return "".join(template.split())
+
+
+def check_template_mismatch(results: EvalResults, run: RunInfo | None) -> Finding | None:
+    """Fires when the adapter was trained with one chat template and evaluated with another."""
+    for method in _fine_tuned(results):
+        trained = method.facts.get("train_chat_template") or (run.chat_template if run else None)
+        used = method.facts.get("inference_chat_template")
+        if trained and used and _squash(trained) != _squash(used):
+            return Finding(
+                "template_mismatch",
+                "Chat template differs between training and inference",
+                f"'{method.name}' was trained with one chat template and answered with another, "
+                "so the model sees prompts it never trained on. Generate with the run's own "
+                "template (stored in the run folder as chat_template.jinja).",
+                {"method": method.name},
+            )
+    return None
+
+
+def check_retrieval_miss(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+    """Fires when a retrieval method is wrong mostly because the passages lacked the answer."""
+    for method in results.methods:
+        if method.context_recall is None or method.context_recall >= LOW_CONTEXT_RECALL:
+            continue
+        rows = results.results_for(method.name)
+        wrong = [r for r in rows if not r.correct]
+        missed = [r for r in wrong if r.context_hit is False]
+        if not wrong or len(missed) < len(wrong) / 2:
+            continue
+        source = (
+            f" and a passage from the right document for {method.source_recall:.0%}"
+            if method.source_recall is not None else ""
+        )
+        return Finding(
+            "retrieval_miss",
+            f"{method.name}: retrieval misses the answer",
+            f"{method.name} retrieved the answer for {method.context_recall:.0%} of the questions"
+            f"{source}. Of its {len(wrong)} wrong answers, {len(missed)} had no answer in the "
+            "retrieved passages: the failure is retrieval, not generation. Retrieve more passages "
+            "(top-k), use smaller chunks or hybrid search with rerank, and check every source "
+            "document is in the knowledge base.",
+            {"method": method.name, "context_recall": method.context_recall,
+             "source_recall": method.source_recall, "wrong": len(wrong), "missed": len(missed)},
+        )
+    return None
+
+
+def check_generation_miss(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+    """Fires when retrieval found the answer but the model still answered wrong, often."""
+    for method in results.methods:
+        if method.context_recall is None or method.context_recall < LOW_CONTEXT_RECALL:
+            continue
+        rows = results.results_for(method.name)
+        found_but_wrong = [r for r in rows if r.context_hit and not r.correct]
+        found = [r for r in rows if r.context_hit]
+        if len(found_but_wrong) < max(2, len(found) / 3):
+            continue
+        return Finding(
+            "generation_miss",
+            f"{method.name}: the answer was retrieved but not used",
+            f"For {len(found_but_wrong)} of the {len(found)} questions whose answer was in the "
+            f"retrieved passages, {method.name} still answered wrong: the failure is generation, "
+            "not retrieval. Use a larger or instruction-tuned model, fewer passages, or a "
+            "stricter prompt.",
+            {"method": method.name, "found": len(found), "found_but_wrong": len(found_but_wrong)},
+        )
+    return None
+
+
+def check_cag_does_not_fit(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+    """Fires when CAG was skipped because the knowledge is longer than the context window."""
+    for skip in results.skipped:
+        if skip.code == DOES_NOT_FIT:
+            return Finding(
+                "cag_does_not_fit",
+                "The knowledge does not fit the context window",
+                f"{skip.name} could not run: {skip.reason}. Use RAG for this knowledge, trim it, "
+                "or pick a model with a longer context.",
+                {"method": skip.name, **skip.facts},
+            )
+    return None
+
+
+def check_base_already_answers(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+    """Fires when the base model alone already answers most questions (nothing to learn)."""
+    base = results.method("base")
+    if base is None or base.accuracy < BASE_ALREADY_KNOWS:
+        return None
+    return Finding(
+        "base_already_answers",
+        "The base model already knows the answers",
+        f"Without any knowledge the base model answers {base.accuracy:.0%} of the questions "
+        "right, so fine-tuning has little to add and the comparison says little. Make sure the "
+        "questions need your documents (facts a public model cannot know).",
+        {"base_accuracy": base.accuracy},
+    )
+
+
+CHECKS = (
+    check_base_already_answers,
+    check_too_little_data,
+    check_overfitting,
+    check_labels_masked,
+    check_template_mismatch,
+    check_retrieval_miss,
+    check_generation_miss,
+    check_cag_does_not_fit,
+)
+
+
+def diagnose(results: EvalResults, run: RunInfo | None = None) -> list[Finding]:
+    """Run every check; return the findings that fired, in a fixed order."""
+    return [finding for check in CHECKS if (finding := check(results, run)) is not None]

@@ -1,0 +1,194 @@
+"""Each diagnosis fires on a case built to trigger it and stays quiet on one that should not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from eval_fakes import QUESTIONS, DictMethod
+
+from infuse.errors import DataError
+from infuse.eval import diagnosis
+from infuse.eval.methods import DOES_NOT_FIT, MISSING, SkippedMethod
+from infuse.eval.runinfo import RunInfo, load_run
+from infuse.eval.runner import run_eval
+
+RIGHT = {"q1": "38 days", "q2": "Oskar Lindqvist", "q3": "Pip", "q4": "64"}
+
+
+def _results(*methods, skipped=()):
+    return run_eval(QUESTIONS, list(methods), skipped=list(skipped), progress=False)
+
+
+def _run(tmp_path: Path, metrics=(), summary=None, template=None) -> RunInfo:
+    return RunInfo(run_dir=tmp_path, metrics=list(metrics), summary=dict(summary or {}),
+                   chat_template=template)
+
+
+def _codes(results, run=None):
+    return [f.code for f in diagnosis.diagnose(results, run)]
+
+
+# --- base model already answering ------------------------------------------------------
+
+def test_base_already_answers_fires_when_base_knows():
+    finding = diagnosis.check_base_already_answers(_results(DictMethod("base", RIGHT)))
+    assert finding and finding.code == "base_already_answers" and "100%" in finding.message
+
+
+def test_base_already_answers_quiet_when_base_does_not_know():
+    assert diagnosis.check_base_already_answers(_results(DictMethod("base", {"q1": "38 days"}))) is None
+
+
+# --- too little data ---------------------------------------------------------------------
+
+def test_too_little_data_fires_for_few_examples_and_bad_adapter(tmp_path):
+    run = _run(tmp_path, summary={"train_examples": 40, "model_parameters": 135_000_000})
+    finding = diagnosis.check_too_little_data(_results(DictMethod("lora", {})), run)
+    assert finding and "40 examples" in finding.message and "135M" in finding.message
+    assert finding.signal["recommended"] == 200
+
+
+@pytest.mark.parametrize(
+    ("summary", "answers"),
+    [
+        ({"train_examples": 600, "model_parameters": 135_000_000}, {}),  # enough data
+        ({"train_examples": 40, "model_parameters": 135_000_000}, RIGHT),  # adapter does fine
+        ({"model_parameters": 135_000_000}, {}),  # not measured: say nothing
+    ],
+)
+def test_too_little_data_quiet(tmp_path, summary, answers):
+    run = _run(tmp_path, summary=summary)
+    assert diagnosis.check_too_little_data(_results(DictMethod("lora", answers)), run) is None
+
+
+# --- overfitting ---------------------------------------------------------------------------
+
+def _curve(eval_losses, train_losses):
+    rows = []
+    for index, (train, evaluated) in enumerate(zip(train_losses, eval_losses, strict=True)):
+        row = {"step": (index + 1) * 10, "loss": train}
+        if evaluated is not None:
+            row["eval_loss"] = evaluated
+        rows.append(row)
+    return rows
+
+
+def test_overfitting_fires_when_eval_rises_and_train_falls(tmp_path):
+    run = _run(tmp_path, metrics=_curve([2.0, 1.5, 1.4, 1.6, 1.9], [2.0, 1.4, 1.0, 0.6, 0.2]))
+    finding = diagnosis.check_overfitting(_results(DictMethod("lora", {})), run)
+    assert finding and finding.signal["best_step"] == 30 and finding.signal["last_step"] == 50
+    assert "fewer epochs" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("evals", "trains"),
+    [
+        ([2.0, 1.5, 1.4, 1.3, 1.2], [2.0, 1.4, 1.0, 0.6, 0.2]),  # eval keeps falling
+        ([2.0, 1.5, 1.4, 1.6, 1.9], [0.5, 0.6, 0.8, 1.0, 1.2]),  # train rising too: not overfitting
+        ([2.0, 1.5, 1.41, 1.40, 1.42], [2.0, 1.4, 1.0, 0.6, 0.2]),  # noise within 5%
+        ([None, None, None, None, 1.0], [2.0, 1.4, 1.0, 0.6, 0.2]),  # one eval point only
+    ],
+)
+def test_overfitting_quiet(tmp_path, evals, trains):
+    run = _run(tmp_path, metrics=_curve(evals, trains))
+    assert diagnosis.check_overfitting(_results(DictMethod("lora", {})), run) is None
+
+
+# --- labels masked / template mismatch -------------------------------------------------------
+
+def test_labels_masked_fires_and_stays_quiet(tmp_path):
+    results = _results(DictMethod("lora", {}))
+    masked = _run(tmp_path, summary={"supervised_token_fraction": 0.01})
+    finding = diagnosis.check_labels_masked(results, masked)
+    assert finding and "1.0%" in finding.message
+    healthy = _run(tmp_path, summary={"supervised_token_fraction": 0.35})
+    assert diagnosis.check_labels_masked(results, healthy) is None
+    assert diagnosis.check_labels_masked(results, None) is None
+
+
+def test_template_mismatch_fires_and_stays_quiet(tmp_path):
+    chatml = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    other = "{% for m in messages %}### {{ m.role }}: {{ m.content }}\n{% endfor %}"
+    run = _run(tmp_path, template=chatml)
+    mismatched = _results(DictMethod("lora", {}, facts={"inference_chat_template": other}))
+    finding = diagnosis.check_template_mismatch(mismatched, run)
+    assert finding and finding.signal["method"] == "lora"
+    # the same template, differing only in whitespace, is no mismatch
+    same = _results(DictMethod("lora", {}, facts={"inference_chat_template": chatml + "\n  "}))
+    assert diagnosis.check_template_mismatch(same, run) is None
+
+
+# --- retrieval misses ------------------------------------------------------------------------
+
+def _rag(answers, passages):
+    return DictMethod("rag", answers, passages=passages)
+
+
+def test_retrieval_miss_fires_when_wrong_answers_lacked_the_passage():
+    passages = {qid: [("docs/other.md", "Nothing useful here.")] for qid in RIGHT}
+    passages["q1"] = [("docs/refund-policy.md", "Return within 38 days.")]
+    finding = diagnosis.check_retrieval_miss(_results(_rag({"q1": "38 days"}, passages)))
+    assert finding and finding.signal["context_recall"] == 0.25 and finding.signal["missed"] == 3
+    assert "retrieval, not generation" in finding.message
+
+
+def test_retrieval_miss_quiet_when_retrieval_found_the_answers():
+    passages = {qid: [("docs/x.md", f"The answer is {text}.")] for qid, text in RIGHT.items()}
+    # generation fails (wrong answers) but the passages held the answer: not a retrieval problem
+    generation_failed = _results(_rag({}, passages))
+    assert diagnosis.check_retrieval_miss(generation_failed) is None
+    finding = diagnosis.check_generation_miss(generation_failed)
+    assert finding and finding.signal == {"method": "rag", "found": 4, "found_but_wrong": 4}
+    # no citations at all: nothing measured, nothing said
+    assert diagnosis.check_retrieval_miss(_results(DictMethod("rag", {}))) is None
+    assert diagnosis.check_generation_miss(_results(DictMethod("rag", {}))) is None
+
+
+def test_generation_miss_quiet_when_retrieved_answers_are_used():
+    passages = {qid: [("docs/x.md", f"The answer is {text}.")] for qid, text in RIGHT.items()}
+    assert diagnosis.check_generation_miss(_results(_rag(RIGHT, passages))) is None
+
+
+# --- CAG does not fit --------------------------------------------------------------------------
+
+def test_cag_does_not_fit_fires_and_stays_quiet():
+    too_big = SkippedMethod("cag", "the knowledge is 9,100 tokens ...", DOES_NOT_FIT,
+                            {"knowledge_tokens": 9100, "context_window": 8192})
+    finding = diagnosis.check_cag_does_not_fit(_results(DictMethod("base", {}), skipped=[too_big]))
+    assert finding and finding.signal["knowledge_tokens"] == 9100 and "RAG" in finding.message
+    other_skip = SkippedMethod("cag", "no knowledge files given", MISSING)
+    assert diagnosis.check_cag_does_not_fit(_results(DictMethod("base", {}), skipped=[other_skip])) is None
+
+
+def test_healthy_run_has_no_findings(tmp_path):
+    passages = {qid: [("docs/x.md", f"The answer is {text}.")] for qid, text in RIGHT.items()}
+    results = _results(DictMethod("base", {}), _rag(RIGHT, passages), DictMethod("lora", RIGHT))
+    run = _run(tmp_path, metrics=_curve([2.0, 1.5, 1.2], [2.0, 1.5, 1.1]),
+               summary={"train_examples": 400, "model_parameters": 135_000_000,
+                        "supervised_token_fraction": 0.3})
+    assert _codes(results, run) == []
+
+
+# --- reading a run folder -----------------------------------------------------------------------
+
+def test_load_run_reads_metrics_config_summary_and_template(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in _curve([None, 1.5], [2.0, 1.0])) + "\n", encoding="utf-8"
+    )
+    (tmp_path / "config.toml").write_text('model = "smollm2"\nlora_r = 16\n', encoding="utf-8")
+    (tmp_path / "summary.json").write_text(json.dumps({"num_examples": 204, "train_runtime": 61.5}))
+    (tmp_path / "chat_template.jinja").write_text("{{ messages }}", encoding="utf-8")
+    run = load_run(tmp_path)
+    assert run.curve() == [{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1.0, "eval_loss": 1.5}]
+    assert run.fact("train_examples") == 204 and run.training_s == 61.5
+    assert run.config["lora_r"] == 16 and run.chat_template == "{{ messages }}"
+
+
+def test_load_run_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="no metrics.jsonl"):
+        load_run(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2}\n{"loss": 1}\n')
+    with pytest.raises(DataError, match=r"metrics.jsonl line 2: each line needs an integer 'step'"):
+        load_run(tmp_path)
