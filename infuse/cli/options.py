@@ -13,17 +13,38 @@ from infuse.errors import ConfigError
 def conversation_options(command: Callable) -> Callable:
     """Add the options that say how rows become conversations."""
     options = [
-        click.option("--merged-prompt", default=None,
-                     help="Merge columns into the user turn, e.g. '{title}[[\\n\\n{body}]]' "
-                          "([[...]] is dropped when its first column is empty)."),
+        click.option(
+            "--merged-prompt",
+            default=None,
+            help="Merge columns into the user turn, e.g. '{title}[[\\n\\n{body}]]' "
+            "([[...]] is dropped when its first column is empty).",
+        ),
         click.option("--output-column", default=None, help="Column holding the answer."),
-        click.option("--system-prompt", default=None, help="System turn added to every conversation."),
-        click.option("--conversation-extension", type=int, default=1, show_default=True,
-                     help="Join each row with N-1 random others into one multi-turn conversation."),
-        click.option("--seed", "random_state", type=int, default=3407, show_default=True,
-                     help="Seed of the conversation-extension shuffles."),
-        click.option("--role-alias", "role_aliases", multiple=True, metavar="NAME=ROLE",
-                     help="Map an unknown role, e.g. --role-alias bot=assistant."),
+        click.option(
+            "--system-prompt", default=None, help="System turn added to every conversation."
+        ),
+        click.option(
+            "--conversation-extension",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Join each row with N-1 random others into one multi-turn conversation.",
+        ),
+        click.option(
+            "--seed",
+            "random_state",
+            type=int,
+            default=3407,
+            show_default=True,
+            help="Seed of the conversation-extension shuffles.",
+        ),
+        click.option(
+            "--role-alias",
+            "role_aliases",
+            multiple=True,
+            metavar="NAME=ROLE",
+            help="Map an unknown role, e.g. --role-alias bot=assistant.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)

@@ -1,0 +1,32 @@
+"""LoRA fine-tuning: config, the training loop, checkpoints, chat with a run, and export.
+
+    RunConfig                     every setting of a run (infuse.train.config)
+    train(config, resume=False)   the training loop (infuse.train.loop) -> TrainResult
+    generate_from_run(run, prompt)  base + adapter with the run's exact template (infuse.train.runs)
+    export_run(run, out, format=)   adapter | merged | gguf (infuse.train.export)
+
+Heavy libraries (torch, transformers, peft) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infuse.train.config import RunConfig
+
+__all__ = ["RunConfig", "train", "generate_from_run", "load_run_model", "export_run"]
+
+_LAZY = {
+    "train": "infuse.train.loop",
+    "generate_from_run": "infuse.train.runs",
+    "load_run_model": "infuse.train.runs",
+    "export_run": "infuse.train.export",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'infuse.train' has no attribute {name!r}")
