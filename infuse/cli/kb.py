@@ -1,0 +1,236 @@
+"""`infuse kb`: build and search the knowledge base (add, list, remove, sync, search)."""
+
+from __future__ import annotations
+
+import click
+
+from infuse.cli.output import console, err_console, print_json
+from infuse.errors import ConfigError, DataError
+
+kb_option = click.option(
+    "--kb",
+    "location",
+    envvar="INFUSE_KB",
+    default=".infuse/kb",
+    show_default=True,
+    help="Knowledge base folder (LanceDB) or postgresql:// URL (env INFUSE_KB).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, object]:
+    """`key=value` pairs into a dict (repeated keys collect a list of values)."""
+    result: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{option} {pair!r}: expected KEY=VALUE.")
+        if key in result:
+            previous = result[key]
+            result[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            result[key] = value
+    return result
+
+
+def _report_skips(skipped: list[dict[str, str]]) -> None:
+    for item in skipped:
+        err_console.print(
+            f"[yellow]Skipped[/yellow] {item['reason']}", highlight=False, markup=True
+        )
+
+
+@click.group()
+def kb() -> None:
+    """Build and search the knowledge base."""
+
+
+@kb.command("add")
+@click.argument("paths", nargs=-1, required=True)
+@kb_option
+@click.option(
+    "--embedder",
+    default=None,
+    help="Embedding model: packaged name (minilm) or folder. "
+    "Default: the one the knowledge base was built with, else minilm.",
+)
+@click.option(
+    "--text-column", "text_columns", multiple=True, help="CSV/JSONL: column(s) holding the text."
+)
+@click.option(
+    "--metadata-column",
+    "metadata_columns",
+    multiple=True,
+    help="CSV/JSONL: column(s) kept as metadata.",
+)
+@click.option(
+    "--id-column",
+    default=None,
+    help="CSV/JSONL: column with a unique row id (default: row number).",
+)
+@click.option("--title-column", default=None, help="CSV/JSONL: column with the row's title.")
+@click.option(
+    "--meta",
+    "meta_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Metadata added to every document.",
+)
+@click.option(
+    "--chunk-tokens", type=int, default=None, help="Chunk size budget in tokens (default 200)."
+)
+@click.option(
+    "--overlap-tokens", type=int, default=None, help="Tokens repeated between chunks (default 40)."
+)
+@json_option
+def add(
+    paths,
+    location,
+    embedder,
+    text_columns,
+    metadata_columns,
+    id_column,
+    title_column,
+    meta_pairs,
+    chunk_tokens,
+    overlap_tokens,
+    as_json,
+) -> None:
+    """Add files, folders or globs (Markdown, text, HTML, PDF, DOCX, CSV/TSV/JSON/JSONL rows).
+
+    Unchanged files are skipped, changed files replace their chunks.
+    """
+    from infuse.knowledge.kb import KnowledgeBase
+    from infuse.knowledge.readers import RowOptions
+
+    options = RowOptions(list(text_columns), list(metadata_columns), id_column, title_column)
+    with KnowledgeBase(
+        location,
+        embedder=embedder,
+        chunk_tokens=chunk_tokens,
+        overlap_tokens=overlap_tokens,
+        show_progress=not as_json,
+    ) as knowledge:
+        report = knowledge.add(
+            list(paths), row_options=options, metadata=parse_pairs(meta_pairs, "--meta")
+        )
+    if as_json:
+        print_json(report.to_dict())
+        return
+    _report_skips(report.skipped)
+    console.print(
+        f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
+        f"{len(report.removed)} removed, {len(report.skipped)} skipped ({report.chunks_written} chunks written) "
+        f"in {location}"
+    )
+
+
+@kb.command("list")
+@kb_option
+@json_option
+def list_documents(location, as_json) -> None:
+    """List the documents in the knowledge base."""
+    from rich.table import Table
+
+    from infuse.knowledge.kb import KnowledgeBase
+
+    with KnowledgeBase(location) as knowledge:
+        records = knowledge.documents()
+    if as_json:
+        print_json({"documents": [record.__dict__ for record in records]})
+        return
+    table = Table("document", "title", "chunks", "hash")
+    for record in records:
+        table.add_row(record.doc_id, record.title, str(record.chunk_count), record.doc_hash[:12])
+    console.print(table)
+    console.print(f"{len(records)} documents")
+
+
+@kb.command("remove")
+@click.argument("targets", nargs=-1, required=True)
+@kb_option
+@json_option
+def remove(targets, location, as_json) -> None:
+    """Remove documents by file path or document id."""
+    from infuse.knowledge.kb import KnowledgeBase
+
+    with KnowledgeBase(location) as knowledge:
+        removed, unknown = knowledge.remove(list(targets))
+    if as_json:
+        print_json({"removed": removed, "not_found": unknown})
+    else:
+        for target in unknown:
+            err_console.print(f"Not in the knowledge base: {target}", highlight=False)
+        console.print(f"{len(removed)} documents removed")
+    if unknown and not removed:
+        raise DataError(
+            f"Nothing removed: {', '.join(unknown)} not in {location} (see `infuse kb list`)."
+        )
+
+
+@kb.command("sync")
+@kb_option
+@json_option
+def sync(location, as_json) -> None:
+    """Re-read every known file: update changed ones, remove those that disappeared."""
+    from infuse.knowledge.kb import KnowledgeBase
+
+    with KnowledgeBase(location, show_progress=not as_json) as knowledge:
+        report = knowledge.sync()
+    if as_json:
+        print_json(report.to_dict())
+        return
+    _report_skips(report.skipped)
+    console.print(
+        f"{len(report.updated)} updated, {len(report.removed)} removed, "
+        f"{len(report.unchanged)} unchanged, {len(report.added)} added"
+    )
+
+
+@kb.command("search")
+@click.argument("question")
+@kb_option
+@click.option("-k", "k", type=int, default=5, show_default=True, help="How many chunks to show.")
+@click.option(
+    "--mode", type=click.Choice(["hybrid", "bm25", "dense"]), default="hybrid", show_default=True
+)
+@click.option(
+    "--filter",
+    "filter_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only chunks whose metadata (or source/doc_id/title) matches; repeat to combine.",
+)
+@click.option(
+    "--reranker", default=None, help="Local cross-encoder folder to rerank the candidates."
+)
+@click.option(
+    "--min-similarity", type=float, default=None, help="Drop chunks below this cosine similarity."
+)
+@json_option
+def search(question, location, k, mode, filter_pairs, reranker, min_similarity, as_json) -> None:
+    """Show the chunks that best match QUESTION, with scores and sources."""
+    from infuse.knowledge.kb import KnowledgeBase
+    from infuse.knowledge.rerank import Reranker
+
+    with KnowledgeBase(location) as knowledge:
+        hits = knowledge.search(
+            question,
+            k=k,
+            mode=mode,
+            filters=parse_pairs(filter_pairs, "--filter"),
+            reranker=Reranker(reranker) if reranker else None,
+            min_similarity=min_similarity,
+        )
+    if as_json:
+        print_json({"query": question, "mode": mode, "results": [hit.to_dict() for hit in hits]})
+        return
+    if not hits:
+        console.print("No matching chunks.")
+    for number, hit in enumerate(hits, start=1):
+        similarity = f" similarity {hit.similarity:.3f}" if hit.similarity is not None else ""
+        console.print(
+            f"[bold][{number}][/bold] score {hit.score:.4f}{similarity}  [cyan]{hit.chunk.source}[/cyan]"
+        )
+        console.print(hit.chunk.text, highlight=False, markup=False)
+        console.print()

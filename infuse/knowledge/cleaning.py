@@ -1,0 +1,88 @@
+"""Text cleaning: encodings, Unicode, whitespace and boilerplate, before chunking."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200c\u200d\ufeff]")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+_HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")
+_PAGE_NUMBER = re.compile(r"^\s*(page\s+)?\d+(\s*(of|/)\s*\d+)?\s*$", re.IGNORECASE)
+_WORD = re.compile(r"\S*[ÃÂâ]\S*")
+_MOJIBAKE_MARKERS = ("Ã©", "Ã¨", "Ã¶", "Ã¼", "â€™", "â€œ", "â€", "Ã ")
+
+
+def decode_bytes(data: bytes) -> str:
+    """Decode file bytes: BOMs first, then UTF-8, then Windows-1252 (never fails)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def looks_binary(data: bytes) -> bool:
+    """True when bytes are not text: NUL bytes (outside UTF-16) or mostly non-printable."""
+    sample = data[:8192]
+    if not sample or sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False
+    if b"\x00" in sample:
+        return True
+    printable = sum(byte >= 32 or byte in (9, 10, 13) for byte in sample)
+    return printable / len(sample) < 0.85
+
+
+def fix_mojibake(text: str) -> str:
+    """Undo UTF-8 text that was decoded as Windows-1252 (`cafÃ©` -> `café`), word by word."""
+    if not any(marker in text for marker in _MOJIBAKE_MARKERS):
+        return text
+
+    def repair(match: re.Match[str]) -> str:
+        word = match.group(0)
+        try:
+            return word.encode("cp1252").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return word
+
+    return _WORD.sub(repair, text)
+
+
+def clean_text(text: str) -> str:
+    """Normalise Unicode (NFKC), drop control characters, join hyphenated line breaks, tidy whitespace."""
+    text = fix_mojibake(text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = unicodedata.normalize("NFKC", text)
+    text = _CONTROL.sub("", text)
+    text = _HYPHEN_BREAK.sub(r"\1\2", text)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    text = "\n".join(lines)
+    return _MANY_NEWLINES.sub("\n\n", text).strip()
+
+
+def remove_repeated_lines(pages: list[str], min_pages: int = 3) -> list[str]:
+    """Drop page headers/footers: short lines found on most pages, and bare page numbers."""
+    if len(pages) < min_pages:
+        return [
+            "\n".join(line for line in page.split("\n") if not _PAGE_NUMBER.match(line))
+            for page in pages
+        ]
+    counts: Counter[str] = Counter()
+    for page in pages:
+        counts.update({line.strip() for line in page.split("\n") if line.strip()})
+    threshold = max(min_pages, int(0.6 * len(pages)))
+    boilerplate = {line for line, seen in counts.items() if seen >= threshold and len(line) < 120}
+    cleaned = []
+    for page in pages:
+        kept = [
+            line
+            for line in page.split("\n")
+            if line.strip() not in boilerplate and not _PAGE_NUMBER.match(line)
+        ]
+        cleaned.append("\n".join(kept))
+    return cleaned

@@ -1,0 +1,275 @@
+"""The server store: PostgreSQL + pgvector, reached by URL (`postgresql://user@host/db`).
+
+Vectors in a pgvector column with an HNSW cosine index; the lexical side is Postgres full-text
+search (a generated `tsvector` column, GIN index, `ts_rank`). Each write runs in one
+transaction, so a killed client leaves whole documents or none.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from infuse.errors import StoreError
+from infuse.knowledge.documents import Chunk, DocumentRecord, SearchHit
+from infuse.knowledge.store import (
+    COLUMN_FILTERS,
+    ChunkStore,
+    Filters,
+    normalize_filters,
+    records_from_rows,
+)
+
+CHUNKS = "infuse_chunks"
+META = "infuse_meta"
+_COLUMNS = [
+    "chunk_id",
+    "doc_id",
+    "source",
+    "title",
+    "doc_hash",
+    "position",
+    "chunk_count",
+    "text",
+    "heading_path",
+    "metadata",
+    "reader_options",
+    "embedding",
+]
+_HIT_SELECT = (
+    "chunk_id, doc_id, source, title, doc_hash, position, chunk_count, text, heading_path, "
+    "metadata, embedding::text"
+)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by `***` (for error messages)."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _vector_text(vector: Any) -> str:
+    return "[" + ",".join(f"{float(value):.7g}" for value in vector) + "]"
+
+
+class PostgresStore(ChunkStore):
+    """Chunks in PostgreSQL tables `infuse_chunks` and `infuse_meta` (created on first use)."""
+
+    def __init__(self, url: str, *, connect_timeout: int = 5, ef_search: int = 100):
+        import psycopg
+
+        self.location = url
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+        except psycopg.Error as error:
+            reason = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
+            raise StoreError(
+                f"Cannot connect to the PostgreSQL server at {redact(url)} ({reason}). Is it running "
+                "and is the URL right (postgresql://user:password@host:port/database)?"
+            ) from error
+        try:
+            self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {META} (key text PRIMARY KEY, value jsonb NOT NULL)"
+            )
+            self._conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+        except psycopg.Error as error:
+            raise StoreError(
+                f"The PostgreSQL server at {redact(url)} cannot host the knowledge base ({error}). "
+                "It needs the pgvector extension (CREATE EXTENSION vector) and rights to create tables."
+            ) from error
+        self._has_table: bool | None = None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _execute(self, sql: str, params: Any = None) -> Any:
+        import psycopg
+
+        try:
+            return self._conn.execute(sql, params)
+        except psycopg.OperationalError as error:
+            raise StoreError(
+                f"Lost the PostgreSQL server at {redact(self.location)}: {error}"
+            ) from error
+
+    # settings ---------------------------------------------------------------------------
+    def read_meta(self) -> dict[str, Any]:
+        rows = self._execute(f"SELECT key, value FROM {META}").fetchall()
+        return {key: value for key, value in rows}
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        with self._conn.transaction():
+            for key, value in meta.items():
+                self._execute(
+                    f"INSERT INTO {META} (key, value) VALUES (%s, %s::jsonb) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    (key, json.dumps(value)),
+                )
+
+    # table ------------------------------------------------------------------------------
+    def _table_exists(self) -> bool:
+        if not self._has_table:
+            row = self._execute("SELECT to_regclass(%s)", (CHUNKS,)).fetchone()
+            self._has_table = row[0] is not None
+        return self._has_table
+
+    def _create_table(self, dimension: int) -> None:
+        with self._conn.transaction():
+            self._execute(
+                f"""CREATE TABLE IF NOT EXISTS {CHUNKS} (
+                    chunk_id text PRIMARY KEY, doc_id text NOT NULL, source text NOT NULL,
+                    title text NOT NULL DEFAULT '', doc_hash text NOT NULL, position int NOT NULL,
+                    chunk_count int NOT NULL, text text NOT NULL, heading_path jsonb NOT NULL,
+                    metadata jsonb NOT NULL, reader_options jsonb NOT NULL,
+                    embedding vector({int(dimension)}) NOT NULL,
+                    tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED)"""
+            )
+            self._execute(f"CREATE INDEX IF NOT EXISTS {CHUNKS}_doc ON {CHUNKS} (doc_id)")
+            self._execute(f"CREATE INDEX IF NOT EXISTS {CHUNKS}_source ON {CHUNKS} (source)")
+            self._execute(f"CREATE INDEX IF NOT EXISTS {CHUNKS}_tsv ON {CHUNKS} USING gin (tsv)")
+            self._execute(
+                f"CREATE INDEX IF NOT EXISTS {CHUNKS}_embedding ON {CHUNKS} "
+                "USING hnsw (embedding vector_cosine_ops)"
+            )
+        self._has_table = True
+
+    def replace_documents(self, chunks: list[Chunk], remove_doc_ids: list[str]) -> None:
+        if not self._table_exists():
+            if not chunks:
+                return
+            self._create_table(len(chunks[0].vector))
+        with self._conn.transaction():
+            if remove_doc_ids:
+                self._execute(
+                    f"DELETE FROM {CHUNKS} WHERE doc_id = ANY(%s)", (list(remove_doc_ids),)
+                )
+            if chunks:
+                with self._conn.cursor() as cursor:
+                    with cursor.copy(f"COPY {CHUNKS} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                        for chunk in chunks:
+                            copy.write_row(
+                                [
+                                    chunk.chunk_id,
+                                    chunk.doc_id,
+                                    chunk.source,
+                                    chunk.title,
+                                    chunk.doc_hash,
+                                    chunk.position,
+                                    chunk.chunk_count,
+                                    chunk.text,
+                                    json.dumps(chunk.heading_path, ensure_ascii=False),
+                                    json.dumps(chunk.metadata, ensure_ascii=False, default=str),
+                                    json.dumps(chunk.reader_options, ensure_ascii=False),
+                                    _vector_text(chunk.vector),
+                                ]
+                            )
+
+    def remove_sources(self, sources: list[str]) -> int:
+        if not self._table_exists() or not sources:
+            return 0
+        with self._conn.transaction():
+            removed = self._execute(
+                f"SELECT count(*) FROM {CHUNKS} WHERE position = 0 AND source = ANY(%s)", (sources,)
+            ).fetchone()[0]
+            self._execute(f"DELETE FROM {CHUNKS} WHERE source = ANY(%s)", (sources,))
+        return int(removed)
+
+    def documents(self) -> list[DocumentRecord]:
+        if not self._table_exists():
+            return []
+        cursor = self._execute(
+            f"SELECT doc_id, source, title, doc_hash, chunk_count, metadata, reader_options "
+            f"FROM {CHUNKS} WHERE position = 0"
+        )
+        names = [column.name for column in cursor.description]
+        return records_from_rows([dict(zip(names, row, strict=True)) for row in cursor.fetchall()])
+
+    def count(self) -> int:
+        if not self._table_exists():
+            return 0
+        return int(self._execute(f"SELECT count(*) FROM {CHUNKS}").fetchone()[0])
+
+    # search -----------------------------------------------------------------------------
+    @staticmethod
+    def _where(filters: Filters | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for key, values in normalize_filters(filters).items():
+            if key in COLUMN_FILTERS:
+                clauses.append(f"{key} = ANY(%s)")
+                params.append(values)
+            else:
+                clauses.append("metadata->>%s = ANY(%s)")
+                params += [key, values]
+        return (" AND ".join(clauses), params)
+
+    @staticmethod
+    def _hit(
+        row: tuple, score: float, *, similarity: float | None, lexical: float | None
+    ) -> SearchHit:
+        import numpy as np
+
+        (
+            chunk_id,
+            doc_id,
+            source,
+            title,
+            doc_hash,
+            position,
+            chunk_count,
+            text,
+            heading_path,
+            metadata,
+            embedding,
+        ) = row
+        chunk = Chunk(
+            chunk_id=chunk_id,
+            doc_id=doc_id,
+            source=source,
+            text=text,
+            position=position,
+            chunk_count=chunk_count,
+            doc_hash=doc_hash,
+            title=title,
+            heading_path=list(heading_path),
+            metadata=metadata,
+            vector=np.array(embedding[1:-1].split(","), dtype=np.float32),
+        )
+        return SearchHit(chunk=chunk, score=score, similarity=similarity, lexical_score=lexical)
+
+    def dense_search(self, vector: Any, k: int, filters: Filters | None = None) -> list[SearchHit]:
+        if not self._table_exists():
+            return []
+        where, params = self._where(filters)
+        rows = self._execute(
+            f"SELECT {_HIT_SELECT}, 1 - (embedding <=> %s::vector) AS similarity FROM {CHUNKS} "
+            f"{'WHERE ' + where if where else ''} ORDER BY embedding <=> %s::vector LIMIT %s",
+            [_vector_text(vector), *params, _vector_text(vector), int(k)],
+        ).fetchall()
+        return [
+            self._hit(row[:-1], float(row[-1]), similarity=float(row[-1]), lexical=None)
+            for row in rows
+        ]
+
+    def lexical_search(self, query: str, k: int, filters: Filters | None = None) -> list[SearchHit]:
+        words = re.findall(r"\w+", query.lower())
+        if not self._table_exists() or not words:
+            return []
+        where, params = self._where(filters)
+        rows = self._execute(
+            f"WITH q AS (SELECT websearch_to_tsquery('english', %s) AS query) "
+            f"SELECT {_HIT_SELECT}, ts_rank(tsv, q.query, 1) AS rank FROM {CHUNKS}, q "
+            f"WHERE tsv @@ q.query {'AND ' + where if where else ''} ORDER BY rank DESC, chunk_id LIMIT %s",
+            [" or ".join(words), *params, int(k)],
+        ).fetchall()
+        return [
+            self._hit(row[:-1], float(row[-1]), similarity=None, lexical=float(row[-1]))
+            for row in rows
+        ]

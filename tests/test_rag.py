@@ -1,0 +1,148 @@
+"""RAG answers: numbered passages in, [n] citations out, and no guessing when nothing is relevant."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infuse.answer import Answer, Citation
+from infuse.knowledge.kb import KnowledgeBase
+from infuse.llm.base import Generation
+from infuse.rag import NO_ANSWER, answer, build_messages, cited_numbers
+
+
+class RecordingModel:
+    """A ChatModel that replies with a fixed text and keeps the messages it was sent."""
+
+    name = "recording"
+
+    def __init__(self, reply: str):
+        self.reply = reply
+        self.calls: list[list[dict[str, str]]] = []
+
+    def generate(self, messages, *, max_new_tokens=256, temperature=0.0, stop=None, on_token=None):
+        self.calls.append(messages)
+        if on_token:
+            on_token(self.reply)
+        return Generation(text=self.reply, total_s=0.01, time_to_first_token_s=0.005)
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder(tmp_path_factory):
+    from knowledge.conftest import build_tiny_embedder  # tests/knowledge: the same tiny embedder
+
+    from infuse.knowledge.embeddings import Embedder
+
+    return Embedder(str(build_tiny_embedder(tmp_path_factory.mktemp("embedder"))), device="cpu")
+
+
+@pytest.fixture
+def kb(tmp_path, tiny_embedder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "policies.md").write_text("# Policies\n\n## Refunds\n\nThe refund window is 45 days.\n")
+    (docs / "office.txt").write_text("Our office is in Springfield.")
+    knowledge = KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder)
+    knowledge.add([docs])
+    yield knowledge
+    knowledge.close()
+
+
+def test_prompt_numbers_passages_and_answer_cites_them(kb):
+    model = RecordingModel("The refund window is 45 days [1].")
+    streamed: list[str] = []
+    result = answer(
+        "How long is the refund window?",
+        kb,
+        model=model,
+        k=2,
+        min_similarity=None,
+        on_token=streamed.append,
+    )
+    [messages] = model.calls
+    user = messages[-1]["content"]
+    assert messages[0]["role"] == "system" and "[1]" in messages[0]["content"]
+    assert "[1] (source: policies.md)" in user and "[2] (source: office.txt)" in user
+    assert user.endswith("Question: How long is the refund window?")
+    assert result.method == "rag" and not result.no_answer
+    assert [(c.number, c.source.endswith("policies.md")) for c in result.citations] == [(1, True)]
+    assert "45 days" in result.citations[0].text
+    assert streamed == ["The refund window is 45 days [1]."]
+    assert {"retrieval_s", "generation_s", "total_s", "time_to_first_token_s"} <= set(
+        result.timings
+    )
+    assert len(result.facts["passages"]) == 2
+
+
+def test_nothing_relevant_means_no_answer_without_calling_the_model(kb):
+    model = RecordingModel("invented")
+    result = answer("What is the airspeed of a swallow?", kb, model=model, min_similarity=1.01)
+    assert result.text == NO_ANSWER and result.no_answer
+    assert result.citations == [] and model.calls == []
+
+
+def test_model_declining_is_marked_no_answer(kb):
+    result = answer(
+        "Who founded the company?", kb, model=RecordingModel(NO_ANSWER), min_similarity=None
+    )
+    assert result.no_answer and result.citations == []
+
+
+def test_cited_numbers_and_messages():
+    assert cited_numbers("See [2] and [1, 3], again [2]; not [9] or [0].", 3) == [2, 1, 3]
+    assert cited_numbers("no citations", 3) == []
+    assert build_messages("q?", [])[1]["content"].endswith("Question: q?")
+
+
+def test_real_tiny_local_model_answers(kb, tiny_model_dir):
+    from infuse.llm import load_chat_model
+
+    model = load_chat_model(str(tiny_model_dir))
+    result = answer("refund window", kb, model=model, max_new_tokens=8, min_similarity=None)
+    assert isinstance(result, Answer) and isinstance(result.text, str)
+    assert result.facts["model"] and result.timings["generation_s"] > 0
+    assert all(c.number in (1, 2) for c in result.citations)
+
+
+def test_ask_cli_json(kb, tiny_model_dir, capsys):
+    from infuse.cli import main
+
+    code = main(
+        [
+            "ask",
+            "How long is the refund window?",
+            "--mode",
+            "rag",
+            "--kb",
+            kb.location,
+            "--model",
+            str(tiny_model_dir),
+            "--max-new-tokens",
+            "5",
+            "--min-similarity",
+            "0",
+            "--json",
+        ]
+    )
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(payload) >= {"answer", "citations", "timings"}
+    assert payload["facts"]["passages"][0]["source"].endswith(".md") or payload["facts"]["passages"]
+    assert main(["ask", "q", "--mode", "cag"]) == 1
+    assert "--cache DIR" in capsys.readouterr().err
+
+
+def test_cli_prints_cited_sources(capsys):
+    from infuse.cli.ask import print_answer_sources
+
+    print_answer_sources(
+        Answer(
+            text="45 days [1]",
+            method="rag",
+            timings={"total_s": 1.0},
+            citations=[Citation(number=1, source="/docs/policies.md")],
+        )
+    )
+    out = capsys.readouterr().out
+    assert "Sources" in out and "[1] /docs/policies.md" in out and "total_s 1.00s" in out
