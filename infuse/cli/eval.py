@@ -77,6 +77,9 @@ def parse_methods(text: str) -> list[str]:
               help="JSONL question set: question, answer (short), optional aliases, source, tags.")
 @click.option("--knowledge", multiple=True, type=click.Path(path_type=Path),
               help="Knowledge files or folders (CAG loads them whole). Repeat for more.")
+@click.option("--kb", default=None,
+              help="Knowledge base for RAG (folder or postgresql:// URL); default: one built "
+                   "from --knowledge inside the output folder.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path),
               help="Training run folder: adds the lora and lora+rag methods and loss curves.")
 @click.option("--methods", default="base,rag,cag,lora,lora+rag", show_default=True,
@@ -95,7 +98,7 @@ def parse_methods(text: str) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.pass_context
 def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path, ...],
-               run_dir: Path | None, methods: str, limit: int | None, subset: str | None,
+               kb: str | None, run_dir: Path | None, methods: str, limit: int | None, subset: str | None,
                model: str, base_url: str | None, api_key: str | None, judge_url: str | None,
                judge_model: str | None, max_new_tokens: int, output_dir: Path, as_json: bool) -> None:
     """Compare the base model, RAG, CAG, the LoRA adapter and adapter+RAG on one question set."""
@@ -109,9 +112,12 @@ def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path
 
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")
+    knowledge_files = expand_knowledge(knowledge)
+    if kb is None and knowledge_files:
+        kb = str(output_dir / "kb")
     options = MethodOptions(
-        model=model, base_url=base_url, api_key=api_key, knowledge=expand_knowledge(knowledge),
-        run_dir=run_dir, max_new_tokens=max_new_tokens,
+        model=model, base_url=base_url, api_key=api_key, knowledge=knowledge_files,
+        run_dir=run_dir, max_new_tokens=max_new_tokens, kb=kb,
     )
     judge = None
     if judge_url:

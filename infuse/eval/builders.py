@@ -42,6 +42,7 @@ class MethodOptions:
     knowledge: list[Path] = field(default_factory=list)  # files CAG loads whole
     run_dir: Path | None = None  # a training run folder (lora, lora+rag)
     rag: RagFactory | None = None  # chat_model -> answer function (see module docstring)
+    kb: str | None = None  # knowledge base folder or postgresql:// URL for RAG
     max_new_tokens: int = 64
     device: str | None = None
 
@@ -100,13 +101,39 @@ def _run_setting(run_dir: Path, key: str) -> Any:
         return None
 
 
+def knowledge_base_rag(kb_location: str | Path, knowledge: Sequence[Path] = (),
+                       max_new_tokens: int = 64) -> RagFactory:
+    """The standard RAG factory: a knowledge base at `kb_location`, brought up to date with
+    the `knowledge` files (unchanged files are not re-indexed), answering through `infuse.rag`."""
+    state: dict[str, Any] = {}
+
+    def factory(chat_model) -> Callable[[str], Answer]:
+        if "kb" not in state:
+            from infuse.knowledge.kb import KnowledgeBase
+
+            kb = KnowledgeBase(kb_location)
+            if knowledge:
+                kb.add([str(path) for path in knowledge])
+            state["kb"] = kb
+        from infuse.rag import answer
+
+        return lambda question: answer(
+            question, state["kb"], model=chat_model, max_new_tokens=max_new_tokens
+        )
+
+    return factory
+
+
 def _rag_method(name: str, options: MethodOptions, chat_model: Callable[[], Any], facts=None):
     state: dict[str, Callable[[str], Answer]] = {}
 
     def setup() -> None:
-        if options.rag is None:
-            raise _skip(name, "RAG is not wired into eval in this build (no RAG function given)")
-        state["answer"] = options.rag(chat_model())
+        factory = options.rag
+        if factory is None and options.kb is not None:
+            factory = knowledge_base_rag(options.kb, options.knowledge, options.max_new_tokens)
+        if factory is None:
+            raise _skip(name, "no knowledge base to retrieve from (give --knowledge or --kb)")
+        state["answer"] = factory(chat_model())
 
     return FunctionMethod(name, lambda q: state["answer"](q), setup=setup, facts=facts)
 

@@ -47,12 +47,14 @@ def test_eval_json_with_base_and_cag(inputs, long_context_model_dir, capsys):
                  "--run", str(inputs / "run"), "--max-new-tokens", "8", "--output", str(out), "--json"])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
-    assert [m["name"] for m in payload["methods"]] == ["base", "cag"]
+    assert [m["name"] for m in payload["methods"]] == ["base", "cag", "rag"]
     cag = payload["methods"][1]
     assert cag["questions"] == 2 and cag["facts"]["knowledge_tokens"] > 0
     assert all(m["total_mean_s"] > 0 for m in payload["methods"])
     skipped = {s["name"]: s for s in payload["skipped"]}
-    assert "not wired" in skipped["rag"]["reason"]
+    rag = payload["methods"][2]
+    assert rag["questions"] == 2  # RAG ran over a knowledge base built from --knowledge
+    assert (out / "kb").is_dir()
     assert skipped["lora"]["code"] == "failed"  # the run folder has metrics but no adapter
     assert len(payload["training_curve"]) == 5
     saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
