@@ -7,6 +7,7 @@ Subcommands live in one module each and are imported only when invoked, so
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -65,8 +66,24 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+# infuse never downloads: the Hugging Face libraries are told so before they are imported, so
+# a missing model is an immediate error instead of a hang. Their per-file progress bars and
+# info logs are noise in a CLI that shows its own progress.
+QUIET_OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI; print infuse errors on one line (tracebacks only with --debug)."""
+    for name, value in QUIET_OFFLINE_ENV.items():
+        os.environ.setdefault(name, value)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:

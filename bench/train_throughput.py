@@ -1,0 +1,334 @@
+"""LoRA training throughput: plain transformers + peft vs infuse's engine vs Unsloth.
+
+Random-initialised models of the exact Llama-3.2-1B and Llama-3.1-8B shapes (configs below,
+nothing downloaded), LoRA r=16 / alpha 16 / dropout 0 on all seven linear projections, bf16,
+gradient checkpointing, AdamW, the same random tokens for every backend. Each backend runs in
+its own subprocess (patches and peak memory never mix). Prints one table: tokens/s and peak
+GPU memory per backend, with versions and hardware. Also padding vs packing on
+variable-length data.
+
+    python bench/train_throughput.py                       # 1B and 8B, all backends, on CUDA
+    python bench/train_throughput.py --shapes 1b --backends hf,infuse
+    python bench/train_throughput.py --tiny                # CPU smoke test of the whole script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+SHAPES = {
+    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+               num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=True,
+               max_position_embeddings=131072, rms_norm_eps=1e-5,
+               rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                                "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                "original_max_position_embeddings": 8192}),
+    "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+               num_key_value_heads=8, head_dim=128, vocab_size=128256, tie_word_embeddings=False,
+               max_position_embeddings=131072, rms_norm_eps=1e-5,
+               rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                "original_max_position_embeddings": 8192}),
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, vocab_size=512, tie_word_embeddings=True,
+                 max_position_embeddings=4096, rms_norm_eps=1e-5),
+}
+
+
+# ---------------------------------------------------------------- model folder (parent)
+def save_random_model(shape: str, folder: Path) -> Path:
+    """Save a random-initialised Llama of `shape` (bf16) plus a small tokenizer; reuse if present."""
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    config = LlamaConfig(bos_token_id=0, eos_token_id=1, pad_token_id=2, **SHAPES[shape])
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        torch.set_default_dtype(torch.bfloat16)
+        model = LlamaForCausalLM(config)
+        torch.set_default_dtype(torch.float32)
+    model.save_pretrained(folder)
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel()
+    backend.train_from_iterator(["random tokens for a benchmark"] * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "</s>", "<pad>", "<unk>"], show_progress=False))
+    PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                            pad_token="<pad>", unk_token="<unk>").save_pretrained(folder)
+    del model
+    return folder
+
+
+# ---------------------------------------------------------------- data (same for every backend)
+def fixed_batches(steps: int, batch: int, seq: int, vocab: int) -> list:
+    import torch
+
+    generator = torch.Generator().manual_seed(1234)
+    return [torch.randint(3, vocab, (batch, seq), generator=generator) for _ in range(steps)]
+
+
+def varlen_examples(count: int, seq: int, vocab: int):
+    import random
+
+    from infuse.train.batches import Example
+    from infuse.train.examples import shift_targets
+
+    rng = random.Random(99)
+    examples = []
+    for row in range(count):
+        ids = [rng.randrange(3, vocab) for _ in range(rng.randint(seq // 16, seq))]
+        examples.append(Example(input_ids=ids, targets=shift_targets(ids), row=row))
+    return examples
+
+
+# ---------------------------------------------------------------- one backend (subprocess)
+def lora_settings():
+    return dict(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS, bias="none",
+                task_type="CAUSAL_LM")
+
+
+def build_hf(folder: Path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, attn_implementation="sdpa",
+                                                 local_files_only=True).to(_device())
+    model.config.use_cache = False
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = get_peft_model(model, LoraConfig(**lora_settings()))
+
+    def step_loss(batch):
+        labels = batch["targets"]  # HF shifts labels itself: give it the unshifted ids
+        return model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                     labels=batch["labels"] if "labels" in batch else labels).loss
+
+    return model, step_loss
+
+
+def build_infuse(folder: Path, compile_layers: bool):
+    from infuse.train.config import RunConfig
+    from infuse.train.kernels import apply_fused_kernels
+    from infuse.train.model import Placement, add_lora, load_base_model, loss_sum
+
+    config = RunConfig(data="-", output="-", lora_r=16, lora_alpha=16, gradient_checkpointing=True)
+    placement = Placement(device=_device(), dtype_name="bf16" if _device() == "cuda" else "fp32",
+                          backend="hf", fused_kernels=True)
+    model = add_lora(config, load_base_model(config, folder, placement))
+    patched = apply_fused_kernels(model, compile_layers=compile_layers)
+    print(json.dumps({"patched": patched}), file=sys.stderr)
+
+    def step_loss(batch):
+        total, count = loss_sum(model, batch)
+        return total / max(count, 1)
+
+    return model, step_loss
+
+
+def build_unsloth(folder: Path, seq: int):
+    from unsloth import FastLanguageModel  # noqa: I001  (unsloth must be imported first)
+    import torch
+
+    model, _tokenizer = FastLanguageModel.from_pretrained(
+        str(folder), max_seq_length=seq, dtype=torch.bfloat16, load_in_4bit=False, local_files_only=True)
+    settings = lora_settings()
+    settings.pop("task_type")
+    model = FastLanguageModel.get_peft_model(model, use_gradient_checkpointing="unsloth", random_state=0,
+                                             **settings)
+
+    def step_loss(batch):
+        return model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                     labels=batch["labels"]).loss
+
+    return model, step_loss
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_batches(args, vocab: int) -> list[dict]:
+    """Micro-batches as dicts with input_ids, labels (HF style) and targets (shifted, infuse style)."""
+    import torch
+
+    from infuse.train.batches import BatchPlan, collate
+
+    if args.data == "fixed":
+        batches = []
+        for ids in fixed_batches(args.steps + args.warmup, args.batch, args.seq, vocab):
+            targets = torch.cat([ids[:, 1:], torch.full((ids.shape[0], 1), -100)], dim=1)
+            batches.append({"input_ids": ids, "labels": ids.clone(), "targets": targets})
+        return batches
+    examples = varlen_examples(args.batch * (args.steps + args.warmup) * 2, args.seq, vocab)
+    packing = args.data == "packed"
+    plan = BatchPlan.build(examples, batch_size=args.batch, max_seq_len=args.seq, packing=packing, seed=0)
+    batches = []
+    for index in range(args.steps + args.warmup):
+        batch = collate([examples[i] for i in plan.micro_batch(index)], packing=packing, pad_id=2)
+        ids = batch["input_ids"]
+        labels = torch.cat([torch.full((ids.shape[0], 1), -100), batch["targets"][:, :-1]], dim=1)
+        batch["labels"] = labels  # same trained tokens, in HF's unshifted convention
+        batches.append(batch)
+    return batches
+
+
+def worker(args) -> None:
+    """Train `args.steps` timed steps (after warm-up) of one backend; print one JSON line."""
+    if args.backend == "unsloth":
+        import unsloth  # noqa: F401  (must come before transformers)
+    import torch
+
+    device = _device()
+    folder = Path(args.folder)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    if args.backend == "hf":
+        model, step_loss = build_hf(folder)
+    elif args.backend.startswith("infuse"):
+        model, step_loss = build_infuse(folder, compile_layers=args.backend != "infuse-nocompile")
+    else:
+        model, step_loss = build_unsloth(folder, args.seq)
+    load_s = time.perf_counter() - started
+    vocab = model.get_input_embeddings().weight.shape[0]
+    batches = make_batches(args, vocab)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=2e-4, fused=device == "cuda")
+    model.train()
+    losses, tokens, timed_s = [], 0, 0.0
+    for index, batch in enumerate(batches):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        if device == "cuda":
+            torch.cuda.synchronize()
+        tick = time.perf_counter()
+        loss = step_loss(batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if index >= args.warmup:
+            timed_s += time.perf_counter() - tick
+            tokens += int(batch["attention_mask"].sum() if "attention_mask" in batch
+                           else batch["input_ids"].numel())
+        losses.append(round(float(loss), 4))
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    print("RESULT " + json.dumps({
+        "backend": args.backend, "shape": args.shape, "data": args.data, "tokens_per_s": tokens / timed_s,
+        "peak_gib": peak, "first_loss": losses[0], "last_loss": losses[-1], "load_s": round(load_s, 1),
+        "step_s": timed_s / max(1, len(batches) - args.warmup),
+        "trainable": sum(p.numel() for p in trainable),
+    }), flush=True)
+
+
+# ---------------------------------------------------------------- parent: run all, print table
+def environment() -> str:
+    import importlib.metadata as metadata
+
+    import torch
+
+    versions = []
+    for package in ("torch", "transformers", "peft", "triton", "unsloth"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    return f"{gpu}; Python {platform.python_version()}; " + ", ".join(versions)
+
+
+def run_one(args, shape: str, backend: str, data: str, folder: Path) -> dict:
+    command = [sys.executable, __file__, "--worker", "--shape", shape, "--backend", backend, "--data", data,
+               "--folder", str(folder), "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--batch", str(args.batch), "--seq", str(args.seq)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.timeout)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = json.loads(line[7:])
+            result["wall_s"] = round(time.perf_counter() - started, 1)
+            return result
+    tail = (done.stderr or done.stdout)[-1500:]
+    print(f"--- {shape}/{backend}/{data} failed (exit {done.returncode}):\n{tail}", file=sys.stderr)
+    return {"backend": backend, "shape": shape, "data": data, "error": tail.strip().splitlines()[-1:]}
+
+
+def table(results: list[dict], args) -> str:
+    lines = ["| shape | data | backend | tokens/s | peak GPU memory | vs hf | first / last loss |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    baseline = {(r["shape"], r["data"]): r["tokens_per_s"] for r in results
+                if r.get("backend") == "hf" and "tokens_per_s" in r}
+    for r in results:
+        if "tokens_per_s" not in r:
+            lines.append(f"| {r['shape']} | {r['data']} | {r['backend']} | failed: {r.get('error')} | | | |")
+            continue
+        base = baseline.get((r["shape"], r["data"]))
+        ratio = f"{r['tokens_per_s'] / base:.2f}x" if base else "-"
+        peak = f"{r['peak_gib']:.2f} GiB" if r["peak_gib"] is not None else "-"
+        lines.append(f"| {r['shape']} | {r['data']} | {r['backend']} | {r['tokens_per_s']:,.0f} | {peak} | "
+                     f"{ratio} | {r['first_loss']} / {r['last_loss']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", default="1b")
+    parser.add_argument("--backend", default="hf")
+    parser.add_argument("--data", default="fixed", help="fixed | padded | packed (worker)")
+    parser.add_argument("--shapes", default="1b,8b")
+    parser.add_argument("--backends", default="hf,infuse,unsloth")
+    parser.add_argument("--varlen", default="1b", help="shapes to also run padding vs packing on ('' = none)")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=2048)
+    parser.add_argument("--models", default="/tmp/bench-models")
+    parser.add_argument("--timeout", type=int, default=900)
+    parser.add_argument("--write", help="also write the table (markdown) to this file")
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny shape, seq 128")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    if args.tiny:
+        args.shapes, args.varlen, args.seq, args.batch, args.steps, args.warmup = "tiny", "tiny", 128, 2, 3, 1
+        args.backends = ",".join(b for b in args.backends.split(",") if b != "unsloth")
+    results = []
+    for shape in filter(None, args.shapes.split(",")):
+        folder = save_random_model(shape, Path(args.models) / shape)
+        runs = [(backend, "fixed") for backend in args.backends.split(",")]
+        if shape in args.varlen.split(","):
+            runs += [("hf", "padded"), ("infuse", "padded"), ("infuse", "packed")]
+        for backend, data in runs:
+            result = run_one(args, shape, backend, data, folder)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    command = "python bench/train_throughput.py " + " ".join(sys.argv[1:])
+    report = (f"LoRA r=16 alpha 16, all 7 linear layers, bf16, gradient checkpointing, AdamW, batch "
+              f"{args.batch} x seq {args.seq}, {args.steps} timed steps after {args.warmup} warm-up.\n"
+              f"Hardware/versions: {environment()}\nCommand: `{command}`\n\n{table(results, args)}\n")
+    print("\n" + report)
+    if args.write:
+        Path(args.write).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.write).write_text(report, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

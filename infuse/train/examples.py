@@ -1,0 +1,169 @@
+"""Turn a dataset file into token/label examples for training, and check them before training.
+
+The data layer (`infuse.data`) loads the file and renders conversations with the chat
+template; here we decide what a run trains on: the eval split, the length checks ("the
+prompt alone is longer than max_seq_len"), and the masked-label sanity check that catches a
+template that does not match the data.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from infuse.errors import ConfigError, DataError, TemplateError
+from infuse.train.config import RunConfig
+
+IGNORE = -100
+# Below this share of trained tokens, the template probably does not mark responses.
+MASKED_WARNING_SHARE = 0.02
+
+
+@dataclass
+class Example:
+    """One training sequence: `targets[t]` is the token to predict after `input_ids[t]`."""
+
+    input_ids: list[int]
+    targets: list[int]
+    row: int
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for t in self.targets if t != IGNORE)
+
+
+@dataclass
+class TokenData:
+    """What a run trains and evaluates on, plus the checks' findings."""
+
+    train: list[Example]
+    eval: list[Example]
+    chat_template: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def trained_share(self) -> float:
+        total = sum(len(e.input_ids) for e in self.train)
+        return sum(e.trained_tokens for e in self.train) / max(total, 1)
+
+
+def shift_targets(labels: list[int]) -> list[int]:
+    """Labels aligned to inputs (HF style) -> next-token targets; the last position predicts nothing."""
+    return [*labels[1:], IGNORE]
+
+
+def apply_chat_template_choice(tokenizer, name: str | None) -> str:
+    """Put the chosen chat template on `tokenizer` (None: keep its own); return the template text.
+
+    Raises TemplateError when the tokenizer has no template and none was named.
+    """
+    if name:
+        from infuse.data.templates import get_chat_template
+
+        result = get_chat_template(tokenizer, name)
+        if result is not None and result is not tokenizer and getattr(result, "chat_template", None):
+            tokenizer.chat_template = result.chat_template
+    template = tokenizer.chat_template
+    if isinstance(template, dict):  # several named templates: train with the default one
+        template = template.get("default") or next(iter(template.values()))
+        tokenizer.chat_template = template
+    if not template:
+        raise TemplateError(
+            "The model's tokenizer has no chat template. Name one with --chat-template "
+            "(e.g. chatml, llama-3, gemma)."
+        )
+    return template
+
+
+def build_token_data(config: RunConfig, tokenizer) -> TokenData:
+    """Load, template, tokenise and check the dataset of `config`; split off the eval part.
+
+    Raises DataError/ColumnError for unusable data and ConfigError when a prompt does not fit
+    `max_seq_len`; nothing here needs the model weights, so these come before training.
+    """
+    from infuse.data.loading import load_dataset_file, to_conversations
+    from infuse.data.masking import encode_conversations
+
+    template = apply_chat_template_choice(tokenizer, config.chat_template)
+    loaded = load_dataset_file(config.data)
+    conversations = to_conversations(
+        loaded,
+        merged_prompt=config.merged_prompt,
+        output_column=config.output_column,
+        system_prompt=config.system_prompt,
+        conversation_extension=config.conversation_extension,
+        random_state=config.seed,
+    )["conversations"]
+    # Encode once without a limit to report prompts that cannot fit, then with the limit.
+    full = encode_conversations(
+        tokenizer, conversations, max_seq_len=None,
+        train_on_responses_only=config.train_on_responses_only,
+    )
+    _check_lengths(config, full["labels"])
+    encoded = encode_conversations(
+        tokenizer, conversations, max_seq_len=config.max_seq_len,
+        train_on_responses_only=config.train_on_responses_only,
+    )
+    examples = [
+        Example(input_ids=list(ids), targets=shift_targets(list(labels)), row=row)
+        for row, (ids, labels) in enumerate(zip(encoded["input_ids"], encoded["labels"], strict=True))
+    ]
+    train, held_out = split_eval(examples, config.eval_split, config.seed)
+    data = TokenData(train=train, eval=held_out, chat_template=template)
+    _check_masks(config, data)
+    return data
+
+
+def split_eval(examples: list[Example], share: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Hold out `share` of the examples (at least one when share > 0), chosen by `seed`."""
+    if share <= 0:
+        return examples, []
+    count = max(1, round(len(examples) * share))
+    if count >= len(examples):
+        raise ConfigError(
+            f"eval_split={share} leaves no training rows out of {len(examples)}; use a smaller split."
+        )
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:count])
+    return (
+        [e for i, e in enumerate(examples) if i not in held],
+        [e for i, e in enumerate(examples) if i in held],
+    )
+
+
+def _check_lengths(config: RunConfig, labels_per_row: list[list[int]]) -> None:
+    """A row whose first trained token lies past max_seq_len would train on nothing: refuse."""
+    too_long = []
+    for row, labels in enumerate(labels_per_row):
+        first = next((i for i, label in enumerate(labels) if label != IGNORE), None)
+        if first is not None and first >= config.max_seq_len:
+            too_long.append((row, first))
+    if too_long:
+        row, prompt_len = too_long[0]
+        need = max(length for _row, length in too_long) + 1
+        raise ConfigError(
+            f"{config.data}, row {row}: the prompt is {prompt_len} tokens, longer than "
+            f"max_seq_len={config.max_seq_len} ({len(too_long)} row(s) like this), so nothing of "
+            f"the answer would be trained. Raise --max-seq-len to at least {need} or shorten the prompts."
+        )
+
+
+def _check_masks(config: RunConfig, data: TokenData) -> None:
+    """No trained tokens at all is an error; almost none is a warning (wrong template?)."""
+    if not data.train:
+        raise DataError(f"{config.data}: no training rows left after the eval split.")
+    trained = sum(e.trained_tokens for e in data.train)
+    if trained == 0:
+        raise DataError(
+            f"{config.data}: every label is masked, so nothing would be trained. The chat template "
+            "probably does not mark assistant turns the way the data does: check --chat-template, "
+            "or turn off --train-on-responses-only."
+        )
+    empty = sum(1 for e in data.train if e.trained_tokens == 0)
+    if data.trained_share < MASKED_WARNING_SHARE or empty > len(data.train) // 2:
+        data.warnings.append(
+            f"Only {data.trained_share:.1%} of tokens are trained ({empty} of {len(data.train)} rows "
+            "train on nothing): the chat template may not match the data. Check --chat-template "
+            "with `infuse data inspect`."
+        )
