@@ -88,4 +88,7 @@ def _with_adapter(model, adapter_dir: Path):
         )
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False).eval()
+    # Merged into the weights for inference: the same outputs, without the adapter's extra
+    # matmuls on every token (decoding is ~1.5x faster on a CPU).
+    adapted = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    return adapted.merge_and_unload().eval()
