@@ -54,6 +54,33 @@ def cited_numbers(text: str, passage_count: int) -> list[int]:
     return numbers
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset(
+    "a an the is are was were be been of to in on at by for with from and or as it its this that "
+    "these those there here what which who whom how when where why do does did has have had i you "
+    "he she we they them our your their not no yes can will would should could may might".split()
+)
+ATTRIBUTION_MIN_OVERLAP = 0.6
+
+
+def _content_words(text: str) -> set[str]:
+    return {word for word in _WORD.findall(text.lower()) if word not in _STOPWORDS}
+
+
+def attributed_numbers(answer_text: str, hits: list[SearchHit]) -> list[int]:
+    """Passages that support an answer which cites none: those holding at least 60% of the
+    answer's content words (numbers included), best first. Empty when none does."""
+    words = _content_words(answer_text)
+    if not words:
+        return []
+    scored = []
+    for number, hit in enumerate(hits, start=1):
+        share = len(words & _content_words(hit.chunk.text)) / len(words)
+        if share >= ATTRIBUTION_MIN_OVERLAP:
+            scored.append((share, -number, number))
+    return [number for _share, _order, number in sorted(scored, reverse=True)]
+
+
 def _citation(number: int, hit: SearchHit) -> Citation:
     return Citation(
         number=number,
@@ -135,7 +162,16 @@ def answer(
         on_token=on_token,
     )
     text = generation.text.strip()
-    citations = [_citation(number, hits[number - 1]) for number in cited_numbers(text, len(hits))]
+    no_answer = NO_ANSWER.rstrip(".").lower() in text.lower()
+    numbers = cited_numbers(text, len(hits))
+    citation_mode = "cited"
+    if not numbers and not no_answer:
+        # Small models often answer right without writing [n]: name the passages that hold the
+        # answer's words instead, marked as attributed (not cited by the model).
+        numbers, citation_mode = attributed_numbers(text, hits), "attributed"
+    citations = [_citation(number, hits[number - 1]) for number in numbers]
+    for citation in citations:
+        citation.metadata["attributed"] = citation_mode == "attributed"
     timings = {
         "retrieval_s": retrieval_s,
         "generation_s": generation.total_s,
@@ -148,8 +184,9 @@ def answer(
         method="rag",
         citations=citations,
         timings=timings,
-        no_answer=NO_ANSWER.rstrip(".").lower() in text.lower(),
+        no_answer=no_answer,
         facts={
+            "citation_mode": citation_mode if citations else "none",
             "passages": passages,
             "model": getattr(model, "name", ""),
             "mode": mode,

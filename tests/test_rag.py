@@ -146,3 +146,24 @@ def test_cli_prints_cited_sources(capsys):
     )
     out = capsys.readouterr().out
     assert "Sources" in out and "[1] /docs/policies.md" in out and "total_s 1.00s" in out
+
+
+def test_uncited_answer_is_attributed_to_the_passage_holding_its_words(kb):
+    result = answer("How long is the refund window?", kb, model=RecordingModel("The refund window is 45 days."),
+                    k=2, min_similarity=None)
+    assert result.facts["citation_mode"] == "attributed"
+    assert [c.source.endswith("policies.md") for c in result.citations] == [True]
+    assert result.citations[0].metadata["attributed"] is True
+
+
+def test_uncited_answer_matching_no_passage_gets_no_sources(kb):
+    result = answer("How long is the refund window?", kb, model=RecordingModel("Probably two weeks or so."),
+                    k=2, min_similarity=None)
+    assert result.citations == [] and result.facts["citation_mode"] == "none"
+
+
+def test_cited_answer_is_not_marked_attributed(kb):
+    result = answer("Where is the office?", kb, model=RecordingModel("In Springfield [2]."),
+                    k=2, min_similarity=None)
+    assert result.facts["citation_mode"] == "cited"
+    assert all(c.metadata["attributed"] is False for c in result.citations)

@@ -121,7 +121,11 @@ def ask(
 def print_answer_sources(result) -> None:
     """After a streamed answer: the cited sources (or the passages given when none was cited), timings."""
     if result.citations:
-        console.print("[bold]Sources[/bold]")
+        attributed = result.facts.get("citation_mode") == "attributed"
+        console.print(
+            "[bold]Sources[/bold] (matched to the answer's words; the model cited none)"
+            if attributed else "[bold]Sources[/bold]"
+        )
         for citation in result.citations:
             console.print(f"  [{citation.number}] {citation.source}", highlight=False, markup=False)
     elif result.facts.get("passages"):
