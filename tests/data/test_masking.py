@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from conftest import build_tiny_tokenizer
+from tiny_models import build_tiny_tokenizer
 
 from infuse.data.masking import (
     IGNORE_INDEX,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CHATML_TEMPLATE, build_tiny_tokenizer
+from tiny_models import CHATML_TEMPLATE, build_tiny_tokenizer
 
 from infuse.data.template_texts import jinja_literal
 from infuse.data.templates import (

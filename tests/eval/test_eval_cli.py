@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import build_tiny_model, build_tiny_tokenizer
+from tiny_models import build_tiny_model, build_tiny_tokenizer
 
 from infuse.cli import main
 
