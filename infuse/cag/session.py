@@ -5,6 +5,9 @@
     ask(question, cache_dir)            one question, one-shot
 
 After every question the cache is cropped back to the knowledge length: it never grows.
+On CUDA (`fast=None` -> on; `fast=False` turns it off) the knowledge sits in a static cache
+(`infuse.llm.static_prefix`): split-KV attention, question prefill and decode step as CUDA
+graphs captured once per session, and a rewind of the write position after each answer.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ def build_cache(
         question_room=question_room,
         answer_room=answer_room,
         on_progress=on_progress,
+        fast=False,  # only saved here: no static cache or graph to set up
     )
     session.save(Path(output))
     return session.manifest
@@ -105,13 +109,46 @@ class CagSession:
         *,
         loaded_from_disk: bool,
         load_s: float,
+        fast: bool | None = None,
+        room: int = QUESTION_ROOM + ANSWER_ROOM,
     ) -> None:
+        """Wrap a cache holding `prefix` (a DynamicCache, or [(keys, values)] per layer).
+
+        `fast` (default: on for CUDA models that allow it) moves the knowledge into a static cache
+        with `room` tokens after it and decodes with a CUDA graph; False keeps transformers'
+        DynamicCache and the eager loop, the exact reference path.
+        """
         self.chat = chat
-        self.cache = cache
         self.prefix = prefix
         self.manifest = manifest
         self.loaded_from_disk = loaded_from_disk
         self.load_s = load_s
+        self.fast = resolve_fast(chat, fast)
+        self.engine = None
+        self._dynamic = None
+        layers = cache if isinstance(cache, list) else None
+        if self.fast:
+            from infuse.llm.static_prefix import StaticPrefixCache
+
+            started = time.perf_counter()
+            if layers is None:
+                layers = [(layer.keys, layer.values) for layer in cache.layers]
+            self.engine = StaticPrefixCache(chat.model, len(prefix.token_ids) + room)
+            self.engine.load_prefix(layers)
+            del layers, cache  # the dynamic copy goes: one copy of the knowledge in memory
+            self.engine.warm_up()  # the decode step's CUDA graph, captured once per session
+            self.load_s += time.perf_counter() - started
+        elif layers is not None:
+            self._dynamic = chat.new_cache()
+            for index, (keys, values) in enumerate(layers):
+                self._dynamic.update(keys, values, index)
+        else:
+            self._dynamic = cache
+
+    @property
+    def cache(self):
+        """The KV cache: transformers' StaticCache on the fast path, else its DynamicCache."""
+        return self.engine.cache if self.engine is not None else self._dynamic
 
     @property
     def knowledge_tokens(self) -> int:
@@ -121,7 +158,9 @@ class CagSession:
     @property
     def cache_length(self) -> int:
         """Tokens the cache holds now."""
-        return int(self.cache.get_seq_length())
+        if self.engine is not None:
+            return self.engine.length
+        return int(self._dynamic.get_seq_length())
 
     @classmethod
     def build(
@@ -134,8 +173,12 @@ class CagSession:
         question_room: int = QUESTION_ROOM,
         answer_room: int = ANSWER_ROOM,
         on_progress: Callable[[int, int], None] | None = None,
+        fast: bool | None = None,
     ) -> CagSession:
-        """Prefill `system` (the knowledge turn) into a fresh cache, after the fit check."""
+        """Prefill `system` (the knowledge turn) into a fresh cache, after the fit check.
+
+        `fast`: see `CagSession` (None: on for CUDA).
+        """
         import torch
 
         from infuse.llm.decoding import forward_kwargs
@@ -172,6 +215,8 @@ class CagSession:
             manifest,
             loaded_from_disk=False,
             load_s=time.perf_counter() - started,
+            fast=fast,
+            room=question_room + answer_room,
         )
 
     @classmethod
@@ -182,11 +227,13 @@ class CagSession:
         model: str | LocalChatModel | None = None,
         device: str | None = None,
         rebuild_stale: bool = True,
+        fast: bool | None = None,
     ) -> CagSession:
         """Load the cache in `cache_dir` for `model` (default: the one it was built with).
 
         A stale cache (model, template, instructions or knowledge files changed) is rebuilt from its
         source files and saved again when `rebuild_stale`, else CacheError says what changed.
+        `fast`: see `CagSession` (None: on for CUDA).
         """
         started = time.perf_counter()
         cache_dir = Path(cache_dir)
@@ -204,27 +251,31 @@ class CagSession:
                     f"`infuse cag build ... --output {cache_dir}`."
                 )
             spec = model if isinstance(model, str) else manifest.model
-            session = cls.build(chat, system, sources=manifest.sources, model_spec=spec)
+            session = cls.build(chat, system, sources=manifest.sources, model_spec=spec, fast=fast)
             session.manifest.facts["rebuilt_because"] = reasons
             session.save(cache_dir)
             return session
-        layers = load_layers(cache_dir, manifest, chat.device)
-        cache = chat.new_cache()
-        for index, (keys, values) in enumerate(layers):
-            cache.update(keys, values, index)
+        fast = resolve_fast(chat, fast)
+        # The fast path copies each layer into its static cache: read to host memory first, so
+        # the GPU never holds the knowledge twice.
+        layers = load_layers(cache_dir, manifest, "cpu" if fast else chat.device)
         return cls(
             chat,
-            cache,
+            layers,
             prefix,
             manifest,
             loaded_from_disk=True,
             load_s=time.perf_counter() - started,
+            fast=fast,
         )
 
     def save(self, cache_dir: Path) -> None:
         """Write this session's knowledge cache to `cache_dir` (safetensors + manifest)."""
         self._restore()
-        layers = [(layer.keys, layer.values) for layer in self.cache.layers]
+        if self.engine is not None:
+            layers = self.engine.prefix_layers()
+        else:
+            layers = [(layer.keys, layer.values) for layer in self._dynamic.layers]
         save_cache(cache_dir, layers, self.prefix.token_ids, self.manifest)
 
     def ask(
@@ -248,15 +299,20 @@ class CagSession:
                 )
             max_new_tokens = min(max_new_tokens, room)
         try:
-            generation = self.chat.generate_from_ids(
-                question_ids,
-                self.cache,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                stop=stop,
-                on_token=on_token,
-                cached_tokens=self.knowledge_tokens,
-            )
+            if self.engine is not None:
+                generation = self._generate_fast(
+                    question_ids, max_new_tokens, temperature, stop, on_token
+                )
+            else:
+                generation = self.chat.generate_from_ids(
+                    question_ids,
+                    self._dynamic,
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    stop=stop,
+                    on_token=on_token,
+                    cached_tokens=self.knowledge_tokens,
+                )
         finally:
             self._restore()
         facts: dict[str, Any] = {
@@ -267,6 +323,7 @@ class CagSession:
             "cache_length_after": self.cache_length,
             "model": self.manifest.model,
             "answer_token_ids": generation.extra.get("token_ids", []),
+            "decoding": self.decoding,
         }
         if "rebuilt_because" in self.manifest.facts:
             facts["cache_rebuilt_because"] = self.manifest.facts["rebuilt_because"]
@@ -277,10 +334,35 @@ class CagSession:
         }
         return Answer(text=generation.text, method="cag", timings=timings, facts=facts)
 
+    @property
+    def decoding(self) -> str:
+        """How answers are decoded: "static cache + CUDA graph", "static cache" or "dynamic cache"."""
+        if self.engine is None:
+            return "dynamic cache"
+        return "static cache + CUDA graph" if self.engine.cuda_graph else "static cache"
+
+    def _generate_fast(self, question_ids, max_new_tokens, temperature, stop, on_token):
+        from infuse.llm.static_prefix import generate_after_prefix
+
+        return generate_after_prefix(
+            self.engine,
+            self.chat.tokenizer,
+            question_ids,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            stop=stop,
+            on_token=on_token,
+            end_ids=self.chat.end_ids,
+            seed=self.chat.seed,
+        )
+
     def _restore(self) -> None:
+        if self.engine is not None:
+            self.engine.rewind()
+            return
         extra = self.cache_length - self.knowledge_tokens
         if extra > 0:
-            self.cache.crop(-extra)
+            self._dynamic.crop(-extra)
 
 
 def ask(
@@ -293,18 +375,40 @@ def ask(
     on_token: Callable[[str], None] | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
+    fast: bool | None = None,
 ) -> Answer:
-    """Answer one question from the CAG cache in `cache_dir` (or through a server with `base_url`)."""
+    """Answer one question from the CAG cache in `cache_dir` (or through a server with `base_url`).
+
+    `fast`: static cache + CUDA-graph decoding (None: on for CUDA); see `CagSession`.
+    """
     if base_url:
         from infuse.cag.server import ServerCagSession
 
         name = model if isinstance(model, str) else None
         session = ServerCagSession.open(cache_dir, base_url=base_url, model=name, api_key=api_key)
     else:
-        session = CagSession.open(cache_dir, model=model)
+        session = CagSession.open(cache_dir, model=model, fast=fast)
     return session.ask(
         question, max_new_tokens=max_new_tokens, temperature=temperature, on_token=on_token
     )
+
+
+def resolve_fast(chat: LocalChatModel, fast: bool | None) -> bool:
+    """Whether to use the static cache + CUDA graph path: `fast` when given, else on for CUDA.
+
+    Raises CacheError when `fast=True` but the model cannot (sliding-window attention).
+    """
+    from infuse.llm.static_prefix import static_prefix_unsupported
+
+    reason = static_prefix_unsupported(chat.model)
+    if fast and reason:
+        raise CacheError(
+            f"fast=True needs a static cache, but '{chat.name}' cannot use one: {reason}. "
+            "Use fast=False."
+        )
+    if fast is None:
+        return chat.device.type == "cuda" and reason is None
+    return bool(fast)
 
 
 def current_fingerprint(chat: LocalChatModel, prefix: KnowledgePrefix) -> dict[str, Any]:

@@ -79,6 +79,28 @@ def prefill(model, input_ids: Sequence[int], cache):
     return output.logits[:, -1, :]
 
 
+class CacheStepper:
+    """The plain token loop's two moves on any transformers cache: prefill ids, feed one token."""
+
+    def __init__(self, model, cache) -> None:
+        self.model = model
+        self.cache = cache
+
+    def prefill(self, input_ids: Sequence[int]):
+        """Append `input_ids` to the cache; return the last position's logits [1, vocab]."""
+        return prefill(self.model, input_ids, self.cache)
+
+    def step(self, token_id: int):
+        """Append one token; return its logits [1, vocab]."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        step_ids = torch.tensor([[token_id]], dtype=torch.long, device=device)
+        with torch.inference_mode():
+            output = self.model(input_ids=step_ids, **forward_kwargs(self.model, self.cache))
+        return output.logits[:, -1, :]
+
+
 def decode(
     model,
     tokenizer,
@@ -98,20 +120,48 @@ def decode(
     sampling from softmax(logits / temperature). Text is streamed to `on_token` as it becomes
     final (held back while it could still turn into a stop string). Returns `Decoded`.
     """
+    return decode_steps(
+        CacheStepper(model, cache),
+        tokenizer,
+        input_ids,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        stop=stop,
+        on_token=on_token,
+        end_ids=end_token_ids(model, tokenizer) if end_ids is None else end_ids,
+        generator=generator,
+    )
+
+
+def decode_steps(
+    stepper,
+    tokenizer,
+    input_ids: Sequence[int],
+    *,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    stop: Sequence[str] | None = None,
+    on_token: Callable[[str], None] | None = None,
+    end_ids: set[int],
+    generator=None,
+) -> Decoded:
+    """The token loop of `decode` over any `stepper` with `prefill(ids)` and `step(token_id)`.
+
+    Both return logits [1, vocab]: `CacheStepper` (any transformers cache, eager) or
+    `infuse.llm.static_prefix.StaticPrefixCache` (static cache, CUDA-graph steps).
+    """
     import torch
 
     started = time.perf_counter()
-    end_ids = end_token_ids(model, tokenizer) if end_ids is None else end_ids
     stops = [text for text in (stop or []) if text]
     hold_back = max((len(text) for text in stops), default=1) - 1
-    device = next(model.parameters()).device
     new_ids: list[int] = []
     emitted = 0
     text = ""
     finish_reason = "length"
     first_token_at: float | None = None
 
-    logits = prefill(model, input_ids, cache)
+    logits = stepper.prefill(input_ids)
     with torch.inference_mode():
         for _step in range(max_new_tokens):
             token_id = _pick(logits, temperature, generator)
@@ -136,8 +186,7 @@ def decode(
                 emitted = safe_end
             if len(new_ids) == max_new_tokens:
                 break
-            step_ids = torch.tensor([[token_id]], dtype=torch.long, device=device)
-            logits = model(input_ids=step_ids, **forward_kwargs(model, cache)).logits[:, -1, :]
+            logits = stepper.step(token_id)
     if on_token is not None and len(text) > emitted:
         on_token(text[emitted:])
     finished = time.perf_counter()

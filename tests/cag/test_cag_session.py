@@ -164,3 +164,57 @@ def test_unreadable_knowledge_file_fails_before_loading_a_model(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(DataError, match="blob.md is not UTF-8"):
         build_cache([binary], "no-such-model", tmp_path / "cache")
+
+
+def test_fast_path_gives_the_exact_path_answers_and_keeps_the_cache_at_the_knowledge(
+    chat, knowledge_file
+):
+    """fast=True on CPU: the static cache (no CUDA graph there) answers like the DynamicCache."""
+    system = system_message(knowledge_text(read_knowledge_files([knowledge_file])))
+    exact = CagSession.build(chat, system, fast=False)
+    fast = CagSession.build(chat, system, fast=True, question_room=8, answer_room=8)
+    assert exact.decoding == "dynamic cache" and fast.decoding == "static cache"
+    knowledge = fast.knowledge_tokens
+    assert fast.cache_length == knowledge == exact.knowledge_tokens
+    # Room for 16 tokens after the knowledge: a 40-token answer makes the cache grow first.
+    for question, tokens in [(QUESTIONS[0], 40), (QUESTIONS[1], 12), (QUESTIONS[2], 12)] * 2:
+        expected = exact.ask(question, max_new_tokens=tokens)
+        got = fast.ask(question, max_new_tokens=tokens)
+        assert got.facts["answer_token_ids"] == expected.facts["answer_token_ids"]
+        assert got.text == expected.text and got.facts["decoding"] == "static cache"
+        assert got.facts["cache_length_after"] == knowledge == fast.cache_length
+    assert fast.engine.capacity >= knowledge + 40
+
+
+def test_fast_session_saves_and_reloads_with_the_same_answer(chat, knowledge_file, tmp_path):
+    system = system_message(knowledge_text(read_knowledge_files([knowledge_file])))
+    fast = CagSession.build(chat, system, sources=[str(knowledge_file)], fast=True)
+    answer = fast.ask(QUESTIONS[1], max_new_tokens=10)
+    fast.save(tmp_path / "cache")
+    for reload_fast in (True, False):
+        again = CagSession.open(tmp_path / "cache", model=chat, fast=reload_fast)
+        assert again.loaded_from_disk and again.knowledge_tokens == fast.knowledge_tokens
+        got = again.ask(QUESTIONS[1], max_new_tokens=10)
+        assert got.facts["answer_token_ids"] == answer.facts["answer_token_ids"]
+
+
+def test_fast_is_off_by_default_on_cpu_and_refused_for_sliding_window_models(chat):
+    from infuse.cag.session import resolve_fast
+    from infuse.llm.local import LocalChatModel
+
+    assert resolve_fast(chat, None) is False and resolve_fast(chat, True) is True
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=16,
+    )
+    sliding = LocalChatModel(MistralForCausalLM(config), chat.tokenizer, name="sliding")
+    assert resolve_fast(sliding, None) is False
+    with pytest.raises(CacheError, match="fast=True needs a static cache.*sliding.*fast=False"):
+        resolve_fast(sliding, True)
