@@ -50,6 +50,8 @@ _TRAIN_OPTIONS = [
     click.option("--fused-kernels/--no-fused-kernels", default=None, help="Our CUDA kernels (default on)."),
     click.option("--compile-layers/--no-compile-layers", default=None,
                  help="torch.compile each decoder layer on CUDA (default on)."),
+    click.option("--distributed", type=click.Choice(["auto", "ddp", "fsdp", "none"]),
+                 help="Under torchrun/accelerate launch: DDP, FSDP2, or auto (DDP when the model fits one GPU)."),
 ]
 
 
@@ -82,16 +84,21 @@ def train(config_file, resume, as_json, quiet, **flags):
     values.update({key: value for key, value in flags.items() if value is not None})
     config = config_from_mapping(values, source=config_file or "command line").validate()
     result = run_training(config, resume=resume, show_progress=not (quiet or as_json), console=err_console)
+    if result.rank != 0:  # several processes (torchrun): rank 0 speaks for the run
+        return
     payload = {
         "run_dir": str(result.run_dir), "steps": result.steps, "final_loss": result.final_loss,
         "eval_loss": result.eval_loss, "tokens_per_s": round(result.tokens_per_s, 1),
         "trained_share": round(result.trained_share, 4), "device": result.device,
         "dtype": result.dtype, "backend": result.backend, "warnings": result.warnings,
+        "distributed": result.distributed, "processes": result.world_size,
     }
     if as_json:
         print_json(payload)
         return
-    console.print(f"Trained {result.steps} steps on {result.device} ({result.dtype}, {result.backend}): "
+    where = f"{result.world_size} x {result.device} ({result.distributed}, " if result.world_size > 1 \
+        else f"{result.device} ("
+    console.print(f"Trained {result.steps} steps on {where}{result.dtype}, {result.backend}): "
                   f"final loss {result.final_loss:.4f}, {result.tokens_per_s:,.0f} tokens/s.")
     if result.eval_loss is not None:
         console.print(f"Eval loss {result.eval_loss:.4f}.")

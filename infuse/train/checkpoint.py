@@ -3,7 +3,8 @@
 `checkpoints/step-N/` holds the adapter (peft format), the optimizer and scheduler state,
 every random generator's state and the data position (the next micro-batch number). It is
 written to a temporary folder and renamed into place, so a kill -9 at any moment leaves
-either a whole checkpoint or none.
+either a whole checkpoint or none. Under several processes the adapter and optimizer state are
+gathered into this same single-process format (rank 0 writes), so any process count can resume.
 """
 
 from __future__ import annotations
@@ -68,16 +69,30 @@ def _restore_rng(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(run_dir: Path, state: TrainerState, model, optimizer, scheduler, *, keep: int) -> Path:
-    """Write checkpoint `step-<state.step>` atomically; keep only the newest `keep` ones."""
+def save_checkpoint(run_dir: Path, state: TrainerState, model, optimizer, scheduler, *, keep: int,
+                    context=None) -> Path:
+    """Write checkpoint `step-<state.step>` atomically; keep only the newest `keep` ones.
+
+    With several processes (`context`, an `infuse.train.distributed.DistContext`) every process
+    calls it: the adapter and optimizer state are gathered into the single-process format and
+    only rank 0 writes, so any number of processes can resume from it.
+    """
     import torch
 
+    from infuse.train.data_parallel import full_optimizer_state, save_adapter
+    from infuse.train.distributed import DistContext
+
+    context = context or DistContext()
     target = checkpoint_dir(run_dir, state.step)
     staging = target.parent / f".staging-{target.name}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging)
-    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    if context.is_main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    save_adapter(model, staging, context)
+    optimizer_state = full_optimizer_state(optimizer, context)
+    if not context.is_main:
+        return target
+    torch.save(optimizer_state, staging / "optimizer.pt")
     torch.save(scheduler.state_dict(), staging / "scheduler.pt")
     torch.save(_rng_states(), staging / "rng.pt")
     # The state file goes last: its presence marks the checkpoint complete.
@@ -99,15 +114,25 @@ def _prune(run_dir: Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainerState:
-    """Restore adapter weights, optimizer, scheduler and RNGs from `path`; return the state."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, context=None) -> TrainerState:
+    """Restore adapter weights, optimizer, scheduler and RNGs from `path`; return the state.
+
+    Under FSDP (`context.mode == 'fsdp'`) the full tensors are sharded onto this process.
+    """
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    weights = load_file(str(path / "adapter_model.safetensors"), device=str(next(model.parameters()).device))
-    set_peft_model_state_dict(model, weights)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+    optimizer_state = torch.load(path / "optimizer.pt", weights_only=False)
+    if context is not None and context.mode == "fsdp":
+        from infuse.train.data_parallel import load_adapter_weights, load_optimizer_state
+
+        load_adapter_weights(model, load_file(str(path / "adapter_model.safetensors")), context)
+        load_optimizer_state(optimizer, optimizer_state, context)
+    else:
+        weights = load_file(str(path / "adapter_model.safetensors"), device=str(next(model.parameters()).device))
+        set_peft_model_state_dict(model, weights)
+        optimizer.load_state_dict(optimizer_state)
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     _restore_rng(torch.load(path / "rng.pt", weights_only=False))
     return TrainerState(**json.loads((path / STATE_FILE).read_text(encoding="utf-8")))

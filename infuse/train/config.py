@@ -22,6 +22,7 @@ SCHEDULES = ("linear", "cosine", "constant")
 BACKENDS = ("auto", "hf", "unsloth")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+DISTRIBUTED = ("auto", "ddp", "fsdp", "none")  # under torchrun/accelerate (infuse.train.distributed)
 # Every linear layer of attention and MLP in Llama-family models (and most others).
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -73,6 +74,7 @@ class RunConfig:
     device: str = "auto"
     fused_kernels: bool = True  # CUDA only: fused RMSNorm/SwiGLU kernels
     compile_layers: bool = True  # CUDA only: torch.compile each decoder layer (1.5x on an H100)
+    distributed: str = "auto"  # several processes: ddp | fsdp | auto (DDP if the model fits a device)
 
     @property
     def alpha(self) -> int:
@@ -111,6 +113,8 @@ class RunConfig:
         need(self.backend in BACKENDS, f"backend='{self.backend}': use one of {', '.join(BACKENDS)}")
         need(self.dtype in DTYPES, f"dtype='{self.dtype}': use one of {', '.join(DTYPES)}")
         need(self.device in DEVICES, f"device='{self.device}': use one of {', '.join(DEVICES)}")
+        need(self.distributed in DISTRIBUTED,
+             f"distributed='{self.distributed}': use one of {', '.join(DISTRIBUTED)}")
         if problems:
             raise ConfigError("Invalid training settings: " + "; ".join(problems) + ".")
         return self

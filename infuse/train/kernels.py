@@ -1,7 +1,9 @@
-"""Fused CUDA kernels for training, patched explicitly onto one model object we were handed.
+"""Fused CUDA kernels for training, applied explicitly to one model object we were handed.
 
-Nothing here runs at import time and no third-party module is changed: `apply_fused_kernels`
-walks the given model and replaces the `forward` of its own RMSNorm and gated-MLP instances.
+Nothing here runs at import time and no third-party module is changed. For Llama-family models
+`apply_fused_kernels` records infuse's own decoder forward on the model (see
+`infuse.train.fast_decoder`); for other models it replaces the `forward` of the model's own
+RMSNorm and gated-MLP instances:
 
 - RMSNorm: fused forward/backward (float32 statistics, as the reference computes them);
 - SwiGLU: `silu(gate) * up` fused forward and backward;
@@ -61,17 +63,28 @@ def _is_swiglu_mlp(module) -> bool:
             and isinstance(act, torch.nn.SiLU))
 
 
-def apply_fused_kernels(model, *, compile_layers: bool = False) -> list[str]:
-    """Swap fused kernels into `model`'s RMSNorm and SwiGLU MLP modules; return what was patched.
+def apply_fused_kernels(model, *, compile_layers: bool = False, fast_path: bool = True,
+                        offload: bool = True) -> list[str]:
+    """Put infuse's CUDA kernels on `model`; return what was applied.
 
-    CUDA only (on CPU it patches nothing and returns []). With `compile_layers`, each decoder
-    layer is additionally compiled whole with `torch.compile`.
+    CUDA only (on CPU it changes nothing and returns []). With `fast_path` (the default) and a
+    Llama-family model with vanilla LoRA, infuse's own decoder forward is recorded on the model
+    (`infuse.train.fast_decoder`: fused LoRA autograd Functions, varlen flash attention, padding
+    dropped, checkpoints offloaded to CPU when `offload`); `compile_layers` is then not needed.
+    Otherwise the model's RMSNorm and SwiGLU modules get fused kernels and, with
+    `compile_layers`, each decoder layer is compiled whole with `torch.compile`.
     """
     import torch
 
     device = next(model.parameters()).device
     if device.type != "cuda":
         return []
+    if fast_path:
+        from infuse.train.fast_decoder import install_fast_decoder
+
+        plan = install_fast_decoder(model, offload=offload)
+        if plan is not None:
+            return [f"fast_decoder x{len(plan.layers)} layers" + (" (offloaded checkpoints)" if offload else "")]
     patched: dict[str, int] = {}
     for module in model.modules():
         if _is_rms_norm(module):

@@ -42,6 +42,47 @@ def linear_cross_entropy_sum(hidden, weight, targets, *, chunk_rows: int | None 
     return loss, count
 
 
+def _chunk_loss(logits, targets):
+    """Summed cross-entropy of one chunk of logits (float32 arithmetic)."""
+    import torch
+
+    values = logits.float()
+    log_norm = torch.logsumexp(values, dim=-1)
+    picked = values.gather(1, targets.unsqueeze(1)).squeeze(1)
+    return (log_norm - picked).sum()
+
+
+def _chunk_loss_and_grad_(logits, targets):
+    """Summed cross-entropy of one chunk; overwrites `logits` with softmax - onehot."""
+    import torch
+
+    values = logits.float()
+    log_norm = torch.logsumexp(values, dim=-1, keepdim=True)
+    picked = values.gather(1, targets.unsqueeze(1))
+    onehot = torch.arange(values.shape[1], device=values.device)[None, :] == targets.unsqueeze(1)
+    logits.copy_(torch.exp(values - log_norm) - onehot.to(values.dtype))
+    return (log_norm - picked).sum()
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _chunk_step(name: str, device_type: str):
+    """Eager on CPU; on CUDA compiled once (one fused pass over the chunk's logits)."""
+    function = {"loss": _chunk_loss, "grad": _chunk_loss_and_grad_}[name]
+    if device_type != "cuda":
+        return function
+    from infuse.train import ce_kernel
+
+    if name == "grad" and ce_kernel.available():
+        return ce_kernel.chunk_loss_and_grad_
+    if name not in _COMPILED:
+        import torch
+
+        _COMPILED[name] = torch.compile(function, dynamic=True)
+    return _COMPILED[name]
+
+
 def _make_function():
     import torch
 
@@ -56,16 +97,14 @@ def _make_function():
                 index = rows[start : start + chunk]
                 chunk_hidden = hidden.index_select(0, index)
                 chunk_targets = targets.index_select(0, index)
-                logits = (chunk_hidden @ weight.t()).float()
-                log_norm = torch.logsumexp(logits, dim=-1)
-                picked = logits.gather(1, chunk_targets.unsqueeze(1)).squeeze(1)
-                total += (log_norm - picked).sum()
+                logits = chunk_hidden @ weight.t()
                 if needs_grad:
-                    # d(loss)/d(logits) = softmax - onehot; fold it into the hidden gradient now.
-                    logits.sub_(log_norm.unsqueeze(1)).exp_()
-                    logits.scatter_add_(1, chunk_targets.unsqueeze(1),
-                                        torch.full_like(picked, -1.0).unsqueeze(1))
+                    # d(loss)/d(logits) = softmax - onehot, written over the logits, folded into
+                    # the hidden gradient now.
+                    total += _chunk_step("grad", logits.device.type)(logits, chunk_targets)
                     grad_rows[start : start + chunk] = (logits.to(weight.dtype) @ weight).to(hidden.dtype)
+                else:
+                    total += _chunk_step("loss", logits.device.type)(logits, chunk_targets)
                 del logits
             ctx.save_for_backward(grad_rows, rows)
             ctx.hidden_shape = hidden.shape

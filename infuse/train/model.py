@@ -174,11 +174,18 @@ def loss_sum(peft_model, batch):
     """Forward one micro-batch; return (summed token loss, trained token count).
 
     The decoder runs without its output head; the loss projects only trained positions
-    (see `infuse.train.loss`), so no full-vocabulary logits tensor is ever built.
+    (see `infuse.train.loss`), so no full-vocabulary logits tensor is ever built. When
+    `infuse.train.fast_decoder` was installed on the model, its own forward runs instead.
     """
+    from infuse.train.fast_decoder import decoder_states, installed
     from infuse.train.loss import linear_cross_entropy_sum
 
     inner = peft_model.get_base_model()
+    if installed(peft_model) is not None:  # infuse's own decoder forward (CUDA fast path)
+        states = decoder_states(peft_model, batch)
+        if states is not None:
+            hidden, targets = states
+            return linear_cross_entropy_sum(hidden, inner.get_output_embeddings().weight, targets)
     decoder = inner.get_decoder()
     head = inner.get_output_embeddings()
     outputs = decoder(
