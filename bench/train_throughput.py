@@ -10,6 +10,10 @@ variable-length data.
     python bench/train_throughput.py                       # 1B and 8B, all backends, on CUDA
     python bench/train_throughput.py --shapes 1b --backends hf,infuse
     python bench/train_throughput.py --tiny                # CPU smoke test of the whole script
+
+Backends: hf, unsloth, infuse (the default engine: own decoder forward, fused LoRA Functions,
+varlen flash attention, checkpoints offloaded to CPU), infuse-keep (same, checkpoints kept on
+the GPU), infuse-legacy (the engine before that: peft modules, compiled layers).
 """
 
 from __future__ import annotations
@@ -118,7 +122,15 @@ def build_hf(folder: Path):
     return model, step_loss
 
 
-def build_infuse(folder: Path, compile_layers: bool):
+INFUSE_VARIANTS = {  # backend name -> apply_fused_kernels settings
+    "infuse": dict(fast_path=True, offload=True),
+    "infuse-keep": dict(fast_path=True, offload=False),  # checkpoints stay on the GPU
+    "infuse-legacy": dict(fast_path=False, compile_layers=True),  # the engine before the fast path
+    "infuse-nocompile": dict(fast_path=False, compile_layers=False),
+}
+
+
+def build_infuse(folder: Path, variant: str):
     from infuse.train.config import RunConfig
     from infuse.train.kernels import apply_fused_kernels
     from infuse.train.model import Placement, add_lora, load_base_model, loss_sum
@@ -127,7 +139,7 @@ def build_infuse(folder: Path, compile_layers: bool):
     placement = Placement(device=_device(), dtype_name="bf16" if _device() == "cuda" else "fp32",
                           backend="hf", fused_kernels=True)
     model = add_lora(config, load_base_model(config, folder, placement))
-    patched = apply_fused_kernels(model, compile_layers=compile_layers)
+    patched = apply_fused_kernels(model, **INFUSE_VARIANTS[variant])
     print(json.dumps({"patched": patched}), file=sys.stderr)
 
     def step_loss(batch):
@@ -200,7 +212,7 @@ def worker(args) -> None:
     if args.backend == "hf":
         model, step_loss = build_hf(folder)
     elif args.backend.startswith("infuse"):
-        model, step_loss = build_infuse(folder, compile_layers=args.backend != "infuse-nocompile")
+        model, step_loss = build_infuse(folder, args.backend)
     else:
         model, step_loss = build_unsloth(folder, args.seq)
     load_s = time.perf_counter() - started
@@ -227,12 +239,30 @@ def worker(args) -> None:
                            else batch["input_ids"].numel())
         losses.append(round(float(loss), 4))
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    if args.profile and device == "cuda":
+        profile_steps(args, batches[-2:], step_loss, optimizer, device)
     print("RESULT " + json.dumps({
         "backend": args.backend, "shape": args.shape, "data": args.data, "tokens_per_s": tokens / timed_s,
         "peak_gib": peak, "first_loss": losses[0], "last_loss": losses[-1], "load_s": round(load_s, 1),
         "step_s": timed_s / max(1, len(batches) - args.warmup),
         "trainable": sum(p.numel() for p in trainable),
     }), flush=True)
+
+
+def profile_steps(args, batches, step_loss, optimizer, device) -> None:
+    """torch.profiler over a few more steps; the kernel table goes to `args.profile`."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for batch in batches:
+            loss = step_loss({k: v.to(device) for k, v in batch.items()})
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=45, max_name_column_width=70)
+    Path(args.profile).write_text(f"{args.backend} {args.shape} {args.data}, {len(batches)} steps\n{table}")
 
 
 # ---------------------------------------------------------------- parent: run all, print table
@@ -255,6 +285,9 @@ def run_one(args, shape: str, backend: str, data: str, folder: Path) -> dict:
     command = [sys.executable, __file__, "--worker", "--shape", shape, "--backend", backend, "--data", data,
                "--folder", str(folder), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--batch", str(args.batch), "--seq", str(args.seq)]
+    if args.profile_dir and data == "fixed":
+        Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
+        command += ["--profile", str(Path(args.profile_dir) / f"profile-{shape}-{backend}.txt")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.timeout)
@@ -302,6 +335,10 @@ def main() -> None:
     parser.add_argument("--models", default="/tmp/bench-models")
     parser.add_argument("--timeout", type=int, default=900)
     parser.add_argument("--write", help="also write the table (markdown) to this file")
+    parser.add_argument("--profile", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-dir", help="write a torch.profiler kernel table per backend here")
+    parser.add_argument("--varlen-backends", default="hf,infuse",
+                        help="backends of the padding vs packing rows (infuse also runs packed)")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny shape, seq 128")
     args = parser.parse_args()
     if args.worker:
@@ -315,7 +352,10 @@ def main() -> None:
         folder = save_random_model(shape, Path(args.models) / shape)
         runs = [(backend, "fixed") for backend in args.backends.split(",")]
         if shape in args.varlen.split(","):
-            runs += [("hf", "padded"), ("infuse", "padded"), ("infuse", "packed")]
+            for backend in args.varlen_backends.split(","):
+                runs.append((backend, "padded"))
+                if backend.startswith("infuse"):
+                    runs.append((backend, "packed"))
         for backend, data in runs:
             result = run_one(args, shape, backend, data, folder)
             print(json.dumps(result), flush=True)

@@ -24,6 +24,30 @@ DEFAULT_INSTRUCTIONS = (
 _PROBES = ("A?", "B?")
 
 
+_READER_SUFFIXES = (".pdf", ".docx", ".html", ".htm", ".csv", ".jsonl", ".json")
+
+
+def knowledge_files_from_kb(location: str | Path) -> list[Path]:
+    """The source files of a knowledge base's documents (one per file, in `kb list` order).
+
+    Raises ConfigError when the knowledge base holds no documents whose files still exist.
+    """
+    from infuse.knowledge.kb import KnowledgeBase
+
+    kb = KnowledgeBase(location)
+    try:
+        sources = [Path(record.source) for record in kb.documents()]
+    finally:
+        kb.close()
+    files = [path for path in dict.fromkeys(sources) if path.is_file()]
+    if not files:
+        raise ConfigError(
+            f"The knowledge base {location} has no documents whose files exist here; "
+            "add some with `infuse kb add` or pass the files to `infuse cag build`."
+        )
+    return files
+
+
 def read_knowledge_files(paths: list[Path | str]) -> list[tuple[str, str]]:
     """Read text/markdown files as (name, text) pairs. Raises DataError naming a bad file."""
     if not paths:
@@ -32,6 +56,14 @@ def read_knowledge_files(paths: list[Path | str]) -> list[tuple[str, str]]:
     for path in map(Path, paths):
         if not path.is_file():
             raise DataError(f"Knowledge file {path} does not exist (or is not a file).")
+        if path.suffix.lower() in _READER_SUFFIXES:
+            # PDF, DOCX, HTML, CSV/JSONL rows: the knowledge base's readers extract the text.
+            from infuse.knowledge.readers import read_file
+
+            text = "\n\n".join(document.text for document in read_file(path) if document.text.strip())
+            if text.strip():
+                documents.append((path.name, text.strip()))
+            continue
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infuse.errors import CacheError
+from infuse.files import write_atomic
 
 KV_FILE = "kv.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -174,11 +173,4 @@ def prefix_sha256(prefix_ids: list[int]) -> str:
 
 
 def _atomic(target: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(target, write)

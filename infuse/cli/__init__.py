@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import click
 
@@ -86,6 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    with warnings.catch_warnings():
+        if not debug:
+            # Deprecation notices from the libraries we call are for their maintainers.
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+        return _run(args, debug)
+
+
+def _run(args: list[str], debug: bool) -> int:
     try:
         cli.main(args=args, prog_name="infuse", standalone_mode=False)
     except InfuseError as error:

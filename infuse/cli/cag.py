@@ -16,7 +16,12 @@ def cag() -> None:
 
 
 @cag.command("build")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--kb",
+    default=None,
+    help="Take the documents of this knowledge base (folder or postgresql:// URL) as the knowledge.",
+)
 @click.option(
     "--model",
     "model",
@@ -41,6 +46,7 @@ def cag() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def build(
     files: tuple[Path, ...],
+    kb: str | None,
     model: str,
     output: Path,
     instructions: str | None,
@@ -48,10 +54,18 @@ def build(
     answer_room: int,
     as_json: bool,
 ) -> None:
-    """Prefill FILES (text/markdown) into MODEL's KV cache once and save it to --output."""
+    """Prefill FILES (or the documents of --kb) into MODEL's KV cache once; save it to --output."""
     from rich.progress import Progress
 
     from infuse.cag import DEFAULT_INSTRUCTIONS, build_cache
+    from infuse.errors import ConfigError
+
+    if kb is not None:
+        from infuse.cag.knowledge import knowledge_files_from_kb
+
+        files = (*files, *knowledge_files_from_kb(kb))
+    if not files:
+        raise ConfigError("Give knowledge FILES or --kb DIR to `infuse cag build`.")
 
     with Progress(console=console, transient=True, disable=as_json) as progress:
         task = progress.add_task("Prefilling the knowledge", total=None)

@@ -10,29 +10,15 @@ alpaca        {"instruction", "input", "output"}         (single-turn only)
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from infuse.errors import DataError
+from infuse.files import write_bytes_atomic
 
 TARGET_FORMATS = ("sharegpt", "messages", "alpaca", "openai-jsonl")
 _SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file completely or not at all (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(payload)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def to_format_rows(
@@ -117,4 +103,4 @@ def write_rows(rows: list[dict[str, Any]], path: Path, target: str) -> None:
         raise DataError(
             f"{path}: unknown output type '{suffix}'. Use .jsonl, .json, .parquet or .csv."
         )
-    atomic_write_bytes(path, payload)
+    write_bytes_atomic(path, payload)

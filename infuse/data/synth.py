@@ -12,17 +12,16 @@ reads) and `messages` (the user/assistant conversation `infuse train` reads).
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import string
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infuse.errors import ConfigError, DataError
+from infuse.files import write_text_atomic
 
 TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
 
@@ -219,16 +218,7 @@ def write_pairs(pairs: list[QAPair], path: str | Path, *, id_prefix: str = "syn"
         json.dumps(pair.to_row(f"{id_prefix}{i + 1:04d}"), ensure_ascii=False) + "\n"
         for i, pair in enumerate(pairs)
     )
-    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(lines)
-        os.chmod(staging, 0o644)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, lines)
 
 
 def heldout_path(output: str | Path) -> Path:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from infuse.eval.results import EvalResults, MethodSummary
+from infuse.files import write_text_atomic
 
 
 def _percent(value: float | None) -> str:
@@ -182,23 +181,10 @@ def render_html(results: EvalResults) -> str:
     return "\n".join(parts)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(staging, 0o644)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-
-
 def write_report(results: EvalResults, output_dir: str | Path) -> dict[str, Path]:
     """Write results.json and report.html into `output_dir` (atomically); return their paths."""
     output_dir = Path(output_dir)
     paths = {"json": output_dir / "results.json", "html": output_dir / "report.html"}
-    _write_atomic(paths["json"], json.dumps(results.to_dict(), indent=2, ensure_ascii=False, default=str))
-    _write_atomic(paths["html"], render_html(results))
+    write_text_atomic(paths["json"], json.dumps(results.to_dict(), indent=2, ensure_ascii=False, default=str))
+    write_text_atomic(paths["html"], render_html(results))
     return paths

@@ -8,13 +8,12 @@ version: whole documents or none. Settings live beside it in `kb.json` (written 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from infuse.errors import StoreError
+from infuse.files import write_text_atomic
 from infuse.knowledge.documents import Chunk, DocumentRecord, SearchHit
 from infuse.knowledge.store import (
     COLUMN_FILTERS,
@@ -111,10 +110,7 @@ class LanceStore(ChunkStore):
             ) from error
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        fd, temp = tempfile.mkstemp(prefix=".kb-", suffix=".json", dir=self.path)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(meta, handle, indent=2)
-        os.replace(temp, self.path / META_FILE)
+        write_text_atomic(self.path / META_FILE, json.dumps(meta, indent=2))
 
     # table ------------------------------------------------------------------------------
     def _open_table(self) -> Any:

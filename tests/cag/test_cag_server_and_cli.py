@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -78,3 +79,33 @@ def test_cli_errors_are_one_line_naming_the_file(tmp_path, capsys):
     assert main(["cag", "build", str(missing), "--output", str(tmp_path / "cache")]) == 1
     err = capsys.readouterr().err
     assert err.strip() == f"Error: Knowledge file {missing} does not exist (or is not a file)."
+
+
+def test_cli_build_from_a_knowledge_base_reads_every_file_type(long_context_model_dir, tmp_path):
+    from knowledge.conftest import build_tiny_embedder  # tests/knowledge: the tiny embedder
+
+    from infuse.knowledge.kb import KnowledgeBase
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "refunds.md").write_text("# Refunds\n\nThe refund window is 45 days.\n")
+    (docs / "office.html").write_text("<html><body><h1>Office</h1><p>Our office is in Springfield.</p></body></html>")
+    kb = KnowledgeBase(tmp_path / "kb", embedder=str(build_tiny_embedder(tmp_path / "embedder")))
+    kb.add([docs])
+    kb.close()
+
+    cache_dir = tmp_path / "cache"
+    result = CliRunner().invoke(cli, ["cag", "build", "--kb", str(tmp_path / "kb"), "--model",
+                                      str(long_context_model_dir), "--output", str(cache_dir),
+                                      "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(Path(s).name for s in payload["sources"]) == ["office.html", "refunds.md"]
+    answer = ask("Where is the office?", cache_dir, max_new_tokens=4)
+    assert answer.facts["knowledge_tokens"] == payload["knowledge_tokens"]
+
+
+def test_cli_build_without_knowledge_is_one_clear_error(tmp_path):
+    result = CliRunner().invoke(cli, ["cag", "build", "--output", str(tmp_path / "c")])
+    assert result.exit_code != 0
+    assert "Give knowledge FILES or --kb DIR" in str(result.exception or result.output)
