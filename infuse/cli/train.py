@@ -133,7 +133,7 @@ def generate(run_dir, prompt, system, max_new_tokens, temperature, chat_template
 @click.option("--temperature", type=float, default=0.0, show_default=True)
 @click.option("--chat-template", help="Refused unless it matches the template the run trained with.")
 def chat(run_dir, system, max_new_tokens, temperature, chat_template):
-    """Chat with a base model plus a trained adapter (empty line or Ctrl-D quits)."""
+    """Chat with a base model plus a trained adapter (empty line, /exit or Ctrl-D quits)."""
     from infuse.train.runs import load_run_model
 
     chat_model = load_run_model(run_dir, chat_template=chat_template)
@@ -143,7 +143,7 @@ def chat(run_dir, system, max_new_tokens, temperature, chat_template):
             line = click.prompt("you", default="", show_default=False)
         except (EOFError, click.exceptions.Abort):
             break
-        if not line.strip():
+        if line.strip() in ("", "/exit", "/quit", "/bye"):
             break
         messages.append({"role": "user", "content": line})
         answer = chat_model.generate(messages, max_new_tokens=max_new_tokens, temperature=temperature,
