@@ -62,6 +62,13 @@ def parse_role_aliases(pairs: tuple[str, ...]) -> dict[str, str]:
     return aliases
 
 
+def unescape_prompt(prompt: str | None) -> str | None:
+    """`\\n` and `\\t` typed on a command line become a newline and a tab."""
+    if prompt is None:
+        return None
+    return prompt.replace("\\n", "\n").replace("\\t", "\t")
+
+
 def load_conversations(path: str, options: dict[str, Any]):
     """Load a dataset file and turn it into conversations as the options say.
 
@@ -72,7 +79,7 @@ def load_conversations(path: str, options: dict[str, Any]):
     loaded = load_dataset_file(path)
     conversations = to_conversations(
         loaded,
-        merged_prompt=options.get("merged_prompt"),
+        merged_prompt=unescape_prompt(options.get("merged_prompt")),
         output_column=options.get("output_column"),
         system_prompt=options.get("system_prompt"),
         conversation_extension=options.get("conversation_extension", 1),

@@ -71,6 +71,7 @@ def _with_options(options):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(config_file, resume, as_json, quiet, **flags):
     """Fine-tune a LoRA adapter on your data."""
+    from infuse.cli.options import unescape_prompt
     from infuse.train.config import config_from_mapping, load_config_file
     from infuse.train.loop import train as run_training
     from infuse.train.runs import CONFIG_FILE
@@ -82,6 +83,8 @@ def train(config_file, resume, as_json, quiet, **flags):
     if config_file:
         values.update(load_config_file(config_file))
     values.update({key: value for key, value in flags.items() if value is not None})
+    if flags.get("merged_prompt") is not None:
+        values["merged_prompt"] = unescape_prompt(flags["merged_prompt"])
     config = config_from_mapping(values, source=config_file or "command line").validate()
     result = run_training(config, resume=resume, show_progress=not (quiet or as_json), console=err_console)
     if result.rank != 0:  # several processes (torchrun): rank 0 speaks for the run

@@ -107,3 +107,12 @@ def test_inspect_human_output_marks_trained_part(capsys, alpaca_file, tiny_model
     text = " ".join(stdout.split())  # rich wraps lines to the terminal width
     assert "2 rows, detected format alpaca" in text
     assert "sample 1" in text and "Only 2 rows" in text
+
+
+def test_merged_prompt_escapes_typed_on_the_command_line(capsys, tmp_path, alpaca_file):
+    out = tmp_path / "m.jsonl"
+    code, _, _ = run(capsys, "data", "convert", str(alpaca_file), str(out), "--to", "messages",
+                     "--merged-prompt", "{instruction}[[\\n\\nInput: {input}]]")
+    assert code == 0
+    second = json.loads(out.read_text().splitlines()[1])["messages"][0]["content"]
+    assert second == "Who founded Acme?\n\nInput: Answer with a name."
