@@ -78,6 +78,7 @@ QUIET_OFFLINE_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "TOKENIZERS_PARALLELISM": "false",
+    "TQDM_DISABLE": "1",  # libraries' own tqdm bars (e.g. GGUF conversion); ours are rich
 }
 
 

@@ -112,7 +112,9 @@ def ask(
             on_token=stream,
         )
     if as_json:
-        print_json(result.to_dict())
+        payload = result.to_dict()
+        payload["facts"].pop("answer_token_ids", None)  # for tests and eval, not for people
+        print_json(payload)
         return
     sys.stdout.write("\n")
     print_answer_sources(result)
