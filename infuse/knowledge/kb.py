@@ -30,6 +30,7 @@ from infuse.knowledge.retrieval import retrieve
 from infuse.knowledge.sources import (
     EXTRA_METADATA,
     FILE,
+    TEXT,
     FileRefresher,
     RefreshResult,
     SourceRefresher,
@@ -390,7 +391,8 @@ class KnowledgeBase:
             records = self.documents()
             by_kind: dict[str, list[DocumentRecord]] = {}
             for record in records:
-                by_kind.setdefault(source_kind(record.source), []).append(record)
+                if source_kind(record.source) != TEXT:  # plain ids: nothing to check, never removed
+                    by_kind.setdefault(source_kind(record.source), []).append(record)
             results: dict[str, RefreshResult] = {}
             gone: set[str] = set()
             for kind, kind_records in by_kind.items():
@@ -409,7 +411,12 @@ class KnowledgeBase:
             if gone:
                 self.store.remove_sources(sorted(gone))
                 report.removed += gone_ids
-            sources = {record.source for record in records if record.source not in gone}
+            sources = {
+                record.source
+                for kind_records in by_kind.values()
+                for record in kind_records
+                if record.source not in gone
+            }
             self._write(
                 self._refreshed(by_kind, results, gone, report), len(sources), report, on_progress
             )
@@ -421,13 +428,13 @@ class KnowledgeBase:
         if len(gone_ids) <= max(1, safe_share * total):
             return
         roots = missing_roots(sorted(gone))
-        where = "; ".join(f"{root}: {count}" for root, count in list(roots.items())[:5])
-        more = f" and {len(roots) - 5} more" if len(roots) > 5 else ""
+        where = ", ".join(f"{root} ({count})" for root, count in list(roots.items())[:5])
+        more = f" and {len(roots) - 5} more places" if len(roots) > 5 else ""
         raise SyncRefusedError(
-            f"kb sync would remove {len(gone_ids)} of {total} documents of {self.location} whose "
-            f"sources are gone ({where}{more} sources). Nothing was changed. If a drive is "
-            "unmounted or a site is down, bring it back and sync again; if they were removed on "
-            "purpose, run `infuse kb sync --prune`.",
+            f"kb sync would remove {len(gone_ids)} of {total} documents of {self.location}: their "
+            f"sources are gone from {where}{more}. Nothing was changed. If a drive is unmounted "
+            "or a site is down, bring it back and sync again; if they were removed on purpose, "
+            "run `infuse kb sync --prune`.",
             gone_ids,
             roots,
         )
