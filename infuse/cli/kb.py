@@ -320,7 +320,6 @@ def search(question, location, k, mode, filter_pairs, reranker, min_similarity, 
     """Show the chunks that best match QUESTION, with scores and sources."""
     from infuse.knowledge.kb import KnowledgeBase
     from infuse.knowledge.rerank import Reranker
-
     from infuse.knowledge.store import normalize_filters
 
     filters = parse_pairs(filter_pairs, "--filter")
