@@ -428,7 +428,10 @@ class KnowledgeBase:
         if len(gone_ids) <= max(1, safe_share * total):
             return
         roots = missing_roots(sorted(gone))
-        where = ", ".join(f"{root} ({count})" for root, count in list(roots.items())[:5])
+        where = ", ".join(
+            f"{root} ({count}{', folder missing' if source_kind(root) == FILE and not Path(root).exists() else ''})"
+            for root, count in list(roots.items())[:5]
+        )
         more = f" and {len(roots) - 5} more places" if len(roots) > 5 else ""
         raise SyncRefusedError(
             f"kb sync would remove {len(gone_ids)} of {total} documents of {self.location}: their "

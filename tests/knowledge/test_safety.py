@@ -181,7 +181,8 @@ def test_sync_refuses_to_empty_the_kb_when_a_drive_is_unmounted(tmp_path, tiny_e
     with KnowledgeBase(location) as kb:
         with pytest.raises(SyncRefusedError) as refused:
             kb.sync()
-        assert str(drive / "manuals") + " (missing)" in str(refused.value)
+        assert f"{drive / 'manuals'} (6, folder missing)" in str(refused.value)
+        assert refused.value.roots == {str(drive / "manuals"): 6}
         assert "6 of 7 documents" in str(refused.value) and "--prune" in str(refused.value)
         assert sorted(refused.value.gone) == sorted(str(path) for path in docs)
         assert len(kb.documents()) == 7  # nothing removed
@@ -213,7 +214,9 @@ def test_sync_removes_a_small_share_without_asking(tmp_path, tiny_embedder):
 
 
 # damaged store ---------------------------------------------------------------------------
-@pytest.mark.parametrize("damage", ["truncate-data", "delete-data", "truncate-manifest"])
+@pytest.mark.parametrize(
+    "damage", ["truncate-data", "delete-data", "truncate-manifest", "delete-manifest"]
+)
 def test_damaged_lancedb_files_are_one_line_errors(tmp_path, tiny_embedder_dir, damage, capsys):
     docs = write_docs(tmp_path / "docs", 2)
     location = tmp_path / "kb"
@@ -228,17 +231,24 @@ def test_damaged_lancedb_files_are_one_line_errors(tmp_path, tiny_embedder_dir, 
     elif damage == "delete-data":
         for path in (table / "data").glob("*.lance"):
             path.unlink()
-    else:
+    elif damage == "truncate-manifest":
         with open(manifest, "r+b") as handle:
             handle.truncate(40)
+    else:
+        for path in (table / "_versions").glob("*.manifest"):
+            path.unlink()
     with pytest.raises(StoreError, match=f"Knowledge base {location} is damaged"):
         with KnowledgeBase(location) as kb:
             kb.search("refund policy", k=3)
     for command in (["kb", "search", "refund policy"], ["kb", "list"], ["kb", "sync"]):
         assert main([*command, "--kb", str(location)]) == 1, command
         err = capsys.readouterr().err
-        assert "is damaged" in err and "Traceback" not in err, err
-        assert len(err.strip().splitlines()) == 1, err
+        assert "Traceback" not in err, err
+        # (in-process, the embedder's loading bars may come first: tqdm was imported before
+        # main() could switch them off)
+        assert (
+            err.strip().splitlines()[-1].startswith(f"Error: Knowledge base {location} is damaged")
+        )
 
 
 # bad values up front ---------------------------------------------------------------------
