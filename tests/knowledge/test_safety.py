@@ -346,3 +346,13 @@ def test_knowledge_bases_from_before_full_texts_still_open_and_upgrade(
         assert kb.document("new-note").text == "Shipping takes three days."
         assert "Gift cards are final." in kb.document("old-page").text
         assert kb.search("refund window", k=1, mode="bm25")[0].chunk.doc_id == "old-page"
+
+
+def test_kb_add_of_nothing_is_an_error_and_creates_nothing(tmp_path, capsys):
+    location = tmp_path / "kb"
+    assert (
+        main(["kb", "add", str(tmp_path / "typo"), str(tmp_path / "*.md"), "--kb", str(location)])
+        == 1
+    )
+    assert "Nothing to add" in capsys.readouterr().err
+    assert not location.exists()
