@@ -29,7 +29,7 @@ _EXPORTS = {
     "render_conversation": "infuse.data.templates",
     "encode_conversation": "infuse.data.masking",
     "encode_conversations": "infuse.data.masking",
-    "train_on_responses_only": "infuse.data.masking",
+    "train_on_responses_only": "infuse.data.responses_only",
 }
 
 __all__ = list(_EXPORTS)  # noqa: PLE0604
