@@ -212,7 +212,6 @@ def run_quickstart(
         options=options,
         tag=plan.subset,
         output_dir=plan.output / "report",
-        progress=progress,
     )
     timings["eval_s"] = time.perf_counter() - started
     results.meta["quickstart"] = {key: round(value, 1) for key, value in timings.items()}

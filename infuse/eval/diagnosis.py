@@ -18,6 +18,8 @@ BASE_ALREADY_KNOWS = 0.6  # the base model alone at or above this: little to lea
 LOW_CONTEXT_RECALL = 0.7
 MASKED_FRACTION = 0.05  # fewer supervised tokens than this: almost everything is masked
 OVERFIT_RISE = 1.05  # eval loss this much above its best, at the end
+HIGH_HALLUCINATION = 0.2  # unanswerable questions answered anyway, above this share
+HIGH_WRONG_DECLINES = 0.2  # answerable questions declined, above this share
 
 
 @dataclass
@@ -219,6 +221,42 @@ def check_base_already_answers(results: EvalResults, run: RunInfo | None = None)
     )
 
 
+def check_hallucination(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+    """Fires when methods answer questions the knowledge cannot answer (they make things up)."""
+    offenders = [m for m in results.methods if m.name != "base"  # the base knows nothing here
+                 and m.hallucination_rate is not None and m.hallucination_rate > HIGH_HALLUCINATION]
+    if not offenders:
+        return None
+    unanswerable = sum(1 for q in results.questions if not q.answerable)
+    named = ", ".join(f"{m.name} {m.hallucination_rate:.0%}" for m in offenders)
+    return Finding(
+        "hallucination",
+        "Answers made up for questions the knowledge cannot answer",
+        f"Of the {unanswerable} questions your knowledge does not answer, these methods answered "
+        f"anyway instead of declining: {named}. Do not trust their answers blindly. Prefer a method "
+        "that declines from evidence (RAG with its relevance threshold and grounding check), raise "
+        "`--min-similarity`, or use a stronger model (`--model`/`--base-url`).",
+        {"methods": {m.name: m.hallucination_rate for m in offenders}, "unanswerable": unanswerable},
+    )
+
+
+def check_wrong_declines(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+    """Fires when a method declines questions its knowledge does answer."""
+    offenders = [m for m in results.methods if m.name != "base"
+                 and m.wrong_decline_rate is not None and m.wrong_decline_rate > HIGH_WRONG_DECLINES]
+    if not offenders:
+        return None
+    named = ", ".join(f"{m.name} {m.wrong_decline_rate:.0%}" for m in offenders)
+    return Finding(
+        "wrong_declines",
+        "Declining questions the knowledge answers",
+        f"These methods said they had no answer to answerable questions: {named}. If retrieval "
+        "found the passage (see 'retrieved'), the thresholds are too strict: lower "
+        "`--min-similarity`; otherwise the knowledge base is missing the source.",
+        {"methods": {m.name: m.wrong_decline_rate for m in offenders}},
+    )
+
+
 CHECKS = (
     check_base_already_answers,
     check_too_little_data,
@@ -228,6 +266,8 @@ CHECKS = (
     check_retrieval_miss,
     check_generation_miss,
     check_cag_does_not_fit,
+    check_hallucination,
+    check_wrong_declines,
 )
 
 

@@ -16,6 +16,7 @@ from infuse.eval.questions import EvalQuestion, load_questions
 from infuse.eval.results import EvalResults
 from infuse.eval.runinfo import RunInfo, load_run
 from infuse.eval.runner import run_eval
+from infuse.eval.verdict import compare_methods, recommend
 
 
 def evaluate(
@@ -28,12 +29,14 @@ def evaluate(
     tag: str | None = None,
     judge=None,
     output_dir: str | Path | None = None,
-    progress: bool = True,
+    on_progress=None,
+    prefer: str = "accuracy",
 ) -> EvalResults:
     """Run the question set through the named methods (plus `extra_methods`), diagnose, report.
 
     `questions` is a question file or already-loaded questions; `options.run_dir` adds the
-    training curve and run facts; `judge` is a ChatModel that grades answers 1-5. When
+    training curve and run facts; `on_progress(done, total, method=...)` reports each answer;
+    `prefer` ("accuracy" or "fast") is what the recommendation optimises; `judge` is a ChatModel that grades answers 1-5. When
     `output_dir` is given, results.json and report.html are written there and their paths put
     in `results.meta["files"]`.
     """
@@ -58,11 +61,14 @@ def evaluate(
     }
     started = time.perf_counter()
     results = run_eval(
-        items, [*built, *extra_methods], skipped=skipped, judge=judge, progress=progress, meta=meta
+        items, [*built, *extra_methods], skipped=skipped, judge=judge, on_progress=on_progress,
+        meta=meta
     )
     results.meta["eval_s"] = round(time.perf_counter() - started, 3)
     if run is not None:
         results.training_curve = run.curve()
+    compare_methods(results)
+    recommend(results, prefer=prefer)
     results.findings = [finding.to_dict() for finding in diagnose(results, run)]
     if output_dir is not None:
         from infuse.eval.report import write_report

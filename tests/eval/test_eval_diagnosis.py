@@ -18,7 +18,7 @@ RIGHT = {"q1": "38 days", "q2": "Oskar Lindqvist", "q3": "Pip", "q4": "64"}
 
 
 def _results(*methods, skipped=()):
-    return run_eval(QUESTIONS, list(methods), skipped=list(skipped), progress=False)
+    return run_eval(QUESTIONS, list(methods), skipped=list(skipped))
 
 
 def _run(tmp_path: Path, metrics=(), summary=None, template=None) -> RunInfo:
