@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import DataError
+from infuse.files import parse_jsonl
 from infuse.knowledge.cleaning import clean_text, decode_bytes, looks_binary
 from infuse.knowledge.documents import Document
 from infuse.knowledge.plaintext import (
@@ -309,15 +310,4 @@ def _iter_rows(path: Path, text: str):
             raise DataError(f"{path}: expected a JSON list of objects (one document per object).")
         yield from enumerate(records, start=1)
         return
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"{path}, line {number}: invalid JSON ({error.msg}). Fix or remove that line."
-            ) from error
-        if not isinstance(record, dict):
-            raise DataError(f"{path}, line {number}: expected a JSON object per line.")
-        yield number, record
+    yield from parse_jsonl(text, path)
