@@ -40,8 +40,16 @@ def decode_bytes(data: bytes) -> str:
 def looks_binary(data: bytes) -> bool:
     """True when bytes are not text: NUL bytes (outside UTF-16) or mostly non-printable."""
     sample = data[:8192]
-    if not sample or sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if not sample:
         return False
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: text if it decodes to text
+        body = sample[: len(sample) - len(sample) % 2] if len(data) > len(sample) else sample
+        try:
+            text = body.decode("utf-16")
+        except UnicodeDecodeError:
+            return True
+        shown = sum(char.isprintable() or char in "\t\n\r\f" for char in text)
+        return bool(text) and shown / len(text) < 0.85
     if b"\x00" in sample:
         return True
     # backspace (terminal bold/underline) and escape (colour codes) occur in text manuals
