@@ -115,15 +115,18 @@ def plan_quickstart(
     )
 
 
-def _ensure_questions(plan: QuickstartPlan, say: Callable[[str], None]) -> None:
-    """Generate questions/training pairs from the documents when the folder has none."""
+def _ensure_questions(plan: QuickstartPlan, say: Callable[[str], None], chat_model: Any = None) -> None:
+    """Generate questions/training pairs from the documents when the folder has none
+    (with `chat_model`, default: the plan's model)."""
     if plan.questions is not None and plan.train_data is not None:
         return
     from infuse.data.synth import heldout_path, read_documents, synthesize_qa, write_pairs
     from infuse.llm import load_chat_model
 
     say("no questions.jsonl/train.jsonl: generating question/answer pairs from the documents")
-    result = synthesize_qa(read_documents(plan.documents).documents, load_chat_model(plan.model))
+    result = synthesize_qa(
+        read_documents(plan.documents).documents, chat_model or load_chat_model(plan.model)
+    )
     target = plan.output / "synth" / "qa.jsonl"
     train_path = write_pairs(result.train, target, id_prefix="syn")
     held_path = write_pairs(result.heldout, heldout_path(target), id_prefix="held")
