@@ -1,8 +1,9 @@
 """PDF -> text with PDFium (pypdfium2), then repaired: hyphenation, headers/footers, symbols.
 
 PDFium places word gaps from the glyph positions, as a viewer's copy-paste does; pypdf (used
-before) ran words together on TeX- and DocBook-made manuals ("Youshouldreadthefine...", one
-in three lines of the Debian Reference PDF) and was 6x slower (bench/readers.py). Ligatures
+before) ran words together on DocBook-made manuals ("Youshouldreadthefineofficial...": 103
+such tokens per 1,000 words of the Debian Reference PDF, 0.2 with PDFium; its layout mode is
+worse) and was 5-12x slower (bench/readers.py, bench/results/readers.md). Ligatures
 (`ﬁ`) and Unicode minus and quotes are normalised by `clean_text`; PDFium marks a hyphen that
 breaks a word at a line end with U+0002, which is joined here.
 """
