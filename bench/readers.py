@@ -74,9 +74,9 @@ def main() -> None:
     print(f"{'file':<34} {'reader':<22} {'seconds':>8} {'fused/1k words':>15} {'split words':>12}")
     for path in paths:
         rows = [
-            measure("infuse (PDFium)", lambda: read_file(path)[0].text),
-            measure("pypdf", lambda: clean_text(pypdf_text(path, "plain"))),
-            measure("pypdf layout", lambda: clean_text(pypdf_text(path, "layout"))),
+            measure("infuse (PDFium)", lambda path=path: read_file(path)[0].text),
+            measure("pypdf", lambda path=path: clean_text(pypdf_text(path, "plain"))),
+            measure("pypdf layout", lambda path=path: clean_text(pypdf_text(path, "layout"))),
         ]
         for name, seconds, fused, split, _words in rows:
             print(f"{path.name[:34]:<34} {name:<22} {seconds:>8.2f} {fused:>15.1f} {split:>12d}")
