@@ -1,16 +1,21 @@
-"""Files written completely or not at all.
+"""Files written completely or not at all, and the one JSONL reader.
 
 Every file infuse writes goes to a temporary file in the same folder and is then renamed
 over the target, so a crash or a kill never leaves half a file and never destroys the
-previous version.
+previous version. Every JSONL file infuse reads goes through `read_jsonl`, so a bad line is
+reported the same way everywhere (file, line, what is wrong, the fix).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from infuse.errors import DataError
 
 
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -40,3 +45,53 @@ def write_bytes_atomic(path: str | Path, payload: bytes) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write UTF-8 text atomically (see `write_atomic`)."""
     return write_atomic(path, lambda temp: Path(temp).write_text(text, encoding="utf-8"))
+
+
+def parse_jsonl(text: str, path: str | Path, *, objects: bool = True) -> list[tuple[int, Any]]:
+    """Parse JSONL text read from `path`: (line number, value) for each non-blank line.
+
+    With `objects` (the default) every line must be a JSON object. Raises DataError naming the
+    file, the line and the fix; this is the one wording of JSONL errors in infuse.
+    """
+    rows: list[tuple[int, Any]] = []
+    # split on "\n" only: U+2028 and friends may stand raw inside a JSON string
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(
+                f"{path}, line {number}: invalid JSON ({error.msg} at column {error.colno}); "
+                "each line must be one JSON object: fix or remove that line."
+            ) from None
+        if objects and not isinstance(value, dict):
+            raise DataError(
+                f"{path}, line {number}: expected a JSON object per line, got "
+                f"{type(value).__name__}; fix or remove that line."
+            )
+        rows.append((number, value))
+    return rows
+
+
+def read_jsonl(path: str | Path, *, objects: bool = True) -> list[tuple[int, Any]]:
+    """Read a JSONL file: (line number, value) for each non-blank line (see `parse_jsonl`).
+
+    Raises DataError for a missing or unreadable file, text that is not UTF-8, or a bad line.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file.") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error}).") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}, line {line}: not UTF-8 text (byte {error.start}); re-save the file as "
+            "UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+        ) from None
+    return parse_jsonl(text, path, objects=objects)

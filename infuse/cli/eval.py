@@ -9,8 +9,6 @@ import click
 
 from infuse.errors import ConfigError
 
-KNOWLEDGE_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
-
 
 class EvalGroup(click.Group):
     """`eval` runs the comparison itself; `eval retrieval` is attached when its module exists."""
@@ -41,20 +39,19 @@ class EvalGroup(click.Group):
 
 
 def expand_knowledge(paths: tuple[Path, ...]) -> list[Path]:
-    """Files as given; folders expanded to their text/markdown files (sorted)."""
-    files: list[Path] = []
+    """Knowledge files and folders -> the files `infuse kb add` would index (the one reader's
+    `find_files`); files it leaves out are named on stderr with the reason."""
+    from infuse.knowledge.reading import find_files
+
     for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in KNOWLEDGE_SUFFIXES)
-            if not found:
-                raise ConfigError(
-                    f"--knowledge {path}: no {', '.join(KNOWLEDGE_SUFFIXES)} files in this folder."
-                )
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
+        if not path.exists():
             raise ConfigError(f"--knowledge {path}: no such file or folder.")
+    files, skipped = find_files(paths)
+    for path in paths:
+        if path.is_dir() and not any(file.is_relative_to(path.resolve()) for file in files):
+            raise ConfigError(f"--knowledge {path}: no documents in this folder.")
+    for item in skipped:
+        click.echo(f"skipped {item['reason']}", err=True)
     return files
 
 

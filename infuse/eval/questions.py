@@ -127,9 +127,9 @@ def load_questions(
     path = Path(path)
     if not path.exists():
         raise DataError(f"Question file {path} does not exist.")
-    text = path.read_text(encoding="utf-8")
     rows: list[tuple[str, Any]] = []
     if path.suffix == ".json":
+        text = path.read_text(encoding="utf-8")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -138,16 +138,9 @@ def load_questions(
             raise DataError(f"{path}: expected a JSON list of question objects.")
         rows = [(f"{path} item {i + 1}", row) for i, row in enumerate(data)]
     else:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((f"{path} line {number}", json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    f"{path} line {number}: not valid JSON ({error.msg}). "
-                    "Each line must be one JSON object."
-                ) from None
+        from infuse.files import read_jsonl
+
+        rows = [(f"{path}, line {number}", row) for number, row in read_jsonl(path, objects=False)]
     questions: list[EvalQuestion] = []
     seen: dict[str, str] = {}
     for index, (where, row) in enumerate(rows):

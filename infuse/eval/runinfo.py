@@ -74,16 +74,12 @@ class RunInfo:
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Read metrics.jsonl; raise DataError naming the line when one is not a JSON object with a step."""
+    from infuse.files import read_jsonl
+
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path} line {number}: not valid JSON ({error.msg}).") from None
-        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-            raise DataError(f"{path} line {number}: each line needs an integer 'step'.")
+    for number, row in read_jsonl(path):
+        if not isinstance(row.get("step"), int):
+            raise DataError(f"{path}, line {number}: each line needs an integer 'step'.")
         rows.append(row)
     return rows
 

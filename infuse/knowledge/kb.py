@@ -8,9 +8,8 @@ and running it again picks up where it stopped (finished documents are unchanged
 
 from __future__ import annotations
 
-import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from infuse.errors import ConfigError, DataError
 from infuse.knowledge.chunking import chunk_document
 from infuse.knowledge.documents import Chunk, DocumentRecord, SearchHit
 from infuse.knowledge.embeddings import DEFAULT_EMBEDDER, Embedder
-from infuse.knowledge.readers import SUPPORTED_SUFFIXES, RowOptions, read_file
+from infuse.knowledge.readers import RowOptions, read_file
+from infuse.knowledge.reading import find_files
 from infuse.knowledge.retrieval import retrieve
 from infuse.knowledge.store import ChunkStore, Filters, is_database_url, open_store
 
@@ -41,42 +41,6 @@ class IngestReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
-
-
-def expand_paths(patterns: Iterable[str | Path]) -> tuple[list[Path], list[dict[str, str]]]:
-    """Files named by paths, folders (searched recursively for supported types) and globs.
-
-    Returns (absolute files in order, without repeats; [{"path", "reason"}] for names that match nothing).
-    """
-    files: list[Path] = []
-    missing: list[dict[str, str]] = []
-    for pattern in patterns:
-        path = Path(pattern).expanduser()
-        if path.is_file():
-            found = [path]
-        elif path.is_dir():
-            found = sorted(
-                candidate
-                for candidate in path.rglob("*")
-                if candidate.is_file()
-                and candidate.suffix.lower() in SUPPORTED_SUFFIXES
-                and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
-            )
-        else:
-            found = sorted(
-                Path(match)
-                for match in glob.glob(str(path), recursive=True)
-                if Path(match).is_file()
-            )
-        if not found:
-            missing.append(
-                {
-                    "path": str(pattern),
-                    "reason": f"{pattern}: no such file, folder or matching files.",
-                }
-            )
-        files += [Path(os.path.abspath(candidate)) for candidate in found]
-    return list(dict.fromkeys(files)), missing
 
 
 class KnowledgeBase:
@@ -208,7 +172,7 @@ class KnowledgeBase:
     ) -> IngestReport:
         """Ingest files, folders or globs. Unchanged documents are skipped, changed ones replaced;
         unreadable or binary files are reported in `skipped` with the reason."""
-        files, missing = expand_paths(paths)
+        files, missing = find_files(paths)
         report = IngestReport(skipped=missing)
         self._ingest([(file, row_options) for file in files], report, metadata or {})
         return report

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from infuse.files import read_jsonl
 from infuse.train.config import write_text_atomic
 
 
@@ -22,11 +23,9 @@ class MetricsLog:
         self.path = path
         self.rows: list[dict[str, Any]] = []
         if resume_from_step is not None and path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    if row.get("step", 0) <= resume_from_step:
-                        self.rows.append(row)
+            for _number, row in read_jsonl(path):
+                if row.get("step", 0) <= resume_from_step:
+                    self.rows.append(row)
             write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in self.rows))
         elif path.exists():
             path.unlink()

@@ -82,7 +82,7 @@ def test_eval_bad_input_is_one_clear_line(inputs, capsys):
     assert "unknown rgx" in capsys.readouterr().err
     (inputs / "bad.jsonl").write_text('{"question": "Q?", "answer": "A"}\n{oops\n')
     assert main(["eval", "--questions", str(inputs / "bad.jsonl")]) == 1
-    assert "bad.jsonl line 2: not valid JSON" in capsys.readouterr().err
+    assert "bad.jsonl, line 2: invalid JSON" in capsys.readouterr().err
 
 
 def test_retrieval_subcommand_is_attached_when_its_module_exists(monkeypatch, capsys):

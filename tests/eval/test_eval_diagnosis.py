@@ -190,5 +190,5 @@ def test_load_run_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="no metrics.jsonl"):
         load_run(tmp_path)
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2}\n{"loss": 1}\n')
-    with pytest.raises(DataError, match=r"metrics.jsonl line 2: each line needs an integer 'step'"):
+    with pytest.raises(DataError, match=r"metrics.jsonl, line 2: each line needs an integer 'step'"):
         load_run(tmp_path)
