@@ -189,7 +189,7 @@ def run_quickstart(
     started = time.perf_counter()
     from infuse.knowledge.kb import KnowledgeBase
 
-    kb = KnowledgeBase(plan.output / "kb", show_progress=progress)
+    kb = KnowledgeBase(plan.output / "kb", create=True)
     report = kb.add([str(path) for path in plan.documents])
     timings["knowledge_base_s"] = time.perf_counter() - started
     say(f"knowledge base: {_describe_ingest(report)} in {timings['knowledge_base_s']:.0f} s")

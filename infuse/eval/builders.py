@@ -111,7 +111,7 @@ def knowledge_base_rag(kb_location: str | Path, knowledge: Sequence[Path] = (),
         if "kb" not in state:
             from infuse.knowledge.kb import KnowledgeBase
 
-            kb = KnowledgeBase(kb_location)
+            kb = KnowledgeBase(kb_location, create=bool(knowledge))
             if knowledge:
                 kb.add([str(path) for path in knowledge])
             state["kb"] = kb
