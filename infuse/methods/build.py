@@ -67,18 +67,20 @@ def knowledge_files(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def open_knowledge_base(location: str | Path, knowledge: Sequence[str | Path] = ()):
+def open_knowledge_base(
+    location: str | Path, knowledge: Sequence[str | Path] = (), *, embedder: Any = None
+):
     """Open the knowledge base at `location`; with `knowledge`, create it if needed and bring it
     up to date with those files and folders (unchanged files are not re-indexed; files gone
-    from disk are dropped by a sync first)."""
+    from disk are dropped by a sync first). `embedder`: see `KnowledgeBase`."""
     from infuse.knowledge.kb import KnowledgeBase
 
     if not knowledge:
-        return KnowledgeBase(location)
-    try:  # TODO(lead): after the kb branch merges this is KnowledgeBase(location, create=True)
-        kb = KnowledgeBase(location, create=True)
+        return KnowledgeBase(location, embedder=embedder)
+    try:  # TODO(lead): after the kb branch merges this is KnowledgeBase(..., create=True)
+        kb = KnowledgeBase(location, embedder=embedder, create=True)
     except TypeError:
-        kb = KnowledgeBase(location)
+        kb = KnowledgeBase(location, embedder=embedder)
     if kb.documents():
         kb.sync()
     kb.add([str(path) for path in knowledge])
