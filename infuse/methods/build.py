@@ -46,6 +46,7 @@ class MethodOptions:
     knowledge: list[Path] = field(default_factory=list)
     run_dir: Path | None = None  # a training run folder (lora, lora+rag)
     kb: str | None = None
+    embedder: str | None = None  # for a new knowledge base (default: the packaged one)
     cag_cache: Path | None = None
     max_new_tokens: int = 64
     device: str | None = None
@@ -124,7 +125,7 @@ class _Shared:
         o = self.options
         if o.kb is None:
             raise _skip(name, "no knowledge base to retrieve from (give --knowledge or --kb)")
-        return self._once("kb", lambda: open_knowledge_base(o.kb, o.knowledge))
+        return self._once("kb", lambda: open_knowledge_base(o.kb, o.knowledge, embedder=o.embedder))
 
 
 def _skip(name: str, reason: str, code: str = MISSING, facts=None) -> SkipMethod:
