@@ -39,6 +39,10 @@ class Manifest:
     system: str
     facts: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what manifest.json holds)."""
+        return asdict(self)
+
     @classmethod
     def read(cls, cache_dir: Path) -> Manifest:
         """Read `cache_dir/manifest.json`; CacheError when there is no usable cache there."""
@@ -137,7 +141,7 @@ def save_cache(
     size = (cache_dir / KV_FILE).stat().st_size
     manifest.facts["kv_bytes"] = size
     manifest.facts["kv_crc32"] = file_crc32(cache_dir / KV_FILE)
-    text = json.dumps(asdict(manifest), indent=2, ensure_ascii=False)
+    text = json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False)
     _atomic(cache_dir / MANIFEST_FILE, lambda path: Path(path).write_text(text))
     return size
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -117,7 +116,7 @@ def info(cache_dir: Path, as_json: bool) -> None:
 
 
 def _summary(manifest) -> dict:
-    payload = asdict(manifest)
+    payload = manifest.to_dict()
     payload.pop("fingerprint")
     payload.pop("system")
     return payload
