@@ -56,3 +56,7 @@ class CacheError(InfuseError):
 
 class BackendError(InfuseError):
     """A generation backend (local model or OpenAI-compatible server) failed."""
+
+
+class BusyError(InfuseError):
+    """Another process is writing the same run, knowledge base or cache (its lock is held)."""

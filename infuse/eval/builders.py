@@ -92,12 +92,11 @@ def _run_facts(run_dir: Path) -> dict[str, Any]:
 
 
 def _run_setting(run_dir: Path, key: str) -> Any:
-    import tomllib
+    from infuse.train.runs import RunRecord
 
-    path = Path(run_dir) / "config.toml"
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8")).get(key)
-    except (OSError, tomllib.TOMLDecodeError):
+        return getattr(RunRecord.read(run_dir, metrics=False).config, key)
+    except InfuseError:
         return None
 
 
