@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from infuse.errors import DataError
-from infuse.train.runs import METRICS_FILE, RunRecord
+from infuse.train.runs import ADAPTER_FILE, METRICS_FILE, RunRecord, check_adapter_file
 
 RunInfo = RunRecord  # the name eval's modules use for a run
 
@@ -26,4 +26,6 @@ def load_run(run_dir: str | Path) -> RunRecord:
         raise DataError(str(error)) from None
     if not (run_dir / METRICS_FILE).exists():
         raise DataError(f"{run_dir} has no {METRICS_FILE}: is it a training run folder?")
+    if record.is_finished:  # a finished run must still have its adapter whole
+        check_adapter_file(run_dir / ADAPTER_FILE)
     return record
