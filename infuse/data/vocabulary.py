@@ -26,6 +26,7 @@ def missing_special_tokens(tokenizer, template: str) -> list[str]:
 
 def missing_tokens_message(missing: list[str], template_name: str | None) -> str:
     named = f"The chat template '{template_name}'" if template_name else "The model's chat template"
-    return (f"{named} uses special tokens the tokenizer does not have: {', '.join(missing)}. They would be "
-            "split into ordinary pieces the model never learned as markers. Use the model's own template "
-            "(leave out --chat-template) or one written for this model family.")
+    return (f"{named} uses special tokens the tokenizer does not have: {', '.join(missing)}. They are "
+            "split into ordinary pieces the model never learned as markers; unless this template is "
+            "meant as plain text, use the model's own template (leave out --chat-template) or one "
+            "written for this model family.")

@@ -180,15 +180,11 @@ def _check_masks(config: RunConfig, data: TokenData) -> None:
 
 
 def check_template_tokens(tokenizer, template: str, name: str | None = None) -> list[str]:
-    """Refuse a named template whose special tokens the tokenizer lacks; warn for the model's own.
+    """A warning naming the template's special tokens that the tokenizer lacks (none: no warning).
 
-    Returns the warnings; raises TemplateError for a template chosen with --chat-template.
+    A warning, not a refusal: some templates (zephyr's `<|assistant|>`) are plain text by design.
     """
     from infuse.data.vocabulary import missing_special_tokens, missing_tokens_message
 
     missing = missing_special_tokens(tokenizer, template)
-    if not missing:
-        return []
-    if name:
-        raise TemplateError(missing_tokens_message(missing, name))
-    return [missing_tokens_message(missing, None)]
+    return [missing_tokens_message(missing, name)] if missing else []

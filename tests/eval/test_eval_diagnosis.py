@@ -12,9 +12,9 @@ from infuse.errors import DataError
 from infuse.eval import diagnosis
 from infuse.eval.methods import DOES_NOT_FIT, MISSING, SkippedMethod
 from infuse.eval.runinfo import load_run
+from infuse.eval.runner import run_eval
 from infuse.train.config import RunConfig
 from infuse.train.runs import RunRecord
-from infuse.eval.runner import run_eval
 
 RIGHT = {"q1": "38 days", "q2": "Oskar Lindqvist", "q3": "Pip", "q4": "64"}
 
