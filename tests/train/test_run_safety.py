@@ -197,3 +197,22 @@ def test_negative_and_zero_sizes_are_refused_up_front(tiny_model_dir, qa_file, t
         code, _, err = run_cli(capsys, *train_flags(tiny_model_dir, qa_file, tmp_path / "run", flag, value))
         assert code == 1 and flag.lstrip("-").replace("-", "_") in one_line_error(err), (flag, err)
     assert not (tmp_path / "run").exists()
+
+
+def test_export_to_an_unwritable_place_is_one_line_before_work(finished_run, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, err = run_cli(capsys, "export", finished_run, "--format", "merged", "--output", blocker / "out")
+    assert code == 1 and f"Cannot write to {blocker}" in one_line_error(err)
+
+
+def test_cli_draws_progress_and_warnings_on_stderr_only(tiny_model_dir, qa_file, tmp_path, capsys):
+    rows = [json.loads(line) for line in qa_file.read_text().splitlines()]
+    rows[0]["output"] = None
+    data = tmp_path / "one_null.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, err = run_cli(capsys, *train_flags(tiny_model_dir, data, tmp_path / "run"))
+    assert code == 0
+    assert "train 4/4 steps, loss" in err  # plain lines when stderr is not a terminal
+    assert "Warning: 1 of 8 rows have an empty or null answer" in err
+    assert "Trained 4 steps" in out and "Warning" not in out
