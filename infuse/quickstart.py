@@ -209,7 +209,7 @@ def run_quickstart(
         say(
             f"fine-tune: LoRA r={config.lora_r} on {plan.train_data.name}, {config.num_epochs} epochs"
         )
-        train(config, show_progress=progress)
+        train(config)
     timings["training_s"] = time.perf_counter() - started
 
     started = time.perf_counter()

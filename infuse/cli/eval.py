@@ -90,10 +90,9 @@ def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path
         return
     if questions is None:
         raise click.UsageError("Give --questions QA.jsonl (or a subcommand, e.g. `retrieval`).")
-    from infuse.cli.output import print_json
-    from infuse.eval import MethodOptions, evaluate
-    from infuse.cli.output import print_eval_report
+    from infuse.cli.output import print_eval_report, print_json
     from infuse.cli.progress import progress_bar
+    from infuse.eval import MethodOptions, evaluate
 
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")

@@ -11,7 +11,7 @@ from typing import Any
 
 from infuse.eval.methods import DOES_NOT_FIT
 from infuse.eval.results import EvalResults
-from infuse.eval.runinfo import RunInfo
+from infuse.train.runs import RunRecord
 
 BAD_ACCURACY = 0.5  # below this a method's results count as bad
 BASE_ALREADY_KNOWS = 0.6  # the base model alone at or above this: little to learn
@@ -48,11 +48,11 @@ def recommended_examples(model_parameters: int) -> int:
     return 1000
 
 
-def check_too_little_data(results: EvalResults, run: RunInfo | None) -> Finding | None:
+def check_too_little_data(results: EvalResults, run: RunRecord | None) -> Finding | None:
     """Fires when the adapter scores badly and it saw fewer examples than its model size needs."""
     if run is None:
         return None
-    examples, params = run.fact("train_examples"), run.fact("model_parameters")
+    examples, params = run.train_examples, run.model_parameters
     bad = [m for m in _fine_tuned(results) if m.accuracy < BAD_ACCURACY]
     if examples is None or params is None or not bad:
         return None
@@ -70,7 +70,7 @@ def check_too_little_data(results: EvalResults, run: RunInfo | None) -> Finding 
     )
 
 
-def check_overfitting(results: EvalResults, run: RunInfo | None) -> Finding | None:
+def check_overfitting(results: EvalResults, run: RunRecord | None) -> Finding | None:
     """Fires when eval loss rose past its best while train loss kept falling."""
     if run is None:
         return None
@@ -103,11 +103,11 @@ def check_overfitting(results: EvalResults, run: RunInfo | None) -> Finding | No
     )
 
 
-def check_labels_masked(results: EvalResults, run: RunInfo | None) -> Finding | None:
+def check_labels_masked(results: EvalResults, run: RunRecord | None) -> Finding | None:
     """Fires when almost no tokens carried a label, so training learned (almost) nothing."""
     if run is None:
         return None
-    fraction = run.fact("supervised_token_fraction")
+    fraction = run.supervised_token_fraction
     if fraction is None or float(fraction) >= MASKED_FRACTION:
         return None
     return Finding(
@@ -125,7 +125,7 @@ def _squash(template: str) -> str:
     return "".join(template.split())
 
 
-def check_template_mismatch(results: EvalResults, run: RunInfo | None) -> Finding | None:
+def check_template_mismatch(results: EvalResults, run: RunRecord | None) -> Finding | None:
     """Fires when the adapter was trained with one chat template and evaluated with another."""
     for method in _fine_tuned(results):
         trained = method.facts.get("train_chat_template") or (run.chat_template if run else None)
@@ -142,7 +142,7 @@ def check_template_mismatch(results: EvalResults, run: RunInfo | None) -> Findin
     return None
 
 
-def check_retrieval_miss(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_retrieval_miss(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when a retrieval method is wrong mostly because the passages lacked the answer."""
     for method in results.methods:
         if method.context_recall is None or method.context_recall >= LOW_CONTEXT_RECALL:
@@ -170,7 +170,7 @@ def check_retrieval_miss(results: EvalResults, run: RunInfo | None = None) -> Fi
     return None
 
 
-def check_generation_miss(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_generation_miss(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when retrieval found the answer but the model still answered wrong, often."""
     for method in results.methods:
         if method.context_recall is None or method.context_recall < LOW_CONTEXT_RECALL:
@@ -192,7 +192,7 @@ def check_generation_miss(results: EvalResults, run: RunInfo | None = None) -> F
     return None
 
 
-def check_cag_does_not_fit(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_cag_does_not_fit(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when CAG was skipped because the knowledge is longer than the context window."""
     for skip in results.skipped:
         if skip.code == DOES_NOT_FIT:
@@ -206,7 +206,7 @@ def check_cag_does_not_fit(results: EvalResults, run: RunInfo | None = None) -> 
     return None
 
 
-def check_base_already_answers(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_base_already_answers(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when the base model alone already answers most questions (nothing to learn)."""
     base = results.method("base")
     if base is None or base.accuracy < BASE_ALREADY_KNOWS:
@@ -221,7 +221,7 @@ def check_base_already_answers(results: EvalResults, run: RunInfo | None = None)
     )
 
 
-def check_hallucination(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_hallucination(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when methods answer questions the knowledge cannot answer (they make things up)."""
     offenders = [m for m in results.methods if m.name != "base"  # the base knows nothing here
                  and m.hallucination_rate is not None and m.hallucination_rate > HIGH_HALLUCINATION]
@@ -240,7 +240,7 @@ def check_hallucination(results: EvalResults, run: RunInfo | None = None) -> Fin
     )
 
 
-def check_wrong_declines(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_wrong_declines(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when a method declines questions its knowledge does answer."""
     offenders = [m for m in results.methods if m.name != "base"
                  and m.wrong_decline_rate is not None and m.wrong_decline_rate > HIGH_WRONG_DECLINES]
@@ -271,6 +271,6 @@ CHECKS = (
 )
 
 
-def diagnose(results: EvalResults, run: RunInfo | None = None) -> list[Finding]:
+def diagnose(results: EvalResults, run: RunRecord | None = None) -> list[Finding]:
     """Run every check; return the findings that fired, in a fixed order."""
     return [finding for check in CHECKS if (finding := check(results, run)) is not None]

@@ -134,14 +134,13 @@ def _skip(name: str, reason: str, code: str = MISSING, facts=None) -> SkipMethod
 
 
 def run_setting(run_dir: Path, key: str) -> Any:
-    """One setting of a training run's config.toml (None when absent or unreadable)."""
-    # TODO(lead): the train branch reads this through `RunRecord.read(run_dir).config`.
-    import tomllib
+    """One setting of a training run's config (None when absent or unreadable)."""
+    from infuse.errors import InfuseError
+    from infuse.train.runs import RunRecord
 
-    path = Path(run_dir) / "config.toml"
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8")).get(key)
-    except (OSError, tomllib.TOMLDecodeError):
+        return getattr(RunRecord.read(run_dir, metrics=False).config, key, None)
+    except InfuseError:
         return None
 
 
