@@ -22,6 +22,7 @@ from infuse.cag.knowledge import (
     DEFAULT_INSTRUCTIONS,
     KnowledgePrefix,
     build_prefix,
+    knowledge_files,
     knowledge_text,
     read_knowledge_files,
     sha256_text,
@@ -80,7 +81,7 @@ def build_cache(
 
     Returns the Manifest written. Raises CacheError when it does not fit the model's context.
     """
-    sources = [str(Path(path).resolve()) for path in files]
+    sources = [str(path) for path in knowledge_files(list(files))]  # folders -> their files
     system = system_message(knowledge_text(read_knowledge_files(sources)), instructions)
     chat = _local_chat(model, device)  # after reading: a bad file fails before a slow load
     session = CagSession.build(
