@@ -95,3 +95,74 @@ def read_jsonl(path: str | Path, *, objects: bool = True) -> list[tuple[int, Any
             "UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
         ) from None
     return parse_jsonl(text, path, objects=objects)
+def check_writable_folder(folder: str | Path, *, setting: str = "the output folder") -> Path:
+    """Create `folder` if needed and prove a file can be written there, before any work starts.
+
+    Raises ConfigError naming the folder, the reason and `setting` (what to change).
+    """
+    from infuse.errors import ConfigError
+
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".infuse-write-check.", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(f"Cannot write to {folder} ({reason}). Choose another {setting}, "
+                          "or fix its permissions.") from None
+    return folder
+
+
+def remove_stale_temps(path: str | Path, *, older_than_s: float = 60.0) -> list[Path]:
+    """Delete temporary files `write_atomic` left beside `path` when its writer was killed.
+
+    Only temps of this very file name untouched for `older_than_s` seconds go (a live writer
+    keeps touching its own). Returns what was removed.
+    """
+    import time
+
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    cutoff = time.time() - older_than_s
+    for temp in path.parent.glob(f".{path.name}.*"):
+        try:
+            if temp.is_file() and temp.stat().st_mtime < cutoff:
+                temp.unlink()
+                removed.append(temp)
+        except OSError:
+            continue
+    return removed
+
+
+class FolderLock:
+    """An exclusive lock file held while one process writes a folder (`with FolderLock(...)`).
+
+    A second writer fails at once with BusyError naming the folder; the OS drops the lock
+    when the holder dies, so a killed run never leaves the folder locked.
+    """
+
+    def __init__(self, lock_path: str | Path, *, what: str) -> None:
+        from filelock import FileLock
+
+        self.path = Path(lock_path)
+        self.what = what
+        self._lock = FileLock(str(self.path))
+
+    def __enter__(self) -> FolderLock:
+        from filelock import Timeout
+
+        from infuse.errors import BusyError
+
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise BusyError(f"{self.what} is in use by another process (lock {self.path}). "
+                            "Wait for it to finish, or use another folder.") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()

@@ -189,7 +189,7 @@ def run_quickstart(
     started = time.perf_counter()
     from infuse.knowledge.kb import KnowledgeBase
 
-    kb = KnowledgeBase(plan.output / "kb", show_progress=progress)
+    kb = KnowledgeBase(plan.output / "kb", create=True)
     report = kb.add([str(path) for path in plan.documents])
     timings["knowledge_base_s"] = time.perf_counter() - started
     say(f"knowledge base: {_describe_ingest(report)} in {timings['knowledge_base_s']:.0f} s")
@@ -209,7 +209,7 @@ def run_quickstart(
         say(
             f"fine-tune: LoRA r={config.lora_r} on {plan.train_data.name}, {config.num_epochs} epochs"
         )
-        train(config, show_progress=progress)
+        train(config)
     timings["training_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -225,7 +225,6 @@ def run_quickstart(
         options=options,
         tag=plan.subset,
         output_dir=plan.output / "report",
-        progress=progress,
     )
     timings["eval_s"] = time.perf_counter() - started
     results.meta["quickstart"] = {key: round(value, 1) for key, value in timings.items()}

@@ -19,3 +19,15 @@ __all__ = [
     "read_file",
     "read_paths",
 ]
+
+
+def __getattr__(name: str):
+    # KnowledgeBase pulls in the stores and retrieval: load it on first use only.
+    if name == "KnowledgeBase":
+        from infuse.knowledge.kb import KnowledgeBase
+
+        return KnowledgeBase
+    raise AttributeError(f"module 'infuse.knowledge' has no attribute {name!r}")
+
+
+__all__ += ["KnowledgeBase"]

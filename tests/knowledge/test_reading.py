@@ -209,11 +209,11 @@ def test_globs_missing_paths_and_named_files_of_any_suffix(docs, tmp_path):
 
 
 def test_eval_knowledge_and_kb_add_index_the_same_documents(docs, tmp_path, tiny_embedder):
-    from infuse.cli.eval import expand_knowledge
     from infuse.knowledge.kb import KnowledgeBase
+    from infuse.methods.build import knowledge_files
 
-    eval_files = expand_knowledge((docs,))
-    with KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder) as kb:
+    eval_files = knowledge_files([docs])  # what `infuse eval --knowledge DIR` reads
+    with KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder, create=True) as kb:
         report = kb.add([docs])
         indexed = sorted({record.source for record in kb.documents()})
         assert sorted(map(str, eval_files)) == sorted(
