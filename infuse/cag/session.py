@@ -26,6 +26,7 @@ from infuse.cag.knowledge import (
     DEFAULT_INSTRUCTIONS,
     KnowledgePrefix,
     build_prefix,
+    knowledge_files,
     knowledge_text,
     read_knowledge_files,
     sha256_text,
@@ -294,7 +295,7 @@ class CagSession:
         The files are read before the model loads, so a bad file fails fast. Raises
         ContextTooLongError when the knowledge does not fit the model's context.
         """
-        sources = [str(Path(path).resolve()) for path in files]
+        sources = [str(path) for path in knowledge_files(list(files))]  # folders -> their files
         system = system_message(knowledge_text(read_knowledge_files(sources)), instructions)
         chat = _local_chat(model, device)
         return cls.build(
