@@ -58,13 +58,17 @@ def knowledge_files(paths: Sequence[str | Path]) -> list[Path]:
 
     Raises ConfigError naming a path that matches nothing.
     """
-    # TODO(lead): once the readers branch is merged, use `infuse.knowledge.find_files(paths)`
-    # here (same return shape), so eval, kb and CAG expand folders through one reader.
-    from infuse.knowledge.kb import expand_paths
+    from infuse.knowledge.reading import find_files
 
-    files, missing = expand_paths([str(path) for path in paths])
-    if missing:
-        raise ConfigError(f"knowledge {missing[0]['reason']} Give files, folders or globs.")
+    for path in paths:
+        if not Path(path).exists() and not any(ch in str(path) for ch in "*?["):
+            raise ConfigError(f"knowledge {path}: no such file or folder. Give files, folders or globs.")
+    files, _skipped = find_files([str(path) for path in paths])  # named by the kb's ingest report
+    if not files:
+        raise ConfigError(
+            f"knowledge {', '.join(map(str, paths))}: no readable documents there "
+            "(see `infuse kb add` for what is read and why a file is skipped)."
+        )
     return files
 
 
@@ -78,10 +82,7 @@ def open_knowledge_base(
 
     if not knowledge:
         return KnowledgeBase(location, embedder=embedder)
-    try:  # TODO(lead): after the kb branch merges this is KnowledgeBase(..., create=True)
-        kb = KnowledgeBase(location, embedder=embedder, create=True)
-    except TypeError:
-        kb = KnowledgeBase(location, embedder=embedder)
+    kb = KnowledgeBase(location, embedder=embedder, create=True)
     if kb.documents():
         kb.sync()
     kb.add([str(path) for path in knowledge])
@@ -133,14 +134,13 @@ def _skip(name: str, reason: str, code: str = MISSING, facts=None) -> SkipMethod
 
 
 def run_setting(run_dir: Path, key: str) -> Any:
-    """One setting of a training run's config.toml (None when absent or unreadable)."""
-    # TODO(lead): the train branch reads this through `RunRecord.read(run_dir).config`.
-    import tomllib
+    """One setting of a training run's config (None when absent or unreadable)."""
+    from infuse.errors import InfuseError
+    from infuse.train.runs import RunRecord
 
-    path = Path(run_dir) / "config.toml"
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8")).get(key)
-    except (OSError, tomllib.TOMLDecodeError):
+        return getattr(RunRecord.read(run_dir, metrics=False).config, key, None)
+    except InfuseError:
         return None
 
 
