@@ -148,12 +148,13 @@ def add(
 
     Unchanged files are skipped, changed files replace their chunks.
     """
-    from infuse.knowledge.kb import KnowledgeBase, expand_paths
+    from infuse.knowledge.kb import KnowledgeBase
     from infuse.knowledge.readers import RowOptions
+    from infuse.knowledge.reading import find_files
 
     options = RowOptions(list(text_columns), list(metadata_columns), id_column, title_column)
     metadata = parse_pairs(meta_pairs, "--meta")
-    files, _missing = expand_paths(paths)
+    files, _missing = find_files(paths)
     if not files:  # refused before a knowledge base is created for nothing
         raise DataError(
             f"Nothing to add: {', '.join(paths)} matched no files (check the paths; supported: "

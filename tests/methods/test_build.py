@@ -129,5 +129,4 @@ def test_evaluate_from_python_expands_a_folder_and_builds_its_own_knowledge_base
     results = evaluate(questions, methods=["rag"], options=options, output_dir=out)
     assert results.meta["kb"] == str(out / "kb") and (out / "kb").is_dir()
     with pytest.raises(ConfigError, match=r"knowledge .*nowhere.*no such file"):
-        evaluate(questions, methods=["rag"],
-                 options=MethodOptions(knowledge=[tmp_path / "nowhere"]))
+        evaluate(questions, methods=["rag"], options=MethodOptions(knowledge=[tmp_path / "nowhere"]))
