@@ -90,3 +90,24 @@ def test_library_reports_progress_through_the_callback_and_prints_nothing(fast_c
     assert steps == [(1, 3), (2, 3), (3, 3)]
     assert calls[0][:2] == (0, 3)  # the start, before the first step
     assert result.record.status == "finished"
+
+
+def test_labels_masked_fires_from_the_record_of_a_run_that_trained_almost_nothing(
+        tiny_model_dir, tmp_path, capsys):
+    rows = [{"instruction": f"Item {i}: " + "background words " * 30 + "What is it?", "output": "A."}
+            for i in range(6)]
+    data = tmp_path / "long_prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    flags = train_flags(tiny_model_dir, data, tmp_path / "run", "--json")
+    flags[flags.index("--max-seq-len") + 1] = "1024"
+    assert main(flags) == 0
+    capsys.readouterr()
+    fraction = RunRecord.read(tmp_path / "run").supervised_token_fraction
+    assert 0 < fraction < 0.05
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question": "What is item 1?", "answer": "A thing"}) + "\n")
+    code = main(["eval", "--questions", str(questions), "--methods", "lora", "--run", str(tmp_path / "run"),
+                 "--max-new-tokens", "4", "--output", str(tmp_path / "report"), "--json"])
+    assert code == 0
+    findings = {f["code"]: f for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert findings["labels_masked"]["signal"]["supervised_token_fraction"] == fraction
