@@ -111,3 +111,30 @@ def test_labels_masked_fires_from_the_record_of_a_run_that_trained_almost_nothin
     assert code == 0
     findings = {f["code"]: f for f in json.loads(capsys.readouterr().out)["findings"]}
     assert findings["labels_masked"]["signal"]["supervised_token_fraction"] == fraction
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("{not json", "run.json: not valid JSON"),
+    ("[1, 2]", "run.json: expected a JSON object"),
+    ('{"train_examples": "many"}', "run.json: 'train_examples' should be int | None, got 'many'"),
+])
+def test_damaged_record_is_a_named_error(tmp_path, text, expected):
+    from infuse.errors import DataError
+
+    RunRecord(config=RunConfig()).write(tmp_path)
+    (tmp_path / "run.json").write_text(text)
+    with pytest.raises(DataError, match=expected.replace("|", r"\|").replace("[", r"\[")):
+        RunRecord.read(tmp_path)
+
+
+def test_not_a_run_and_lost_settings_are_named(tmp_path):
+    from infuse.errors import DataError, ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        RunRecord.read(tmp_path / "nowhere")
+    with pytest.raises(ModelNotFoundError, match="is not an infuse run"):
+        RunRecord.read(tmp_path)
+    RunRecord(config=RunConfig()).write(tmp_path)
+    (tmp_path / "config.toml").unlink()
+    with pytest.raises(DataError, match="config.toml is missing"):
+        RunRecord.read(tmp_path)
