@@ -53,7 +53,9 @@ def parse_html(html: str, url: str) -> PageContent:
     base = url
     for href in tree.xpath("//base/@href")[:1]:
         base = urljoin(url, href.strip())
-    robots = " ".join(tree.xpath("//meta[translate(@name,'ROBTS','robts')='robots']/@content")).lower()
+    robots = " ".join(
+        tree.xpath("//meta[translate(@name,'ROBTS','robts')='robots']/@content")
+    ).lower()
     page.noindex = "noindex" in robots or "none" in robots
     page.nofollow = "nofollow" in robots or "none" in robots
     if not page.nofollow:
@@ -67,7 +69,9 @@ def parse_html(html: str, url: str) -> PageContent:
     for element in tree.xpath("//script|//style|//noscript|//template"):
         element.drop_tree()
     body = tree.find("body")
-    page.body_text_chars = len(" ".join((body if body is not None else tree).text_content().split()))
+    page.body_text_chars = len(
+        " ".join((body if body is not None else tree).text_content().split())
+    )
     language = (tree.get("lang") or tree.get("xml:lang") or "").strip()
 
     markdown = trafilatura.extract(
@@ -131,7 +135,9 @@ def page_documents(
     if result.kind == "text" and html is None:
         text = result.text().strip()
         title = text.splitlines()[0].lstrip("# ").strip()[:200] if text else ""
-        return ([Document(text=text, source=url, title=title, reader_options=options)] if text else []), None
+        return (
+            [Document(text=text, source=url, title=title, reader_options=options)] if text else []
+        ), None
     page = parse_html(html if html is not None else result.text(), url)
     if not page.markdown.strip() or page.noindex:
         return [], page
@@ -152,7 +158,9 @@ def _pdf_documents(result: FetchResult, options: dict) -> list[Document]:
         documents = read_file(path)
     for number, document in enumerate(documents):
         document.source = result.final_url
-        document.doc_id = result.final_url if len(documents) == 1 else f"{result.final_url}#{number}"
+        document.doc_id = (
+            result.final_url if len(documents) == 1 else f"{result.final_url}#{number}"
+        )
         document.reader_options = {**document.reader_options, **options}
         document.metadata = {
             key: value for key, value in document.metadata.items() if "path" not in key

@@ -46,7 +46,9 @@ class CrawlConfig:
 
     def __post_init__(self) -> None:
         if self.render not in RENDER_MODES:
-            raise ConfigError(f"--render {self.render!r}: expected one of {', '.join(RENDER_MODES)}.")
+            raise ConfigError(
+                f"--render {self.render!r}: expected one of {', '.join(RENDER_MODES)}."
+            )
         if self.max_pages < 1 or self.max_depth < 0:
             raise ConfigError("--max-pages must be at least 1 and --depth at least 0.")
 
@@ -157,7 +159,7 @@ def crawl(
     else:
         for url in starts:
             frontier.push(url, 0)
-        for url in (known or {}):
+        for url in known or {}:
             frontier.push(url, 1)
     known_by_key = {canonical_url(url): validators for url, validators in (known or {}).items()}
     renderer = None
@@ -183,7 +185,9 @@ def crawl(
             out = scope.reason_out(url)
             if out:
                 frontier.queue.popleft()
-                result.pages.append(PageResult(url, "skipped", reason=f"out of scope: {out}", depth=depth))
+                result.pages.append(
+                    PageResult(url, "skipped", reason=f"out of scope: {out}", depth=depth)
+                )
                 continue
             validators = known_by_key.get(canonical_url(url), {})
             fetched = fetcher.fetch(url, **validators)
@@ -200,7 +204,12 @@ def crawl(
                     if frontier.push(link, depth + 1):
                         frontier.queue.pop()
                         result.pages.append(
-                            PageResult(link, "skipped", reason=f"deeper than --depth {config.max_depth}", depth=depth + 1)
+                            PageResult(
+                                link,
+                                "skipped",
+                                reason=f"deeper than --depth {config.max_depth}",
+                                depth=depth + 1,
+                            )
                         )
                     continue
                 frontier.push(link, depth + 1)
@@ -316,7 +325,9 @@ def _render(url: str, config: CrawlConfig, renderer: Any) -> tuple[str | None, A
     try:
         return renderer.render(url), renderer, None
     except Exception as error:  # the browser's own errors: report them on the page, go on
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
         return None, renderer, f"rendering failed: {first_line}"
 
 
@@ -340,7 +351,9 @@ def _sitemap_urls(fetcher: Fetcher, starts: list[str], limit: int = 50_000) -> l
         if not fetched.ok or fetched.kind != "xml":
             continue
         try:
-            root = etree.fromstring(fetched.body, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+            root = etree.fromstring(
+                fetched.body, parser=etree.XMLParser(resolve_entities=False, no_network=True)
+            )
         except etree.XMLSyntaxError:
             continue
         locs = [loc.text.strip() for loc in root.iter("{*}loc") if loc.text]
@@ -365,7 +378,9 @@ def _restore(path: Path, spec: dict[str, Any], frontier: _Frontier, result: Craw
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: unreadable crawl state ({error}); delete it to start over.") from error
+        raise ConfigError(
+            f"{path}: unreadable crawl state ({error}); delete it to start over."
+        ) from error
     if state.get("spec") != spec:
         raise ConfigError(
             f"{path} holds the state of a different crawl ({state.get('spec', {}).get('start_urls')}); "

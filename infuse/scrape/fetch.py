@@ -25,7 +25,9 @@ from urllib.parse import urljoin, urlsplit
 from infuse import __version__
 from infuse.scrape.safety import AddressRefused, guarded_transport
 
-USER_AGENT = f"infuse/{__version__} (knowledge crawler; obeys robots.txt; +https://pypi.org/project/infuse/)"
+USER_AGENT = (
+    f"infuse/{__version__} (knowledge crawler; obeys robots.txt; +https://pypi.org/project/infuse/)"
+)
 ROBOTS_AGENT = "infuse"  # the token robots.txt groups are matched against
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
@@ -99,7 +101,10 @@ class FetchResult:
 
     def validators(self) -> dict[str, str]:
         """ETag and Last-Modified, for the next conditional request."""
-        found = {"etag": self.headers.get("etag"), "last_modified": self.headers.get("last-modified")}
+        found = {
+            "etag": self.headers.get("etag"),
+            "last_modified": self.headers.get("last-modified"),
+        }
         return {key: value for key, value in found.items() if value}
 
 
@@ -107,7 +112,9 @@ class _Skip(Exception):
     """Internal: stop fetching this URL for the reason given."""
 
 
-def content_kind(content_type: str, head: bytes = b"", *, xml: bool = False) -> tuple[str, str | None]:
+def content_kind(
+    content_type: str, head: bytes = b"", *, xml: bool = False
+) -> tuple[str, str | None]:
     """("html"|"text"|"pdf", None) for content we read, or ("", reason) for the rest.
     With `xml`, XML (a sitemap) is read too, as "xml"."""
     mime = content_type.split(";")[0].strip().lower()
@@ -237,7 +244,9 @@ class Fetcher:
             parsed = result.skip_reason
         else:
             why = f"status {result.status}" if result.status else result.skip_reason
-            parsed = f"robots.txt of {origin} could not be read ({why}); RFC 9309 says crawl nothing"
+            parsed = (
+                f"robots.txt of {origin} could not be read ({why}); RFC 9309 says crawl nothing"
+            )
         with self._robots_lock:
             self._robots[origin] = parsed
         return parsed
@@ -298,7 +307,9 @@ class Fetcher:
                 if status in (301, 302, 303, 307, 308) and location:
                     target = urljoin(current, location.strip())
                     if target in seen:
-                        raise _Skip(f"redirect loop: {' -> '.join([*result.redirects, current, target])}")
+                        raise _Skip(
+                            f"redirect loop: {' -> '.join([*result.redirects, current, target])}"
+                        )
                     seen.add(target)
                     result.redirects.append(current)
                     current = target
@@ -346,7 +357,9 @@ class Fetcher:
                     status, headers = 0, {}
                     retry_wait = max(config.min_delay, 1.0) * (2**attempt)
                 except httpx.TimeoutException as error:
-                    raise _Skip(f"timed out ({type(error).__name__}; read timeout {config.read_timeout:g}s)") from error
+                    raise _Skip(
+                        f"timed out ({type(error).__name__}; read timeout {config.read_timeout:g}s)"
+                    ) from error
                 finally:
                     self.requests_made += 1
                 latency = self.clock() - began
@@ -385,8 +398,14 @@ class Fetcher:
                 return status, headers
             declared = headers.get("content-length", "")
             encoding = headers.get("content-encoding", "identity").strip().lower()
-            if encoding in ("", "identity") and declared.isdigit() and int(declared) > config.max_bytes:
-                raise _Skip(f"body of {int(declared)} bytes is larger than max_bytes={config.max_bytes}")
+            if (
+                encoding in ("", "identity")
+                and declared.isdigit()
+                and int(declared) > config.max_bytes
+            ):
+                raise _Skip(
+                    f"body of {int(declared)} bytes is larger than max_bytes={config.max_bytes}"
+                )
             kind, reason = content_kind(result.content_type, xml=xml)
             mime = result.content_type.split(";")[0].strip().lower()
             if reason and mime and mime != "application/octet-stream":

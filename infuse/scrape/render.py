@@ -23,7 +23,9 @@ CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/go
 
 def find_chromium(path: str | None = None) -> str:
     """The Chromium binary to drive; ConfigError naming the install command when none is found."""
-    for candidate in ([path] if path else []) + list(CHROMIUM_PATHS) + [shutil.which("chromium") or ""]:
+    for candidate in (
+        ([path] if path else []) + list(CHROMIUM_PATHS) + [shutil.which("chromium") or ""]
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise ConfigError(
@@ -61,7 +63,9 @@ class Renderer:
                 headless=True,
                 args=["--no-sandbox", "--disable-dev-shm-usage"],
             )
-            self._context = self._browser.new_context(user_agent=user_agent, service_workers="block")
+            self._context = self._browser.new_context(
+                user_agent=user_agent, service_workers="block"
+            )
             self._context.route("**/*", self._guard)
         except BaseException:
             self._playwright.stop()

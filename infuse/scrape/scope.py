@@ -61,9 +61,7 @@ class Scope:
                 raise ConfigError(f"{url!r} is not an http(s) URL; give it as https://host/path.")
         self._hosts = {(urlsplit(url).hostname or "").lower() for url in self.start_urls}
         self._domains = {_registered_domain(host) for host in self._hosts}
-        self._prefixes = [
-            canonical_url(url).rsplit("/", 1)[0] + "/" for url in self.start_urls
-        ]
+        self._prefixes = [canonical_url(url).rsplit("/", 1)[0] + "/" for url in self.start_urls]
 
     def reason_out(self, url: str) -> str | None:
         """Why `url` is outside the scope, or None when it is inside."""
@@ -89,4 +87,9 @@ class Scope:
         return None
 
     def to_dict(self) -> dict:
-        return {"start_urls": self.start_urls, "mode": self.mode, "include": self.include, "exclude": self.exclude}
+        return {
+            "start_urls": self.start_urls,
+            "mode": self.mode,
+            "include": self.include,
+            "exclude": self.exclude,
+        }

@@ -26,8 +26,7 @@ def small_site(site):
     """A site with the traps a crawler meets: robots rules, loops, bombs, binaries, slow pages."""
     pages = site.pages
     pages["/robots.txt"] = Response(
-        "User-agent: *\nDisallow: /private/\nCrawl-delay: 0\n"
-        f"Sitemap: {site.base}/sitemap.xml\n",
+        f"User-agent: *\nDisallow: /private/\nCrawl-delay: 0\nSitemap: {site.base}/sitemap.xml\n",
         content_type="text/plain",
     )
     pages["/sitemap.xml"] = Response(
@@ -59,14 +58,14 @@ def small_site(site):
         etag='"guide-v1"',
     )
     pages["/faq.html"] = Response(article("FAQ", [FILLER, "Is nimbus free? Partly."]))
-    pages["/orphan.html"] = Response(article("Orphan page", [FILLER, "Only the sitemap links here."]))
+    pages["/orphan.html"] = Response(
+        article("Orphan page", [FILLER, "Only the sitemap links here."])
+    )
     pages["/private/secret.html"] = Response(article("Secret", [FILLER]))
     pages["/loop1"] = Response("", status=302, headers={"Location": "/loop2"})
     pages["/loop2"] = Response("", status=302, headers={"Location": "/loop1"})
     pages["/big.html"] = Response(article("Big", ["x" * 300_000]))
-    pages["/bomb.html"] = Response(
-        gzip_bomb(20_000_000), headers={"Content-Encoding": "gzip"}
-    )
+    pages["/bomb.html"] = Response(gzip_bomb(20_000_000), headers={"Content-Encoding": "gzip"})
     pages["/logo.png"] = Response(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, content_type="image/png")
     pages["/slow.html"] = Response(article("Slow", [FILLER]), delay_s=1.0)
     return site

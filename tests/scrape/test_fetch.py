@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from scrape_site import FILLER, Response, Site, article
 
-from infuse.scrape.fetch import USER_AGENT, Fetcher, FetchConfig, retry_after_seconds
+from infuse.scrape.fetch import USER_AGENT, FetchConfig, Fetcher, retry_after_seconds
 from infuse.scrape.safety import address_kind
 
 
@@ -59,7 +59,9 @@ def test_robots_disallow_and_user_agent(small_site, fast_config):
 
 
 def test_crawl_delay_is_a_floor_and_one_request_at_a_time(site):
-    site.pages["/robots.txt"] = Response("User-agent: *\nCrawl-delay: 5\n", content_type="text/plain")
+    site.pages["/robots.txt"] = Response(
+        "User-agent: *\nCrawl-delay: 5\n", content_type="text/plain"
+    )
     site.pages["/a"] = Response(article("A", [FILLER]))
     waits: list[float] = []
     config = FetchConfig(min_delay=0.5, allow_private=True, adapt_to_latency=False)
@@ -74,7 +76,9 @@ def test_crawl_delay_is_a_floor_and_one_request_at_a_time(site):
 def test_429_waits_retry_after_then_succeeds(site):
     answers = iter(
         [
-            Response("slow down", status=429, content_type="text/plain", headers={"Retry-After": "7"}),
+            Response(
+                "slow down", status=429, content_type="text/plain", headers={"Retry-After": "7"}
+            ),
             Response(article("Ok", [FILLER])),
         ]
     )
@@ -112,7 +116,9 @@ def test_limits_loop_size_bomb_binary_slow(small_site, fast_config):
 
 def test_redirect_cap(site, fast_config):
     for number in range(5):
-        site.pages[f"/r{number}"] = Response("", status=301, headers={"Location": f"/r{number + 1}"})
+        site.pages[f"/r{number}"] = Response(
+            "", status=301, headers={"Location": f"/r{number + 1}"}
+        )
     site.pages["/r5"] = Response(article("End", [FILLER]))
     with Fetcher(replace(fast_config, max_redirects=3, obey_robots=False)) as fetcher:
         capped = fetcher.fetch(site.url("/r0"))
