@@ -83,7 +83,12 @@ class PageResult:
     rendered: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value not in (None, "", False)}
+        always = ("url", "state", "status", "reason")
+        return {
+            key: value
+            for key, value in asdict(self).items()
+            if key in always or value not in (None, "", False)
+        }
 
 
 @dataclass

@@ -392,7 +392,7 @@ class Fetcher:
         deadline = self.clock() + config.total_timeout
         with self.client.stream("GET", url, headers=conditional) as response:
             headers = {key.lower(): value for key, value in response.headers.items()}
-            status = response.status_code
+            status = result.status = response.status_code
             result.content_type = headers.get("content-type", "")
             if status in (301, 302, 303, 307, 308, 304, 429, 503) or status >= 400:
                 return status, headers
