@@ -12,7 +12,10 @@ from infuse.scrape.crawl import CrawlConfig, crawl
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not os.access("/usr/bin/chromium", os.X_OK), reason="needs Debian chromium (scripts/install-system.sh)"),
+    pytest.mark.skipif(
+        not os.access("/usr/bin/chromium", os.X_OK),
+        reason="needs Debian chromium (scripts/install-system.sh)",
+    ),
 ]
 
 JS_ONLY = (
@@ -50,7 +53,9 @@ def test_render_refuses_private_requests_the_page_makes(site, fast_config):
         config = CrawlConfig(
             render="always",
             sitemaps=False,
-            fetch=replace(fast_config, allow_private=False, allow_networks=["127.0.0.2/32"], obey_robots=False),
+            fetch=replace(
+                fast_config, allow_private=False, allow_networks=["127.0.0.2/32"], obey_robots=False
+            ),
         )
         result = crawl(front.url("/"), config)
     finally:
