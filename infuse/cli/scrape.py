@@ -212,6 +212,11 @@ def scrape() -> None:
     help="Add pages to this knowledge base (folder or postgresql:// URL).",
 )
 @click.option(
+    "--embedder",
+    default=None,
+    help="With --to-kb: embedding model (default: the knowledge base's, else minilm).",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -237,6 +242,7 @@ def crawl_command(
     no_sitemap,
     render,
     kb_location,
+    embedder,
     out_dir,
     state_path,
     delay,
@@ -268,7 +274,7 @@ def crawl_command(
     if kb_location:
         from infuse.knowledge.kb import KnowledgeBase
 
-        knowledge = KnowledgeBase(kb_location, create=True)
+        knowledge = KnowledgeBase(kb_location, create=True, embedder=embedder)
         reports = []
 
         def sink(documents):

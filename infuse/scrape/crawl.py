@@ -64,6 +64,7 @@ class CrawlConfig:
             "render": self.render,
             "allow_private": self.fetch.allow_private,
             "allow_networks": list(self.fetch.allow_networks),
+            "delay": self.fetch.min_delay,
         }
 
 

@@ -11,6 +11,9 @@ queued and asked conditionally (the stored ETag / Last-Modified):
 - 404 / 410, a redirect out of the scope, or a page now outside the scope: gone (removed);
 - a new page the crawl finds (linked from a changed page, or in the sitemap): added;
 - anything else (timeout, 5xx, robots.txt now disallows): skipped with the reason, kept.
+
+The crawl's own settings are reused: its delay, and its `--allow-private` (the user opted in
+for that site when crawling it).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class UrlRefresher:
             self.fetch_config,
             allow_private=bool(spec.get("allow_private", False)) or self.fetch_config.allow_private,
             allow_networks=list(spec.get("allow_networks", [])) or self.fetch_config.allow_networks,
+            min_delay=float(spec.get("delay", self.fetch_config.min_delay)),
         )
         config = CrawlConfig(
             max_pages=max(int(spec.get("max_pages", 100)), len(known) + len(spec["start_urls"])),

@@ -69,3 +69,16 @@ def small_site(site):
     pages["/logo.png"] = Response(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, content_type="image/png")
     pages["/slow.html"] = Response(article("Slow", [FILLER]), delay_s=1.0)
     return site
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_dir(tmp_path_factory):
+    """The knowledge tests' tiny random sentence-transformers model (built, never downloaded)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "knowledge" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("knowledge_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_tiny_embedder(tmp_path_factory.mktemp("tiny-embedder"))
