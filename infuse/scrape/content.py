@@ -23,6 +23,10 @@ from infuse.knowledge.documents import Document
 from infuse.scrape.fetch import FetchResult
 
 _CODE_THEN_TABLE = re.compile(r"```\n\|")
+PILCROW = "\u00b6"
+_PERMALINK = re.compile(r"\[[\u00b6#]?\]\([^)]*\)")  # [¶](url#anchor), [](url): permalinks
+_TRAILING_PILCROW = re.compile(r"^(#+ .*?)\s*\u00b6\s*$", re.M)
+_INTRAWORD_UNDERSCORE = re.compile(r"(?<=\w)\\_|\\_(?=\w)")
 _MARKDOWN_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
 
 
@@ -86,30 +90,66 @@ def parse_html(html: str, url: str) -> PageContent:
         with_metadata=False,
     )
     page.markdown = _tidy(markdown or "", base)
-    meta = trafilatura.extract_metadata(html, default_url=url)
-    fields = meta.as_dict() if meta is not None else {}
-    page.title = (fields.get("title") or "").strip()
-    page.metadata = {
-        key: str(fields[name]).strip()
-        for key, name in (
-            ("canonical_url", "url"),
-            ("description", "description"),
-            ("author", "author"),
-            ("date", "date"),
-            ("site_name", "sitename"),
-        )
-        if fields.get(name)
-    }
-    if "canonical_url" in page.metadata:
-        page.metadata["canonical_url"] = urljoin(url, page.metadata["canonical_url"])
+    page.title, page.metadata = page_metadata(tree, url)
     if language:
         page.metadata["language"] = language
     return page
 
 
+def page_metadata(tree, url: str) -> tuple[str, dict[str, str]]:
+    """Title and content metadata from the page's own tags (<title>, meta, Open Graph, canonical).
+
+    Our own few XPath lookups on the tree we already parsed, not trafilatura.extract_metadata:
+    that one re-parses the page and searches it for dates (htmldate), which doubled the time
+    per page (bench/scrape.py) and guessed dates from copyright lines.
+    """
+
+    def meta(*names: str) -> str:
+        for name in names:
+            found = tree.xpath(
+                f"//meta[translate(@name,'ABCDEFGHIJKLMNOPQRSTUVWXYZ','abcdefghijklmnopqrstuvwxyz')='{name}' "
+                f"or @property='{name}' or @itemprop='{name}']/@content"
+            )
+            for value in found:
+                if value.strip():
+                    return " ".join(value.split())
+        return ""
+
+    title = meta("og:title") or " ".join(" ".join(tree.xpath("//title//text()")).split())
+    heading = tree.xpath("//h1")
+    heading_text = (
+        " ".join(heading[0].text_content().split()).replace(PILCROW, "").strip() if heading else ""
+    )
+    if not title or (heading_text and title.startswith(heading_text)):
+        title = heading_text or title  # "Logging — Flask Documentation" -> "Logging"
+    fields = {
+        "canonical_url": next(
+            (
+                urljoin(url, href.strip())
+                for href in tree.xpath("//link[@rel='canonical']/@href")
+                if href.strip()
+            ),
+            "",
+        ),
+        "description": meta("description", "og:description", "twitter:description"),
+        "author": meta("author", "article:author", "dc.creator"),
+        "date": meta("article:published_time", "datepublished", "date", "dc.date", "dcterms.date"),
+        "site_name": meta("og:site_name"),
+    }
+    return title.replace(PILCROW, "").strip(), {
+        key: value for key, value in fields.items() if value
+    }
+
+
 def _tidy(markdown: str, base: str) -> str:
-    """Blank line between a code fence and a table; any link trafilatura left relative made absolute."""
+    """Blank line between a code fence and a table; Sphinx's pilcrow permalinks dropped; any
+    link trafilatura left relative made absolute."""
     markdown = _CODE_THEN_TABLE.sub("```\n\n|", markdown)
+    markdown = _PERMALINK.sub("", markdown)
+    markdown = _TRAILING_PILCROW.sub(r"\1", markdown)
+    # trafilatura escapes every underscore; inside words (`docs_dir`) CommonMark never reads
+    # one as emphasis, and the escaped form splits the name for search (BM25) and readers.
+    markdown = _INTRAWORD_UNDERSCORE.sub("_", markdown)
 
     def absolute(match: re.Match) -> str:
         target = match.group(2)

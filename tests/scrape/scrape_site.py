@@ -68,6 +68,7 @@ class Site:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK wait between header and body
 
             def log_message(self, *args) -> None:
                 pass
