@@ -7,7 +7,9 @@
     crawl.py      crawl(): breadth-first, resumable, every page accounted for
     render.py     Renderer: JavaScript pages through headless Chromium (Playwright)
     refresh.py    UrlRefresher: `kb sync` re-crawls web sources with conditional requests
-    structured.py extract_records(): JSON-Schema records with evidence quotes, or CSS/XPath selectors
+    structured.py extract_record(): a JSON-Schema record through a ChatModel, an evidence quote per field
+    selecting.py  select_record(): the same record shape from CSS/XPath selectors, no model
+    extract.py    extract_pages(): records from URLs or saved pages; JSONL/CSV/dataset rows
 
 Light to import: httpx, trafilatura, lxml and Playwright load inside the functions.
 """

@@ -132,3 +132,21 @@ def test_interrupt_and_resume(site, fast_config, tmp_path):
     with pytest.raises(ConfigError, match="different crawl"):
         state.write_text('{"spec": {"start_urls": ["http://other/"]}}')
         crawl(site.url("/"), config, state_path=state)
+
+
+def test_pdf_goes_through_the_knowledge_readers(site, fast_config):
+    import io
+
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer)
+    pdf.setTitle("Price list")
+    pdf.drawString(72, 760, "The Pro plan costs 20 dollars a month.")
+    pdf.save()
+    site.pages["/"] = Response(article("Home", [FILLER], ["/prices.pdf"]))
+    site.pages["/prices.pdf"] = Response(buffer.getvalue(), content_type="application/pdf")
+    result = crawl(site.url("/"), CrawlConfig(sitemaps=False, fetch=fast_config))
+    pdf_document = next(doc for doc in result.documents if doc.source == site.url("/prices.pdf"))
+    assert "20 dollars a month" in pdf_document.text
+    assert pdf_document.reader_options["crawl"]["start_urls"] == [site.url("/")]
