@@ -390,6 +390,13 @@ def crawl_command(
     default=None,
     help="Write rows (url + fields) to F.jsonl for `infuse data`.",
 )
+@click.option(
+    "--to-kb",
+    "kb_location",
+    default=None,
+    help="Add the records to this knowledge base (one document per record).",
+)
+@click.option("--embedder", default=None, help="With --to-kb: embedding model.")
 @fetch_options
 @json_option
 def extract_command(
@@ -404,6 +411,8 @@ def extract_command(
     max_new_tokens,
     out_path,
     dataset_path,
+    kb_location,
+    embedder,
     delay,
     timeout,
     max_bytes,
@@ -455,7 +464,18 @@ def extract_command(
         write_records(report.results, out_path)
     if dataset_path:
         write_records(report.results, dataset_path, rows=True)
+    if kb_location:
+        from infuse.knowledge.kb import KnowledgeBase
+        from infuse.scrape.extract import record_documents
+
+        with KnowledgeBase(kb_location, create=True, embedder=embedder) as knowledge:
+            ingest = knowledge.add_documents(record_documents(report.results))
+        payload_kb = {key: len(getattr(ingest, key)) for key in ("added", "updated", "unchanged")}
+    else:
+        payload_kb = None
     payload = report.to_dict()
+    if payload_kb is not None:
+        payload["kb"] = payload_kb
     if as_json:
         print_json(payload)
         return
@@ -467,7 +487,7 @@ def extract_command(
                 f"[yellow]Flagged[/yellow] {result.url} {flag['field']}: {flag['reason']}",
                 highlight=False,
             )
-    if not out_path and not dataset_path:
+    if not out_path and not dataset_path and not kb_location:
         for result in report.results:
             console.print_json(
                 json.dumps(

@@ -13,6 +13,7 @@ from typing import Any
 
 from infuse.errors import ConfigError
 from infuse.files import write_text_atomic
+from infuse.knowledge.documents import Document
 from infuse.scrape.fetch import FetchConfig, Fetcher
 from infuse.scrape.structured import ExtractionResult, extract_record
 
@@ -159,6 +160,37 @@ def dataset_rows(results: list[ExtractionResult]) -> list[dict[str, Any]]:
         for result in results
         if result.data is not None
     ]
+
+
+def record_documents(results: list[ExtractionResult]) -> list[Document]:
+    """Records with data as knowledge-base documents: the fields as a Markdown list.
+
+    The source is `record:<url>` (a plain id, which `kb sync` never removes or re-reads as a
+    page); the page URL is kept in the metadata.
+    """
+    documents = []
+    for result in results:
+        if result.data is None:
+            continue
+        flat = (
+            _flat(result.data)
+            if isinstance(result.data, dict)
+            else {"data": json.dumps(result.data)}
+        )
+        lines = [
+            f"- {key}: {value}" for key, value in flat.items() if value not in (None, "", "[]")
+        ]
+        if not lines:
+            continue
+        documents.append(
+            Document(
+                text="\n".join(lines),
+                source=f"record:{result.url}",
+                title=str(flat.get("name") or flat.get("title") or result.url),
+                metadata={"url": result.url},
+            )
+        )
+    return documents
 
 
 def write_records(results: list[ExtractionResult], path: str | Path, *, rows: bool = False) -> Path:

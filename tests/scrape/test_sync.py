@@ -133,3 +133,37 @@ def test_cli_kb_sync_recrawls_web_pages(site, tiny_embedder_dir, tmp_path, capsy
     assert report["updated"] == [site.url("/stable.html")]
     assert report["removed"] == [site.url("/vanishing.html")]
     assert len(report["unchanged"]) == 3 and report["added"] == []
+
+
+def test_extract_records_into_kb(site, tiny_embedder_dir, tmp_path, capsys):
+    site.pages["/p1"] = Response(article("Nimbus Pro", [FILLER, "Price: <b class='price'>$20</b>"]))
+    selectors = tmp_path / "sel.json"
+    selectors.write_text(json.dumps({"name": "css:h1", "price": "css:b.price"}))
+    kb = tmp_path / "kb"
+    assert (
+        main(
+            [
+                "scrape",
+                "extract",
+                site.url("/p1"),
+                "--selectors",
+                str(selectors),
+                "--allow-private",
+                "--delay",
+                "0",
+                "--to-kb",
+                str(kb),
+                "--embedder",
+                str(tiny_embedder_dir),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["kb"]["added"] == 1
+    with KnowledgeBase(kb) as knowledge:
+        (record,) = knowledge.documents()
+        assert record.source == "record:" + site.url("/p1") and record.metadata["url"] == site.url(
+            "/p1"
+        )
+        assert "price: $20" in knowledge.chunks(record.doc_id)[0].text
