@@ -14,6 +14,7 @@ httpx inflates each network chunk whole: one 64 KB chunk of a bomb is already 64
 from __future__ import annotations
 
 import email.utils
+import re
 import threading
 import time
 import zlib
@@ -90,8 +91,13 @@ class FetchResult:
         return None
 
     def text(self) -> str:
-        """The body decoded (declared charset, else UTF-8 with replacement)."""
-        for encoding in (self.charset, "utf-8"):
+        """The body decoded: the header's charset, else the page's <meta charset>, else UTF-8
+        (undecodable bytes replaced)."""
+        declared = self.charset
+        if not declared and self.kind == "html":
+            match = _META_CHARSET.search(self.body[:4096])
+            declared = match.group(1).decode("ascii", "ignore") if match else None
+        for encoding in (declared, "utf-8"):
             if encoding:
                 try:
                     return self.body.decode(encoding)
@@ -106,6 +112,9 @@ class FetchResult:
             "last_modified": self.headers.get("last-modified"),
         }
         return {key: value for key, value in found.items() if value}
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_.:-]+)""", re.I)
 
 
 class _Skip(Exception):
@@ -352,10 +361,12 @@ class Fetcher:
                 try:
                     status, headers = self._read(url, conditional, result, xml)
                 except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as error:
-                    if attempt == config.max_retries or isinstance(error.__cause__, AddressRefused):
+                    # A name that does not resolve will not resolve in a second either; a reset
+                    # or refused connection gets one more try.
+                    if attempt >= 1 or "cannot resolve" in str(error):
                         raise _Skip(f"cannot connect: {error}") from error
                     status, headers = 0, {}
-                    retry_wait = max(config.min_delay, 1.0) * (2**attempt)
+                    retry_wait = max(config.min_delay, 1.0)
                 except httpx.TimeoutException as error:
                     raise _Skip(
                         f"timed out ({type(error).__name__}; read timeout {config.read_timeout:g}s)"

@@ -134,3 +134,14 @@ def test_conditional_request_gets_304(small_site, fast_config):
         again = fetcher.fetch(small_site.url("/guide.html"), **first.validators())
     assert first.validators() == {"etag": '"guide-v1"'}
     assert again.not_modified and again.skip_reason is None
+
+
+def test_meta_charset_and_unresolvable_host(site, fast_config):
+    html = '<html><head><meta charset="iso-8859-1"><title>Caf\xe9</title></head><body>Caf\xe9 cr\xe8me</body></html>'
+    site.pages["/latin"] = Response(html.encode("latin-1"), content_type="text/html")
+    waits: list[float] = []
+    with Fetcher(replace(fast_config, obey_robots=False), sleep=waits.append) as fetcher:
+        page = fetcher.fetch(site.url("/latin"))
+        nowhere = fetcher.fetch("http://no-such-host.invalid/")
+    assert "Café crème" in page.text()
+    assert "cannot resolve" in nowhere.skip_reason and waits == []  # not retried
