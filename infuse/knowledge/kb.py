@@ -13,7 +13,6 @@ knowledge base is an error unless `create=True` (what `kb add` passes). Progress
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,11 +24,13 @@ from infuse.errors import ConfigError, DataError, StoreError
 from infuse.knowledge.chunking import chunk_document, heading_prefix
 from infuse.knowledge.documents import Chunk, Document, DocumentRecord, SearchHit
 from infuse.knowledge.embeddings import DEFAULT_EMBEDDER, Embedder
-from infuse.knowledge.readers import SUPPORTED_SUFFIXES, RowOptions
+from infuse.knowledge.readers import RowOptions
+from infuse.knowledge.reading import find_files
 from infuse.knowledge.retrieval import retrieve
 from infuse.knowledge.sources import (
     EXTRA_METADATA,
     FILE,
+    TEXT,
     FileRefresher,
     RefreshResult,
     SourceRefresher,
@@ -65,42 +66,6 @@ class IngestReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
-
-
-def expand_paths(patterns: Iterable[str | Path]) -> tuple[list[Path], list[dict[str, str]]]:
-    """Files named by paths, folders (searched recursively for supported types) and globs.
-
-    Returns (absolute files in order, without repeats; [{"path", "reason"}] for names that match nothing).
-    """
-    files: list[Path] = []
-    missing: list[dict[str, str]] = []
-    for pattern in patterns:
-        path = Path(pattern).expanduser()
-        if path.is_file():
-            found = [path]
-        elif path.is_dir():
-            found = sorted(
-                candidate
-                for candidate in path.rglob("*")
-                if candidate.is_file()
-                and candidate.suffix.lower() in SUPPORTED_SUFFIXES
-                and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
-            )
-        else:
-            found = sorted(
-                Path(match)
-                for match in glob.glob(str(path), recursive=True)
-                if Path(match).is_file()
-            )
-        if not found:
-            missing.append(
-                {
-                    "path": str(pattern),
-                    "reason": f"{pattern}: no such file, folder or matching files.",
-                }
-            )
-        files += [Path(os.path.abspath(candidate)) for candidate in found]
-    return list(dict.fromkeys(files)), missing
 
 
 class SyncRefusedError(StoreError):
@@ -310,7 +275,7 @@ class KnowledgeBase:
         """Ingest files, folders or globs. Unchanged documents are skipped, changed ones replaced;
         unreadable or binary files are reported in `skipped` with the reason. A file reached
         through a symlink is stored under its real path (so it is never stored twice)."""
-        files, missing = expand_paths(paths)
+        files, missing = find_files(paths)
         files = list(dict.fromkeys(Path(os.path.realpath(file)) for file in files))
         report = IngestReport(skipped=missing)
         reader_options = dict(row_options.to_dict()) if row_options else {}
@@ -390,7 +355,8 @@ class KnowledgeBase:
             records = self.documents()
             by_kind: dict[str, list[DocumentRecord]] = {}
             for record in records:
-                by_kind.setdefault(source_kind(record.source), []).append(record)
+                if source_kind(record.source) != TEXT:  # plain ids: nothing to check, never removed
+                    by_kind.setdefault(source_kind(record.source), []).append(record)
             results: dict[str, RefreshResult] = {}
             gone: set[str] = set()
             for kind, kind_records in by_kind.items():
@@ -409,7 +375,12 @@ class KnowledgeBase:
             if gone:
                 self.store.remove_sources(sorted(gone))
                 report.removed += gone_ids
-            sources = {record.source for record in records if record.source not in gone}
+            sources = {
+                record.source
+                for kind_records in by_kind.values()
+                for record in kind_records
+                if record.source not in gone
+            }
             self._write(
                 self._refreshed(by_kind, results, gone, report), len(sources), report, on_progress
             )
@@ -421,13 +392,16 @@ class KnowledgeBase:
         if len(gone_ids) <= max(1, safe_share * total):
             return
         roots = missing_roots(sorted(gone))
-        where = "; ".join(f"{root}: {count}" for root, count in list(roots.items())[:5])
-        more = f" and {len(roots) - 5} more" if len(roots) > 5 else ""
+        where = ", ".join(
+            f"{root} ({count}{', folder missing' if source_kind(root) == FILE and not Path(root).exists() else ''})"
+            for root, count in list(roots.items())[:5]
+        )
+        more = f" and {len(roots) - 5} more places" if len(roots) > 5 else ""
         raise SyncRefusedError(
-            f"kb sync would remove {len(gone_ids)} of {total} documents of {self.location} whose "
-            f"sources are gone ({where}{more} sources). Nothing was changed. If a drive is "
-            "unmounted or a site is down, bring it back and sync again; if they were removed on "
-            "purpose, run `infuse kb sync --prune`.",
+            f"kb sync would remove {len(gone_ids)} of {total} documents of {self.location}: their "
+            f"sources are gone from {where}{more}. Nothing was changed. If a drive is unmounted "
+            "or a site is down, bring it back and sync again; if they were removed on purpose, "
+            "run `infuse kb sync --prune`.",
             gone_ids,
             roots,
         )

@@ -124,7 +124,11 @@ class LanceStore(ChunkStore):
             if not self._holds_knowledge_base():
                 if not create:
                     raise StoreError(no_knowledge_base(str(self.path)))
-                if self.path.exists() and any(self.path.iterdir()):
+                # Dot files are another `kb add` creating it this moment (temporary files, lock).
+                if self.path.exists() and any(
+                    not entry.name.startswith(".") and entry.name != LOCK_FILE
+                    for entry in self.path.iterdir()
+                ):
                     raise StoreError(
                         f"{self.path} is a folder of other files, not a knowledge base; "
                         "give --kb a new or empty folder."

@@ -31,6 +31,7 @@ CHUNKS = "infuse_chunks"
 META = "infuse_meta"
 STAGING = "infuse_staging"
 WRITER_LOCK = 0x696E6675  # advisory lock key ("infu") held by the one writer of this database
+CREATE_LOCK = WRITER_LOCK + 1  # held while the tables are created
 TEXT_COLUMN = "document_text"
 _COLUMNS = [
     "chunk_id",
@@ -96,10 +97,16 @@ class PostgresStore(ChunkStore):
                 self._conn.close()
                 raise StoreError(no_knowledge_base(redact(url)))
             if exists is None:
-                self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-                self._conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {META} (key text PRIMARY KEY, value jsonb NOT NULL)"
-                )
+                # Two clients creating at once would race in the catalog (duplicate key errors).
+                self._conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_LOCK,))
+                try:
+                    self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                    self._conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {META} "
+                        "(key text PRIMARY KEY, value jsonb NOT NULL)"
+                    )
+                finally:
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
             self._conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
         except psycopg.Error as error:
             raise StoreError(

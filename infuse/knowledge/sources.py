@@ -126,14 +126,14 @@ class FileRefresher:
 def missing_roots(sources: list[str]) -> dict[str, int]:
     """Group vanished sources by where they lived: for files, the highest folder that no
     longer exists (an unmounted drive, a deleted folder) or else their folder; for URLs, the
-    site. Returns {root: how many sources}."""
+    site. Returns {root: how many sources}, most first."""
     roots: dict[str, int] = {}
     for source in sources:
         if source_kind(source) == FILE:
             folder = Path(source).parent
             while not folder.parent.exists() and folder.parent != folder:
                 folder = folder.parent
-            root = str(folder) + ("" if folder.exists() else " (missing)")
+            root = str(folder)
         elif source_kind(source) == URL:
             scheme, _, rest = source.partition("://")
             root = f"{scheme}://{rest.split('/', 1)[0]}"
