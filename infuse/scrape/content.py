@@ -190,7 +190,7 @@ def page_documents(
 
 
 def _pdf_documents(result: FetchResult, options: dict) -> list[Document]:
-    from infuse.knowledge.readers import read_file
+    from infuse.knowledge import read_file
 
     with tempfile.TemporaryDirectory(prefix="infuse-pdf-") as folder:
         path = Path(folder) / "page.pdf"
