@@ -46,6 +46,9 @@ class Site:
         self.pages: dict[str, Response] = {}
         self.log: list[tuple[str, dict[str, str]]] = []
         self.hits: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests the server was answering at once
+        self._lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, 0), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -74,6 +77,16 @@ class Site:
                 pass
 
             def do_GET(self) -> None:
+                with site._lock:
+                    site.in_flight += 1
+                    site.max_in_flight = max(site.max_in_flight, site.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with site._lock:
+                        site.in_flight -= 1
+
+            def _answer(self) -> None:
                 path = self.path
                 site.log.append((path, {k.lower(): v for k, v in self.headers.items()}))
                 site.hits[path] = site.hits.get(path, 0) + 1

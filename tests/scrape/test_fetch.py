@@ -145,3 +145,15 @@ def test_meta_charset_and_unresolvable_host(site, fast_config):
         nowhere = fetcher.fetch("http://no-such-host.invalid/")
     assert "Café crème" in page.text()
     assert "cannot resolve" in nowhere.skip_reason and waits == []  # not retried
+
+
+def test_one_request_at_a_time_per_host_across_threads(site, fast_config):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for number in range(4):
+        site.pages[f"/s{number}"] = Response(article(f"S{number}", [FILLER]), delay_s=0.1)
+    with Fetcher(replace(fast_config, obey_robots=False)) as fetcher:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(fetcher.fetch, [site.url(f"/s{n}") for n in range(4)]))
+    assert all(result.ok for result in results)
+    assert site.max_in_flight == 1
