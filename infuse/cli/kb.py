@@ -274,12 +274,16 @@ def remove(targets, location, as_json) -> None:
 )
 @json_option
 def sync(location, prune, as_json) -> None:
-    """Re-read every known file: update changed ones, remove those that disappeared."""
+    """Re-read every known file and re-crawl every web page: update changed ones, remove those
+    that disappeared (web pages: conditional requests; 404/410 or out of scope is gone)."""
     from infuse.knowledge.kb import KnowledgeBase
+    from infuse.scrape.refresh import UrlRefresher
 
     with KnowledgeBase(location) as knowledge:
         with progress_bar("Syncing", not as_json) as on_progress:
-            report = knowledge.sync(prune=prune, on_progress=on_progress)
+            report = knowledge.sync(
+                refreshers=[UrlRefresher()], prune=prune, on_progress=on_progress
+            )
     if as_json:
         print_json(report.to_dict())
         return
