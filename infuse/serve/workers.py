@@ -1,0 +1,155 @@
+"""One generation worker per loaded model, each with a bounded queue.
+
+A model generates one answer at a time (local generation is serialised by a lock in the model
+anyway), so requests wait in a queue of `queue_size` places per model; a full queue refuses at
+once (`QueueFullError`, which the API turns into 429 with `Retry-After`) instead of letting
+latency grow without bound. A job whose client went away is cancelled: skipped when still
+queued, stopped at its next token when running (the token callback raises).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from infuse.errors import InfuseError
+
+
+class QueueFullError(InfuseError):
+    """Every place in a model's queue is taken; try again after `retry_after_s` seconds."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class JobCancelled(Exception):
+    """Raised inside a generation's token callback when its client has gone."""
+
+
+_DONE = object()
+
+
+@dataclass
+class Job:
+    """One answer to produce: `run(on_token)` is called on the worker thread.
+
+    Tokens arrive on `pieces` (a thread-safe queue) followed by the final result or the error,
+    then `_DONE`; `cancel()` stops the job wherever it is.
+    """
+
+    run: Callable[[Callable[[str], None]], Any]
+    pieces: queue.Queue = field(default_factory=queue.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+    queued_at: float = field(default_factory=time.perf_counter)
+    started_at: float | None = None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until done; return the result or raise the job's error."""
+        self.finished.wait(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GenerationWorker:
+    """A thread that runs jobs for one model, one at a time, from a bounded queue."""
+
+    def __init__(self, name: str, queue_size: int) -> None:
+        self.name = name
+        self.queue_size = queue_size
+        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._loop, name=f"infuse-gen-{name}", daemon=True)
+        self._recent_s: list[float] = []
+        self.running: Job | None = None
+        self.completed = 0
+        self.cancelled = 0
+        self._thread.start()
+
+    @property
+    def waiting(self) -> int:
+        return self._jobs.qsize()
+
+    def retry_after_s(self) -> int:
+        """A fair wait before retrying: the queue length times the recent mean job time."""
+        mean = sum(self._recent_s) / len(self._recent_s) if self._recent_s else 2.0
+        return max(1, int(round(mean * (self.waiting + 1))))
+
+    def submit(self, job: Job) -> Job:
+        """Queue `job`; QueueFullError when all places are taken."""
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            raise QueueFullError(
+                f"Model {self.name!r} is busy: {self.queue_size} requests are already waiting.",
+                self.retry_after_s(),
+            ) from None
+        return job
+
+    def close(self) -> None:
+        """Stop after the running job; queued jobs are cancelled."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.cancel()
+                self._finish(job, error=JobCancelled("server shutting down"))
+        if self.running is not None:
+            self.running.cancel()
+        try:
+            self._jobs.put_nowait(None)
+        except queue.Full:
+            pass
+
+    def _finish(self, job: Job, *, result: Any = None, error: BaseException | None = None) -> None:
+        job.result, job.error = result, error
+        job.finished.set()
+        job.pieces.put(_DONE)
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if job.cancelled.is_set():
+                self.cancelled += 1
+                self._finish(job, error=JobCancelled("client went away while queued"))
+                continue
+            self.running = job
+            job.started_at = time.perf_counter()
+
+            def on_token(piece: str, job: Job = job) -> None:
+                if job.cancelled.is_set():
+                    raise JobCancelled("client went away")
+                job.pieces.put(piece)
+
+            try:
+                result = job.run(on_token)
+            except JobCancelled as error:
+                self.cancelled += 1
+                self._finish(job, error=error)
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting request
+                self._finish(job, error=error)
+            else:
+                self.completed += 1
+                self._recent_s = (self._recent_s + [time.perf_counter() - job.started_at])[-20:]
+                self._finish(job, result=result)
+            finally:
+                self.running = None
+
+
+def is_done(item: Any) -> bool:
+    """True for the marker that ends a job's `pieces`."""
+    return item is _DONE

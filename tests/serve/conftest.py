@@ -1,0 +1,128 @@
+"""Serve fixtures: a small knowledge base (tiny random embedder) and a real `infuse serve`
+subprocess on 127.0.0.1, started the way a user starts it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = {
+    "refund.md": "# Refunds\n\nThe refund window is 45 days. Refunds go back to the original card.\n",
+    "shipping.md": "# Shipping\n\nShipping takes three business days. Express shipping costs extra.\n",
+    "warranty.md": "# Warranty\n\nThe warranty covers manufacturing defects for two years.\n",
+}
+
+
+def _load(name: str, location: Path):
+    spec = importlib.util.spec_from_file_location(name, location)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_dir(tmp_path_factory) -> Path:
+    knowledge = _load("infuse_tests_knowledge_conftest", REPO / "tests" / "knowledge" / "conftest.py")
+    return knowledge.build_tiny_embedder(tmp_path_factory.mktemp("tiny-embedder"))
+
+
+@pytest.fixture()
+def docs_dir(tmp_path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.fixture()
+def kb_dir(tmp_path, docs_dir, tiny_embedder_dir) -> Path:
+    """A knowledge base holding the three DOCS, built with the tiny embedder."""
+    from infuse.serve.library import open_knowledge_base
+
+    location = tmp_path / "kb"
+    kb = open_knowledge_base(location, create=True, embedder=str(tiny_embedder_dir))
+    kb.add([str(docs_dir)])
+    kb.close()
+    return location
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m infuse serve ...` on 127.0.0.1; stopped (by its pid) when the test ends."""
+
+    def __init__(self, args: list[str], log: Path, *, token: str | None = None, ready: bool = True,
+                 timeout_s: float = 120):
+        self.token = token
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.handle = open(log, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infuse", "serve", *args, "--port", str(self.port)],
+            stdout=self.handle, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=str(log.parent),
+        )
+        self._wait("/health", timeout_s)
+        if ready:
+            self._wait("/ready", timeout_s, headers=self.headers())
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _wait(self, path: str, timeout_s: float, headers=None) -> None:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + path, headers=headers, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not {path} in {timeout_s}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.handle.close()
+
+
+@pytest.fixture()
+def start_server(tmp_path):
+    started: list[ServerProcess] = []
+
+    def start(args: list[str], *, token: str | None = None, ready: bool = True, timeout_s: float = 120):
+        log = tmp_path / f"server-{len(started)}.log"
+        server = ServerProcess(args, log, token=token, ready=ready, timeout_s=timeout_s)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
