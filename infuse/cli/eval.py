@@ -96,11 +96,15 @@ def parse_methods(text: str) -> list[str]:
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("eval-report"),
               show_default=True, help="Folder for results.json and report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--prefer", type=click.Choice(["accuracy", "fast"]), default="accuracy", show_default=True,
+              help="How the profile picks the method infuse-auto serves: the most accurate, or the "
+                   "fastest of those not distinguishable from it.")
 @click.pass_context
 def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path, ...],
                kb: str | None, run_dir: Path | None, methods: str, limit: int | None, subset: str | None,
                model: str, base_url: str | None, api_key: str | None, judge_url: str | None,
-               judge_model: str | None, max_new_tokens: int, output_dir: Path, as_json: bool) -> None:
+               judge_model: str | None, max_new_tokens: int, output_dir: Path, as_json: bool,
+               prefer: str) -> None:
     """Compare the base model, RAG, CAG, the LoRA adapter and adapter+RAG on one question set."""
     if ctx.invoked_subcommand is not None:
         return
@@ -126,10 +130,12 @@ def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path
         judge = load_judge(judge_url, judge_model, api_key)
     results = evaluate(
         questions, methods=parse_methods(methods), options=options, limit=limit, tag=subset,
-        judge=judge, output_dir=output_dir, progress=not as_json,
+        judge=judge, output_dir=output_dir, progress=not as_json, prefer=prefer,
     )
     if as_json:
         print_json(results.to_dict())
         return
     print_report(results)
     click.echo(f"\nReport: {results.meta['files']['html']}\nJSON:   {results.meta['files']['json']}")
+    if "profile" in results.meta["files"]:
+        click.echo(f"Profile: {results.meta['files']['profile']} (serve it: infuse serve --profile FILE)")

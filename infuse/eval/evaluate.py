@@ -29,13 +29,15 @@ def evaluate(
     judge=None,
     output_dir: str | Path | None = None,
     progress: bool = True,
+    prefer: str = "accuracy",
 ) -> EvalResults:
     """Run the question set through the named methods (plus `extra_methods`), diagnose, report.
 
     `questions` is a question file or already-loaded questions; `options.run_dir` adds the
     training curve and run facts; `judge` is a ChatModel that grades answers 1-5. When
     `output_dir` is given, results.json and report.html are written there and their paths put
-    in `results.meta["files"]`.
+    in `results.meta["files"]`, with the assistant profile (`profile.json`: the winner by
+    `prefer`, "accuracy" or "fast", with 95% intervals) that `infuse serve --profile` reads.
     """
     options = options or MethodOptions()
     if isinstance(questions, (str, Path)):
@@ -72,6 +74,21 @@ def evaluate(
             "json": str(output_dir / "results.json"), "html": str(output_dir / "report.html")
         }
         write_report(results, output_dir)
+        if results.methods:
+            from infuse.eval.intervals import profile_from_results
+
+            rebuild = {
+                "model": options.model,
+                "base_url": options.base_url,
+                "kb": options.kb,
+                "knowledge": [str(p) for p in options.knowledge],
+                "run_dir": str(options.run_dir) if options.run_dir else None,
+                "cag_cache": str(getattr(options, "cag_cache", None) or "") or None,
+                "max_new_tokens": options.max_new_tokens,
+                "questions_file": source,
+            }
+            profile = profile_from_results(results, criterion=prefer, rebuild=rebuild)
+            results.meta["files"]["profile"] = str(profile.write(output_dir / "profile.json"))
     return results
 
 

@@ -240,8 +240,12 @@ class Assistant:
         *,
         history: list[dict[str, str]] | None = None,
         max_new_tokens: int | None = None,
+        listener=None,
     ) -> Job:
-        """Queue one answer on the model's worker; QueueFullError when its queue is full."""
+        """Queue one answer on the model's worker; QueueFullError when its queue is full.
+
+        `listener(item)` is called on the worker thread with each text piece, then the end marker.
+        """
         served = self.resolve(model_id)
         method = served.method
         turns = list(history or [])
@@ -250,7 +254,7 @@ class Assistant:
         def run(on_token):
             return method.answer(question, history=turns or None, max_new_tokens=tokens, on_token=on_token)
 
-        return self.workers[served.worker_key].submit(Job(run=run))
+        return self.workers[served.worker_key].submit(Job(run=run, listener=listener))
 
     def ask_result(
         self, question: str, method: str = "auto", *, history=None, max_new_tokens: int | None = None
@@ -278,7 +282,16 @@ class Assistant:
                 available=False,
                 message="No assistant profile: run `infuse eval` and start the server with --profile FILE.",
             )
-        return self.profile.summary(self.settings.profile)
+        profile = self.profile.to_dict()
+        return EvalSummary(
+            available=True,
+            profile_path=str(self.settings.profile),
+            winner=profile["winner"],
+            criterion=profile["criterion"],
+            methods=profile["methods"],
+            not_distinguishable=profile["not_distinguishable"],
+            message=profile["verdict"],
+        )
 
 
 def _describe(name: str, run: str | None = None) -> str:

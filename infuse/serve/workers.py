@@ -50,6 +50,12 @@ class Job:
     error: BaseException | None = None
     queued_at: float = field(default_factory=time.perf_counter)
     started_at: float | None = None
+    listener: Callable[[Any], None] | None = None  # called (on the worker thread) per item too
+
+    def emit(self, item: Any) -> None:
+        self.pieces.put(item)
+        if self.listener is not None:
+            self.listener(item)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -116,7 +122,7 @@ class GenerationWorker:
     def _finish(self, job: Job, *, result: Any = None, error: BaseException | None = None) -> None:
         job.result, job.error = result, error
         job.finished.set()
-        job.pieces.put(_DONE)
+        job.emit(_DONE)
 
     def _loop(self) -> None:
         while True:
@@ -133,7 +139,7 @@ class GenerationWorker:
             def on_token(piece: str, job: Job = job) -> None:
                 if job.cancelled.is_set():
                     raise JobCancelled("client went away")
-                job.pieces.put(piece)
+                job.emit(piece)
 
             try:
                 result = job.run(on_token)
