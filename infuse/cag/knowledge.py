@@ -101,9 +101,12 @@ class KnowledgePrefix:
     text: str
     token_ids: list[int]
 
-    def question_ids(self, tokenizer, question: str) -> list[int]:
-        """Tokens that follow the prefix for `question`, up to the assistant's turn."""
-        full = render_messages(tokenizer, _conversation(self.system, question))
+    def question_ids(
+        self, tokenizer, question: str, history: list[dict[str, str]] | None = None
+    ) -> list[int]:
+        """Tokens that follow the prefix for `question` (after the earlier turns in `history`),
+        up to the assistant's turn."""
+        full = render_messages(tokenizer, _conversation(self.system, question, history))
         if not full.startswith(self.text):
             raise TemplateError(
                 "The chat template renders the knowledge differently depending on the question, so "
@@ -133,5 +136,13 @@ def build_prefix(tokenizer, system: str) -> KnowledgePrefix:
     return KnowledgePrefix(system=system, text=text, token_ids=encode_rendered(tokenizer, text))
 
 
-def _conversation(system: str, question: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+def _conversation(
+    system: str, question: str, history: list[dict[str, str]] | None = None
+) -> list[dict[str, str]]:
+    # Earlier system turns would land after the knowledge; the knowledge turn is the system turn.
+    turns = [turn for turn in history or () if turn["role"] != "system"]
+    return [
+        {"role": "system", "content": system},
+        *turns,
+        {"role": "user", "content": question},
+    ]

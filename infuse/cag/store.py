@@ -139,28 +139,57 @@ def save_cache(
 
 
 def load_layers(cache_dir: Path, manifest: Manifest, device) -> list[tuple[Any, Any]]:
-    """Read the key/value tensors (memory-mapped by safetensors) onto `device`; checks the prefix."""
+    """Read the key/value tensors (memory-mapped by safetensors) onto `device`, checked.
+
+    Raises CacheError naming the file when it is missing, truncated or damaged (wrong size,
+    unreadable, shapes that disagree with the manifest, values that are not finite), so a
+    damaged cache is never answered from.
+    """
     import torch
     from safetensors import safe_open
 
     path = Path(cache_dir) / KV_FILE
     if not path.exists():
         raise CacheError(f"{path} is missing: the cache in {cache_dir} is incomplete; rebuild it.")
+    damaged = (
+        f"{path} is damaged ({{}}); rebuild the cache with "
+        f"`infuse cag build FILE... --output {cache_dir} --rebuild`."
+    )
+    expected_bytes = manifest.facts.get("kv_bytes")
+    size = path.stat().st_size
+    if expected_bytes is not None and size != expected_bytes:
+        raise CacheError(damaged.format(f"{size:,} bytes, the manifest says {expected_bytes:,}"))
     layers = []
-    with safe_open(str(path), framework="pt", device=str(device)) as kv_file:
-        prefix_ids = kv_file.get_tensor("prefix_ids").tolist()
-        if hashlib.sha256(json.dumps(prefix_ids).encode()).hexdigest() != manifest.fingerprint.get(
-            "prefix_sha256"
-        ):
-            raise CacheError(
-                f"{path} does not match {Path(cache_dir) / MANIFEST_FILE}; rebuild the cache."
-            )
-        count = sum(1 for name in kv_file.keys() if name.endswith(".keys"))
-        for index in range(count):
-            keys = kv_file.get_tensor(f"layers.{index}.keys")
-            values = kv_file.get_tensor(f"layers.{index}.values")
-            layers.append((keys, values))
-    if layers and layers[0][0].dtype != getattr(torch, manifest.fingerprint["model"]["dtype"]):
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as kv_file:
+            prefix_ids = kv_file.get_tensor("prefix_ids").tolist()
+            if prefix_sha256(prefix_ids) != manifest.fingerprint.get("prefix_sha256"):
+                raise CacheError(
+                    f"{path} does not match {Path(cache_dir) / MANIFEST_FILE}; rebuild the cache."
+                )
+            count = sum(1 for name in kv_file.keys() if name.endswith(".keys"))
+            for index in range(count):
+                keys = kv_file.get_tensor(f"layers.{index}.keys")
+                values = kv_file.get_tensor(f"layers.{index}.values")
+                layers.append((keys, values))
+    except CacheError:
+        raise
+    except Exception as error:  # safetensors raises its own types for a cut or garbled file
+        raise CacheError(damaged.format(f"{type(error).__name__}: {error}")) from error
+    if not layers:
+        raise CacheError(damaged.format("it holds no key/value layers"))
+    for index, (keys, values) in enumerate(layers):
+        for kind, tensor in (("keys", keys), ("values", values)):
+            if tensor.dim() != 4 or tensor.shape[-2] != manifest.knowledge_tokens:
+                raise CacheError(
+                    damaged.format(
+                        f"layers.{index}.{kind} has shape {tuple(tensor.shape)}, not "
+                        f"[1, heads, {manifest.knowledge_tokens}, dim]"
+                    )
+                )
+            if not bool(torch.isfinite(tensor).all()):
+                raise CacheError(damaged.format(f"layers.{index}.{kind} holds NaN or infinity"))
+    if layers[0][0].dtype != getattr(torch, manifest.fingerprint["model"]["dtype"]):
         raise CacheError(
             f"{path} holds {layers[0][0].dtype} tensors, the manifest says otherwise; rebuild."
         )

@@ -9,8 +9,6 @@ import click
 
 from infuse.errors import ConfigError
 
-KNOWLEDGE_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
-
 
 class EvalGroup(click.Group):
     """`eval` runs the comparison itself; `eval retrieval` is attached when its module exists."""
@@ -40,27 +38,9 @@ class EvalGroup(click.Group):
                 formatter.write_dl([("retrieval", "Compare BM25, dense, hybrid and rerank retrieval.")])
 
 
-def expand_knowledge(paths: tuple[Path, ...]) -> list[Path]:
-    """Files as given; folders expanded to their text/markdown files (sorted)."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in KNOWLEDGE_SUFFIXES)
-            if not found:
-                raise ConfigError(
-                    f"--knowledge {path}: no {', '.join(KNOWLEDGE_SUFFIXES)} files in this folder."
-                )
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise ConfigError(f"--knowledge {path}: no such file or folder.")
-    return files
-
-
 def parse_methods(text: str) -> list[str]:
     """'base,rag,cag' -> ['base', 'rag', 'cag'] (order kept, repeats dropped)."""
-    from infuse.eval.builders import METHOD_NAMES
+    from infuse.methods import METHOD_NAMES
 
     names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in METHOD_NAMES]
@@ -116,11 +96,8 @@ def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path
 
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")
-    knowledge_files = expand_knowledge(knowledge)
-    if kb is None and knowledge_files:
-        kb = str(output_dir / "kb")
-    options = MethodOptions(
-        model=model, base_url=base_url, api_key=api_key, knowledge=knowledge_files,
+    options = MethodOptions(  # evaluate() expands folders and builds the default kb (output/kb)
+        model=model, base_url=base_url, api_key=api_key, knowledge=list(knowledge),
         run_dir=run_dir, max_new_tokens=max_new_tokens, kb=kb,
     )
     judge = None

@@ -74,7 +74,7 @@ def test_eval_cag_that_does_not_fit_is_diagnosed(inputs, tiny_model_dir, capsys)
                  "--max-new-tokens", "4", "--output", str(inputs / "r2")])
     assert code == 0
     text = capsys.readouterr().out
-    assert "skipped cag" in text and "context window is 512 tokens" in text
+    assert "skipped cag" in text and "512-token context window" in text
     assert "does not fit the context window" in text
     assert "report.html" in text
 
