@@ -122,7 +122,7 @@ def serve(ctx: click.Context, **options) -> None:
     settings = settings_from(options)
     library = _library(settings)
     _announce(settings, "API at /v1, MCP at /mcp" if library else "API at /v1 (no --kb: no MCP)")
-    run_http(settings, library, Assistant(settings), mcp=library is not None)
+    run_http(settings, library, Assistant(settings, library), mcp=library is not None)
 
 
 @serve.command("api")
@@ -135,7 +135,7 @@ def serve_api(**options) -> None:
     settings = settings_from(options)
     library = _library(settings)
     _announce(settings, "API at /v1")
-    run_http(settings, library, Assistant(settings), mcp=False)
+    run_http(settings, library, Assistant(settings, library), mcp=False)
 
 
 @serve.command("mcp")
@@ -151,7 +151,7 @@ def serve_mcp(transport: str, no_assistant: bool, **options) -> None:
     library = _library(settings)
     if library is None:
         raise ConfigError("MCP serves a knowledge base: pass --kb DIR (build one with `infuse kb add`).")
-    assistant = None if no_assistant else Assistant(settings)
+    assistant = None if no_assistant else Assistant(settings, library)
     if transport == "http":
         from infuse.serve.app import run_http
 

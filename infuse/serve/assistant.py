@@ -81,8 +81,6 @@ def method_options(settings: ServeSettings, **overrides: Any):
         "kb": settings.kb,
         "cag_cache": settings.cag_cache,
         "max_new_tokens": settings.max_new_tokens,
-        "system_prompt": settings.persona,
-        "persona": settings.persona,
         **overrides,
     }
     names = {item.name for item in dataclasses.fields(MethodOptions)}
@@ -92,8 +90,17 @@ def method_options(settings: ServeSettings, **overrides: Any):
 class Assistant:
     """Every served method, loaded once in the background; `submit` queues an answer."""
 
-    def __init__(self, settings: ServeSettings, *, methods: dict[str, ServedModel] | None = None):
+    def __init__(
+        self,
+        settings: ServeSettings,
+        library: Any = None,
+        *,
+        methods: dict[str, ServedModel] | None = None,
+    ):
         self.settings = settings
+        self.library = library
+        self.base_model = None
+        self.fresh_cag = None
         self.models: dict[str, ServedModel] = dict(methods or {})
         self.skipped: list[dict[str, Any]] = []
         self.workers: dict[str, GenerationWorker] = {}
@@ -130,34 +137,117 @@ class Assistant:
             self._loaded.set()
 
     def _build(self) -> None:
-        from infuse.methods import build_methods
-
         settings = self.settings
-        names = settings.methods or ["rag", "cag", "base"]
-        base_names = [name for name in names if name in ("rag", "cag", "base")]
-        if settings.kb is None:
-            base_names = [name for name in base_names if name != "rag"]
-        built, skipped = build_methods(base_names, method_options(settings))
-        self.skipped += [_skip_dict(item) for item in skipped]
-        for method in built:
-            model_id = SHORT_NAMES.get(method.name, PREFIX + method.name)
-            self.models[model_id] = ServedModel(
-                model_id, method, "base", _describe(method.name), dict(getattr(method, "facts", {}))
-            )
-        run_names = [name for name in names if name in ("lora", "lora+rag")] or ["lora", "lora+rag"]
+        names = settings.methods or ["rag", "cag", "base", "lora", "lora+rag"]
+        self._build_base([name for name in names if name in ("rag", "cag", "base")])
+        run_names = [name for name in names if name in ("lora", "lora+rag")]
         if settings.kb is None:
             run_names = [name for name in run_names if name != "lora+rag"]
-        for run_dir in finished_runs(settings.runs):
-            built, skipped = build_methods(run_names, method_options(settings, run_dir=run_dir))
+        if run_names:
+            self._build_runs(run_names)
+        if settings.profile is not None:
+            self._add_auto(settings.profile)
+
+    def _build_base(self, names: list[str]) -> None:
+        """rag, cag and base over one loaded base model (and the served knowledge base)."""
+        if not names:
+            return
+        from infuse import rag
+        from infuse.llm import load_chat_model
+        from infuse.methods import ModelMethod, RagSession
+
+        settings = self.settings
+        persona = settings.persona
+        model = load_chat_model(settings.model, base_url=settings.base_url, api_key=settings.api_key)
+        self.base_model = model
+        built: dict[str, Any] = {}
+        if "rag" in names:
+            if self.library is None:
+                self.skipped.append({"name": "rag", "reason": "no knowledge base (--kb)"})
+            else:
+                prompt = f"{persona}\n\n{rag.SYSTEM_PROMPT}" if persona else rag.SYSTEM_PROMPT
+                built["rag"] = RagSession(
+                    self.library.kb, model, max_new_tokens=settings.max_new_tokens, system_prompt=prompt
+                )
+        if "cag" in names:
+            cag = self._build_cag(model)
+            if cag is not None:
+                built["cag"] = cag
+        if "base" in names:
+            kwargs = {"system_prompt": persona} if persona else {}
+            built["base"] = ModelMethod("base", model, max_new_tokens=settings.max_new_tokens, **kwargs)
+        for name in ("rag", "cag", "base"):
+            if name in built:
+                method = built[name]
+                self.models[SHORT_NAMES[name]] = ServedModel(
+                    SHORT_NAMES[name], method, "base", _describe(name), dict(getattr(method, "facts", {}))
+                )
+
+    def _build_cag(self, model: Any):
+        """CAG from --cag-cache, or from the knowledge base's files (rebuilt when they change);
+        None (with the reason in `skipped`) when the knowledge does not fit or is missing."""
+        from infuse.errors import ContextTooLongError
+        from infuse.methods import CagMethod
+
+        settings = self.settings
+        instructions = {}
+        if settings.persona:
+            from infuse.cag.knowledge import DEFAULT_INSTRUCTIONS
+
+            instructions = {"instructions": f"{settings.persona}\n\n{DEFAULT_INSTRUCTIONS}"}
+
+        def build(files):
+            if settings.base_url:
+                from infuse.cag import ServerCagSession
+
+                session = ServerCagSession.from_files(
+                    files, base_url=settings.base_url, model=settings.model, api_key=settings.api_key
+                )
+            else:
+                from infuse.cag import CagSession
+
+                session = CagSession.from_files(files, model, **instructions)
+            return CagMethod(session, max_new_tokens=settings.max_new_tokens)
+
+        try:
+            if settings.cag_cache is not None:
+                from infuse.cag import CagSession
+
+                return CagMethod(CagSession.open(settings.cag_cache, model=model),
+                                 max_new_tokens=settings.max_new_tokens)
+            if self.library is None:
+                self.skipped.append({"name": "cag", "reason": "no knowledge: give --kb or --cag-cache"})
+                return None
+            from infuse.serve.freshness import FreshCag, knowledge_files
+
+            if not knowledge_files(self.library.kb):
+                self.skipped.append({"name": "cag", "reason": "the knowledge base holds no files to load"})
+                return None
+            fresh = FreshCag(self.library.kb, build)
+            self.fresh_cag = fresh
+            return fresh
+        except ContextTooLongError as error:
+            self.skipped.append({"name": "cag", "code": "does_not_fit", "reason": str(error)})
+            return None
+
+    def _build_runs(self, names: list[str]) -> None:
+        """lora and lora+rag for each finished run under --runs (one adapter model per run)."""
+        from infuse.methods import SkipMethod, build_methods
+
+        for run_dir in finished_runs(self.settings.runs):
+            built, skipped = build_methods(names, method_options(self.settings, run_dir=run_dir))
             self.skipped += [_skip_dict(item) for item in skipped]
             for method in built:
+                try:
+                    method.setup()
+                except SkipMethod as skip:
+                    self.skipped.append(_skip_dict(skip.skip))
+                    continue
                 model_id = f"{PREFIX}{method.name}:{run_dir.name}"
                 self.models[model_id] = ServedModel(
                     model_id, method, f"run:{run_dir}", _describe(method.name, run_dir.name),
                     dict(getattr(method, "facts", {})),
                 )
-        if settings.profile is not None:
-            self._add_auto(settings.profile)
 
     def _add_auto(self, profile_path: Path) -> None:
         from infuse.methods.auto import AutoMethod
@@ -186,11 +276,31 @@ class Assistant:
         for served in self.models.values():
             if served.worker_key not in self.workers:
                 self.workers[served.worker_key] = GenerationWorker(served.worker_key, self.settings.queue_size)
+        if self.fresh_cag is not None:
+            self.fresh_cag.schedule = self._schedule_on_base
+            self.fresh_cag.watch()
+
+    def _schedule_on_base(self, work) -> None:
+        """Run `work` on the base model's worker (between answers); retry while its queue is full."""
+        from infuse.serve.workers import QueueFullError
+
+        def run(_on_token):
+            work()
+
+        def submit() -> None:
+            try:
+                self.workers["base"].submit(Job(run=run))
+            except QueueFullError:
+                threading.Timer(1.0, submit).start()
+
+        submit()
 
     def close(self) -> None:
         """Stop the workers and close every method."""
         for worker in self.workers.values():
             worker.close()
+        if self.fresh_cag is not None:
+            self.fresh_cag.close()
         for served in self.models.values():
             close = getattr(served.method, "close", None)
             if close is not None:
@@ -209,7 +319,8 @@ class Assistant:
             state["skipped"] = self.skipped
         state["queues"] = {
             key: {"waiting": worker.waiting, "running": worker.running is not None,
-                  "completed": worker.completed, "cancelled": worker.cancelled}
+                  "completed": worker.completed, "cancelled": worker.cancelled,
+                  "refused": worker.refused}
             for key, worker in self.workers.items()
         }
         return state

@@ -126,6 +126,12 @@ def infuse_info(answer: Any, model_id: str) -> dict[str, Any]:
         "no_answer": bool(answer.no_answer),
         "fallback_from": facts.get("fallback_from"),
         "timings": dict(answer.timings),
+        "retrieval_query": facts.get("retrieval_query"),
+        # every passage retrieval gave the model (RAG), cited or not
+        "passages": [
+            {"number": item.get("number"), "source": item.get("source"), "score": item.get("score")}
+            for item in facts.get("passages", [])
+        ],
     }
 
 

