@@ -312,7 +312,8 @@ class Assistant:
     # state ------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """What `/ready` says: loading, ready (with the model ids) or failed (with the reason)."""
-        state: dict[str, Any] = {"status": self._status, "models": list(self.models)}
+        state: dict[str, Any] = {"status": self._status, "models": list(self.models),
+                                 "persona": self.settings.persona}
         if self._error:
             state["error"] = self._error
         if self.skipped:

@@ -255,3 +255,55 @@ def test_disconnecting_client_frees_its_place(tight_server):
     answered: list[httpx.Response] = []
     _ask(tight_server.url, 4, answered)
     assert answered[0].status_code == 200
+
+
+def test_mcp_ask_by_rag_cag_and_auto_on_the_same_server(server):
+    """`infuse serve` also serves MCP at /mcp: ask through the SDK client, each method."""
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def main():
+        http = httpx2.AsyncClient(timeout=httpx2.Timeout(120))
+        async with Client(streamable_http_client(server.url + "/mcp", http_client=http),
+                          read_timeout_seconds=120) as client:
+            results = {}
+            for method in ("rag", "cag", "auto"):
+                result = await client.call_tool(
+                    "ask", {"question": "How long is the refund window?", "method": method, "max_new_tokens": 4}
+                )
+                assert not result.is_error, result.content
+                results[method] = result.structured_content
+            declined = await client.call_tool(
+                "ask", {"question": "Which opera did Verdi write in 1853?", "method": "auto", "max_new_tokens": 4}
+            )
+            summary = await client.call_tool("eval_summary", {})
+        return results, declined.structured_content, summary.structured_content
+
+    results, declined, summary = anyio.run(main)
+    assert results["rag"]["method"] == "rag" and results["cag"]["method"] == "cag"
+    assert results["auto"]["method"] == "rag" and results["auto"]["requested_method"] == "auto"
+    assert all(isinstance(result["citations"], list) for result in results.values())
+    assert results["rag"]["timings"]["total_s"] > 0
+    assert declined["method"] == "cag" and declined["fallback_from"] == "rag"
+    assert summary["available"] and summary["winner"] == "rag"
+    assert {method["name"] for method in summary["methods"]} == {"rag", "cag", "base"}
+
+
+def test_loading_answers_503_with_retry_after(api_env, start_server, tmp_path):
+    persona = tmp_path / "persona.txt"
+    persona.write_text("You are Nimbus, the cheerful support assistant of Acme Corp.")
+    loading = start_server(
+        ["--kb", str(api_env["kb"]), "--model", str(api_env["model"]), "--methods", "base",
+         "--persona", str(persona)],
+        ready=False,
+    )
+    response = httpx.get(loading.url + "/v1/models")
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
+    assert response.json()["error"]["code"] == "loading"
+    assert httpx.get(loading.url + "/ready").status_code == 503
+    _wait_for(lambda: httpx.get(loading.url + "/ready").status_code == 200, timeout_s=120)
+    ready = httpx.get(loading.url + "/ready").json()
+    assert ready["persona"].startswith("You are Nimbus")
+    assert [model["id"] for model in httpx.get(loading.url + "/v1/models").json()["data"]] == ["infuse-base"]
