@@ -78,3 +78,5 @@ class ContextTooLongError(CacheError):
         self.knowledge_tokens = knowledge_tokens
         self.context_window = context_window
         self.question_tokens = question_tokens
+class BusyError(InfuseError):
+    """Another process is writing the same run, knowledge base or cache (its lock is held)."""

@@ -43,7 +43,7 @@ from infuse.cag.store import (
     stale_reasons,
 )
 from infuse.conversation import check_history
-from infuse.errors import CacheError, ContextTooLongError
+from infuse.errors import CacheError, ConfigError, ContextTooLongError
 from infuse.llm.local import LocalChatModel
 
 QUESTION_ROOM = 256  # tokens kept free for a question (its chat-template wrapping included)
@@ -94,6 +94,9 @@ def build_cache(
     Returns the Manifest written. Raises ContextTooLongError when the knowledge does not fit
     the model's context, CacheError when `output` may not be written.
     """
+    for flag, value in (("--question-room", question_room), ("--answer-room", answer_room)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be at least 1 token.")
     check_output(Path(output), _spec(model, None), rebuild=rebuild)
     session = CagSession.from_files(
         files,

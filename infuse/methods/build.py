@@ -46,6 +46,7 @@ class MethodOptions:
     knowledge: list[Path] = field(default_factory=list)
     run_dir: Path | None = None  # a training run folder (lora, lora+rag)
     kb: str | None = None
+    embedder: str | None = None  # for a new knowledge base (default: the packaged one)
     cag_cache: Path | None = None
     max_new_tokens: int = 64
     device: str | None = None
@@ -57,28 +58,31 @@ def knowledge_files(paths: Sequence[str | Path]) -> list[Path]:
 
     Raises ConfigError naming a path that matches nothing.
     """
-    # TODO(lead): once the readers branch is merged, use `infuse.knowledge.find_files(paths)`
-    # here (same return shape), so eval, kb and CAG expand folders through one reader.
-    from infuse.knowledge.kb import expand_paths
+    from infuse.knowledge.reading import find_files
 
-    files, missing = expand_paths([str(path) for path in paths])
-    if missing:
-        raise ConfigError(f"knowledge {missing[0]['reason']} Give files, folders or globs.")
+    for path in paths:
+        if not Path(path).exists() and not any(ch in str(path) for ch in "*?["):
+            raise ConfigError(f"knowledge {path}: no such file or folder. Give files, folders or globs.")
+    files, _skipped = find_files([str(path) for path in paths])  # named by the kb's ingest report
+    if not files:
+        raise ConfigError(
+            f"knowledge {', '.join(map(str, paths))}: no readable documents there "
+            "(see `infuse kb add` for what is read and why a file is skipped)."
+        )
     return files
 
 
-def open_knowledge_base(location: str | Path, knowledge: Sequence[str | Path] = ()):
+def open_knowledge_base(
+    location: str | Path, knowledge: Sequence[str | Path] = (), *, embedder: Any = None
+):
     """Open the knowledge base at `location`; with `knowledge`, create it if needed and bring it
     up to date with those files and folders (unchanged files are not re-indexed; files gone
-    from disk are dropped by a sync first)."""
+    from disk are dropped by a sync first). `embedder`: see `KnowledgeBase`."""
     from infuse.knowledge.kb import KnowledgeBase
 
     if not knowledge:
-        return KnowledgeBase(location)
-    try:  # TODO(lead): after the kb branch merges this is KnowledgeBase(location, create=True)
-        kb = KnowledgeBase(location, create=True)
-    except TypeError:
-        kb = KnowledgeBase(location)
+        return KnowledgeBase(location, embedder=embedder)
+    kb = KnowledgeBase(location, embedder=embedder, create=True)
     if kb.documents():
         kb.sync()
     kb.add([str(path) for path in knowledge])
@@ -122,7 +126,7 @@ class _Shared:
         o = self.options
         if o.kb is None:
             raise _skip(name, "no knowledge base to retrieve from (give --knowledge or --kb)")
-        return self._once("kb", lambda: open_knowledge_base(o.kb, o.knowledge))
+        return self._once("kb", lambda: open_knowledge_base(o.kb, o.knowledge, embedder=o.embedder))
 
 
 def _skip(name: str, reason: str, code: str = MISSING, facts=None) -> SkipMethod:
@@ -130,14 +134,13 @@ def _skip(name: str, reason: str, code: str = MISSING, facts=None) -> SkipMethod
 
 
 def run_setting(run_dir: Path, key: str) -> Any:
-    """One setting of a training run's config.toml (None when absent or unreadable)."""
-    # TODO(lead): the train branch reads this through `RunRecord.read(run_dir).config`.
-    import tomllib
+    """One setting of a training run's config (None when absent or unreadable)."""
+    from infuse.errors import InfuseError
+    from infuse.train.runs import RunRecord
 
-    path = Path(run_dir) / "config.toml"
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8")).get(key)
-    except (OSError, tomllib.TOMLDecodeError):
+        return getattr(RunRecord.read(run_dir, metrics=False).config, key, None)
+    except InfuseError:
         return None
 
 

@@ -1,23 +1,20 @@
 """The assistant profile: eval's verdict in a file the server reads to serve the winner.
 
-    profile = choose_profile(scores, criterion="accuracy", rebuild={...})
+    profile = profile_from_eval(results, rebuild={...})   # after eval's compare/recommend
     profile.write(path) / AssistantProfile.read(path)
 
-`scores` is one `MethodScore` per method, each with its mean and 95% interval and the methods it
-cannot be told apart from (eval computes these with a paired bootstrap, `infuse.eval.intervals`).
-The winner by criterion:
+Eval measures (`infuse.eval.verdict`: each method's accuracy with its 95% paired-bootstrap
+interval, every pair compared, a recommendation by `--prefer accuracy|fast`); the profile keeps
+what serving needs from that, with no statistics of its own:
 
-- `accuracy` (default): the highest mean score. When others are not distinguishable from it,
-  it still wins, and the profile says so (`tied_with`), so nobody reads a coin toss as a verdict.
-- `fast`: among the methods not distinguishable from the most accurate one, the one with the
-  lowest median latency.
-
-The runner-up for `infuse-auto`'s fallback is the best other method that answers from *other
-evidence*: retrieval (rag, lora+rag) falls back to the whole knowledge (cag) and back; methods
-without evidence (base, lora) are never a fallback, as they cannot know better.
-
-`rebuild` records what is needed to serve it again: model, adapter run, knowledge base, CAG cache
-and settings.
+- `winner`: the method eval recommends; when no method is distinguishable from the others,
+  the most accurate one, with `distinguishable: false` and `tied_with` naming the others, so
+  nobody reads a coin toss as a verdict;
+- `runner_up`: `infuse-auto`'s fallback, the best other method answering from *other evidence*:
+  retrieval (rag, lora+rag) falls back to the whole knowledge (cag) and back; methods without
+  evidence (base, lora) are never a fallback, as they cannot know better;
+- `rebuild`: what is needed to serve it again (model, adapter run, knowledge base, CAG cache,
+  settings).
 """
 
 from __future__ import annotations
@@ -58,6 +55,7 @@ class AssistantProfile:
     criterion: str
     methods: list[MethodScore]
     metric: str = "accuracy"
+    distinguishable: bool = True  # False: eval could not tell the winner from the others
     runner_up: str | None = None
     tied_with: list[str] = field(default_factory=list)
     not_distinguishable: list[list[str]] = field(default_factory=list)
@@ -71,7 +69,10 @@ class AssistantProfile:
     def verdict(self) -> str:
         """One sentence a person reads."""
         best = self.method(self.winner)
-        text = f"{self.winner} wins by {self.criterion}"
+        text = (
+            f"{self.winner} wins by {self.criterion}" if self.distinguishable
+            else f"{self.winner} is served as the most accurate, but no method stands out"
+        )
         if best is not None:
             text += (
                 f" ({self.metric} {best.score:.0%}, 95% interval {best.low:.0%}-{best.high:.0%}, "
@@ -120,32 +121,64 @@ class AssistantProfile:
             ) from error
 
 
+def profile_from_eval(results: Any, *, rebuild: dict[str, Any] | None = None) -> AssistantProfile:
+    """The profile for an eval's results (an `EvalResults` after `compare_methods` and
+    `recommend`: methods with `accuracy_interval`, `comparisons`, `recommendation`)."""
+    comparisons = list(getattr(results, "comparisons", []) or [])
+    recommendation = dict(getattr(results, "recommendation", {}) or {})
+    ties: dict[str, list[str]] = {}
+    for row in comparisons:
+        if not row.get("distinguishable", True):
+            ties.setdefault(row["first"], []).append(row["second"])
+            ties.setdefault(row["second"], []).append(row["first"])
+    latencies = {}
+    for row in getattr(results, "per_question", []):
+        latencies.setdefault(row.method, []).append(row.total_s)
+    scores = []
+    for summary in results.methods:
+        low, high = summary.accuracy_interval or [summary.accuracy, summary.accuracy]
+        times = sorted(latencies.get(summary.name, []))
+        scores.append(MethodScore(
+            name=summary.name,
+            score=summary.accuracy,
+            low=low,
+            high=high,
+            questions=summary.questions,
+            latency_p50_s=times[len(times) // 2] if times else None,
+            ttft_mean_s=summary.ttft_mean_s,
+            not_distinguishable_from=ties.get(summary.name, []),
+        ))
+    return choose_profile(
+        scores,
+        criterion=recommendation.get("prefer", "accuracy"),
+        winner=recommendation.get("winner"),
+        rebuild=rebuild,
+    )
+
+
 def choose_profile(
     scores: list[MethodScore],
     *,
     criterion: str = "accuracy",
-    metric: str = "accuracy",
+    winner: str | None = None,
     rebuild: dict[str, Any] | None = None,
 ) -> AssistantProfile:
-    """The profile for these scores: winner by `criterion`, its ties, the fallback runner-up."""
+    """The profile for these scores: `winner` (eval's recommendation) or else the most accurate,
+    its ties, and the fallback runner-up."""
     if criterion not in CRITERIA:
         raise ConfigError(f"--prefer {criterion!r}: choose one of {', '.join(CRITERIA)}.")
     if not scores:
         raise ConfigError("No method produced scores; nothing to choose from.")
     ranked = sorted(scores, key=lambda item: (-item.score, item.latency_p50_s or float("inf"), item.name))
-    best = ranked[0]
-    winner = best
-    if criterion == "fast":
-        peers = [best] + [item for item in ranked[1:] if item.name in best.not_distinguishable_from]
-        winner = min(peers, key=lambda item: (item.latency_p50_s or float("inf"), -item.score))
+    chosen = next((item for item in ranked if item.name == winner), ranked[0])
     pairs = sorted({tuple(sorted((item.name, other))) for item in scores for other in item.not_distinguishable_from})
     return AssistantProfile(
-        winner=winner.name,
+        winner=chosen.name,
         criterion=criterion,
-        metric=metric,
         methods=ranked,
-        runner_up=fallback_for(winner.name, ranked),
-        tied_with=[name for name in winner.not_distinguishable_from if name != winner.name],
+        distinguishable=winner is not None and not chosen.not_distinguishable_from,
+        runner_up=fallback_for(chosen.name, ranked),
+        tied_with=list(chosen.not_distinguishable_from),
         not_distinguishable=[list(pair) for pair in pairs],
         rebuild=dict(rebuild or {}),
     )

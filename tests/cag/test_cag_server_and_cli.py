@@ -91,7 +91,7 @@ def test_cli_build_from_a_knowledge_base_reads_every_file_type(long_context_mode
     docs.mkdir()
     (docs / "refunds.md").write_text("# Refunds\n\nThe refund window is 45 days.\n")
     (docs / "office.html").write_text("<html><body><h1>Office</h1><p>Our office is in Springfield.</p></body></html>")
-    kb = KnowledgeBase(tmp_path / "kb", embedder=str(build_tiny_embedder(tmp_path / "embedder")))
+    kb = KnowledgeBase(tmp_path / "kb", create=True, embedder=str(build_tiny_embedder(tmp_path / "embedder")))
     kb.add([docs])
     kb.close()
 

@@ -164,8 +164,8 @@ def test_missing_cache_and_missing_sources_are_cache_errors(
 
 def test_unreadable_knowledge_file_fails_before_loading_a_model(tmp_path):
     binary = tmp_path / "blob.md"
-    binary.write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(DataError, match="blob.md is not UTF-8"):
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00bad")
+    with pytest.raises(DataError, match="blob.md: binary file"):
         build_cache([binary], "no-such-model", tmp_path / "cache")
 
 

@@ -170,7 +170,7 @@ def api_env(tmp_path_factory):
         MethodScore("rag", 0.9, 0.8, 0.97, 40, latency_p50_s=1.0),
         MethodScore("cag", 0.6, 0.45, 0.75, 40, latency_p50_s=0.5),
         MethodScore("base", 0.1, 0.02, 0.2, 40, latency_p50_s=0.4),
-    ], rebuild={"kb": str(root / "kb")})
+    ], winner="rag", rebuild={"kb": str(root / "kb")})
     profile.write(root / "profile.json")
     return {
         "root": root,
