@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from conftest import ServerProcess, subprocess_env
+from serve_support import ServerProcess, subprocess_env
 
 openai = pytest.importorskip("openai")
 

@@ -9,8 +9,8 @@ import sys
 import anyio
 import httpx
 import pytest
-from conftest import REPO, subprocess_env
 from mcp import Client, StdioServerParameters
+from serve_support import REPO, subprocess_env
 
 
 def stdio_client(*args: str) -> Client:
