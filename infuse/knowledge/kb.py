@@ -13,7 +13,6 @@ knowledge base is an error unless `create=True` (what `kb add` passes). Progress
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,7 +24,8 @@ from infuse.errors import ConfigError, DataError
 from infuse.knowledge.chunking import chunk_document, heading_prefix
 from infuse.knowledge.documents import Chunk, Document, DocumentRecord, SearchHit
 from infuse.knowledge.embeddings import DEFAULT_EMBEDDER, Embedder
-from infuse.knowledge.readers import SUPPORTED_SUFFIXES, RowOptions
+from infuse.knowledge.readers import RowOptions
+from infuse.knowledge.reading import find_files
 from infuse.knowledge.retrieval import retrieve
 from infuse.knowledge.sources import (
     EXTRA_METADATA,
@@ -47,7 +47,7 @@ DEFAULT_CHUNK_TOKENS = 200
 DEFAULT_OVERLAP_TOKENS = 40
 MIN_CHUNK_TOKENS = 16
 ProgressCallback = Callable[..., None]
-__all__ = ["IngestReport", "KnowledgeBase", "SyncRefusedError", "check_chunking", "expand_paths"]
+__all__ = ["IngestReport", "KnowledgeBase", "SyncRefusedError", "check_chunking"]
 
 
 @dataclass
@@ -70,40 +70,6 @@ class IngestReport:
         return asdict(self)
 
 
-def expand_paths(patterns: Iterable[str | Path]) -> tuple[list[Path], list[dict[str, str]]]:
-    """Files named by paths, folders (searched recursively for supported types) and globs.
-
-    Returns (absolute files in order, without repeats; [{"path", "reason"}] for names that match nothing).
-    """
-    files: list[Path] = []
-    missing: list[dict[str, str]] = []
-    for pattern in patterns:
-        path = Path(pattern).expanduser()
-        if path.is_file():
-            found = [path]
-        elif path.is_dir():
-            found = sorted(
-                candidate
-                for candidate in path.rglob("*")
-                if candidate.is_file()
-                and candidate.suffix.lower() in SUPPORTED_SUFFIXES
-                and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
-            )
-        else:
-            found = sorted(
-                Path(match)
-                for match in glob.glob(str(path), recursive=True)
-                if Path(match).is_file()
-            )
-        if not found:
-            missing.append(
-                {
-                    "path": str(pattern),
-                    "reason": f"{pattern}: no such file, folder or matching files.",
-                }
-            )
-        files += [Path(os.path.abspath(candidate)) for candidate in found]
-    return list(dict.fromkeys(files)), missing
 
 
 def check_chunking(chunk_tokens: int, overlap_tokens: int) -> None:
@@ -301,7 +267,7 @@ class KnowledgeBase:
         """Ingest files, folders or globs. Unchanged documents are skipped, changed ones replaced;
         unreadable or binary files are reported in `skipped` with the reason. A file reached
         through a symlink is stored under its real path (so it is never stored twice)."""
-        files, missing = expand_paths(paths)
+        files, missing = find_files(paths)
         files = list(dict.fromkeys(Path(os.path.realpath(file)) for file in files))
         report = IngestReport(skipped=missing)
         reader_options = dict(row_options.to_dict()) if row_options else {}
