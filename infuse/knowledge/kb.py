@@ -70,8 +70,6 @@ class IngestReport:
         return asdict(self)
 
 
-
-
 def check_chunking(chunk_tokens: int, overlap_tokens: int) -> None:
     """Raise ConfigError unless 16 <= chunk_tokens and 0 <= overlap_tokens < chunk_tokens / 2."""
     if not isinstance(chunk_tokens, int) or chunk_tokens < MIN_CHUNK_TOKENS:
