@@ -70,6 +70,25 @@ class IngestReport:
         return asdict(self)
 
 
+def _leave_out(
+    folder: Path, files: list[Path], skipped: list[dict[str, str]]
+) -> tuple[list[Path], list[dict[str, str]]]:
+    """The knowledge base's own folder is never indexed: drop its files (and the skip notes
+    about them) and say so once."""
+    kept = [file for file in files if not file.is_relative_to(folder)]
+    notes = [
+        item for item in skipped if not Path(os.path.realpath(item["path"])).is_relative_to(folder)
+    ]
+    if len(kept) < len(files) or len(notes) < len(skipped):
+        notes.append(
+            {
+                "path": str(folder),
+                "reason": f"{folder}: the knowledge base's own folder; not indexed.",
+            }
+        )
+    return kept, notes
+
+
 def check_chunking(chunk_tokens: int, overlap_tokens: int) -> None:
     """Raise ConfigError unless 16 <= chunk_tokens and 0 <= overlap_tokens < chunk_tokens / 2."""
     if not isinstance(chunk_tokens, int) or chunk_tokens < MIN_CHUNK_TOKENS:
@@ -268,6 +287,9 @@ class KnowledgeBase:
         files, missing = find_files(paths)
         files = list(dict.fromkeys(Path(os.path.realpath(file)) for file in files))
         report = IngestReport(skipped=missing)
+        if not is_database_url(self.location):
+            own_folder = Path(os.path.realpath(self.location))
+            files, report.skipped = _leave_out(own_folder, files, report.skipped)
         reader_options = dict(row_options.to_dict()) if row_options else {}
         if metadata:
             reader_options[EXTRA_METADATA] = dict(metadata)
