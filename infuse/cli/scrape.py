@@ -331,7 +331,7 @@ def crawl_command(
             f"Stopped. Run the same command again to resume (state in {state_path}).",
             highlight=False,
         )
-        raise click.exceptions.Exit(130)
+        raise click.Abort()  # exit status 130, like any interrupted command
 
 
 @scrape.command("extract")
