@@ -63,7 +63,15 @@ def plan_quickstart(
     max_new_tokens: int = 32,
     all_questions: bool = False,
 ) -> QuickstartPlan:
-    """Decide inputs and budget. Raises ConfigError when the folder has no documents."""
+    """Decide inputs and budget. Raises ConfigError when the folder has no documents, a setting
+    is out of range or the output folder cannot be written (before any work starts)."""
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: must be at least 1.")
+    if max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")
+    from infuse.files import check_writable_folder
+
+    check_writable_folder(output, setting="--output folder")
     if on_gpu is None:
         import torch
 

@@ -99,6 +99,9 @@ def build_cache(
         if value < 1:
             raise ConfigError(f"{flag} {value}: must be at least 1 token.")
     check_output(Path(output), _spec(model, None), rebuild=rebuild)
+    from infuse.files import check_writable_folder
+
+    check_writable_folder(output, setting="--output folder")  # before the minutes of prefill
     session = CagSession.from_files(
         files,
         model,

@@ -253,6 +253,11 @@ def resolve_run_config(settings: dict[str, Any], *, config_file: str | Path | No
     output = settings.get("output")
     if resume and output and (Path(output) / CONFIG_FILE).exists():
         values.update(load_config_file(Path(output) / CONFIG_FILE))
+    elif resume and output and not settings.get("data") and not config_file:
+        raise ConfigError(
+            f"--resume: {output} holds no run to resume (no {CONFIG_FILE}). Check --output, or "
+            "start a new run with --data FILE."
+        )
     if config_file:
         values.update(load_config_file(config_file))
     values.update({key: value for key, value in settings.items() if value is not None})
