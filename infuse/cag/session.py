@@ -155,7 +155,8 @@ def same_model(first: str, second: str) -> bool:
 
 
 class CagSession:
-    """A loaded model and its knowledge cache; `ask` as often as you like, the cache stays the same size."""
+    """A loaded model and its knowledge cache; `answer` as often as you like (from several
+    threads too: questions take turns on the one cache), the cache stays the same size."""
 
     def __init__(
         self,
@@ -520,7 +521,6 @@ def answer(
         temperature=temperature,
         on_token=on_token,
     )
-
 
 
 def resolve_fast(chat: LocalChatModel, fast: bool | None) -> bool:
