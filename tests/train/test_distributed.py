@@ -108,6 +108,39 @@ def test_refusals_name_the_setting_and_the_fix(fast_config, qa_file):
     assert isinstance(context, DistContext) and placement is cpu
 
 
+def test_ddp_options_follow_the_installed_torch_signature():
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from infuse.train.data_parallel import ddp_options
+
+    class Torch211:
+        def __init__(self, module, device_ids=None, broadcast_buffers=True, init_sync=True): ...
+
+    class Torch213:
+        def __init__(self, module, broadcast_buffers=None, init_sync=True, forward_sync_buffers=None): ...
+
+    class Torch23:
+        def __init__(self, module, broadcast_buffers=True): ...
+
+    assert ddp_options(Torch211) == {"broadcast_buffers": False, "init_sync": False}
+    assert ddp_options(Torch213) == {"forward_sync_buffers": False, "init_sync": False}
+    assert ddp_options(Torch23) == {"broadcast_buffers": False}
+    installed = ddp_options(DistributedDataParallel)
+    assert set(installed) <= set(inspect.signature(DistributedDataParallel.__init__).parameters)
+
+
+def test_unsloth_under_a_launcher_is_refused_before_any_device_check(fast_config, qa_file, monkeypatch):
+    from infuse.train import train
+
+    for name, value in TWO.items():
+        monkeypatch.setenv(name, value)
+    # on this CPU machine the device check would otherwise answer first ("needs a CUDA GPU")
+    with pytest.raises(ConfigError, match="backend='unsloth' cannot train on 2 processes.*one GPU only"):
+        train(fast_config(qa_file, backend="unsloth", device="auto"), show_progress=False)
+
+
 # ---------------------------------------------------------------- real processes (torchrun, gloo)
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
