@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from infuse.cli.output import console, err_console, print_json
@@ -67,37 +65,23 @@ def _with_options(options):
 @click.command()
 @_with_options(_TRAIN_OPTIONS)
 @click.option("--resume", is_flag=True, help="Continue the run in --output from its newest checkpoint.")
+@click.option("--force", is_flag=True, help="Write into a non-empty --output folder that holds no run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(config_file, resume, as_json, quiet, **flags):
+def train(config_file, resume, force, as_json, quiet, **flags):
     """Fine-tune a LoRA adapter on your data."""
     from infuse.cli.options import unescape_prompt
-    from infuse.train.config import config_from_mapping, load_config_file
     from infuse.train.loop import train as run_training
-    from infuse.train.runs import CONFIG_FILE
+    from infuse.train.runs import resolve_run_config
 
-    values: dict = {}
-    output = flags.get("output")
-    if resume and output and (Path(output) / CONFIG_FILE).exists():
-        values.update(load_config_file(Path(output) / CONFIG_FILE))  # the run's own settings first
-    if config_file:
-        values.update(load_config_file(config_file))
-    values.update({key: value for key, value in flags.items() if value is not None})
-    if flags.get("merged_prompt") is not None:
-        values["merged_prompt"] = unescape_prompt(flags["merged_prompt"])
-    config = config_from_mapping(values, source=config_file or "command line").validate()
-    result = run_training(config, resume=resume, show_progress=not (quiet or as_json), console=err_console)
+    flags["merged_prompt"] = unescape_prompt(flags.get("merged_prompt"))
+    config = resolve_run_config(flags, config_file=config_file, resume=resume)
+    with TrainBar(enabled=not (quiet or as_json)) as bar:
+        result = run_training(config, resume=resume, force=force, on_progress=bar.update)
     if result.rank != 0:  # several processes (torchrun): rank 0 speaks for the run
         return
-    payload = {
-        "run_dir": str(result.run_dir), "steps": result.steps, "final_loss": result.final_loss,
-        "eval_loss": result.eval_loss, "tokens_per_s": round(result.tokens_per_s, 1),
-        "trained_share": round(result.trained_share, 4), "device": result.device,
-        "dtype": result.dtype, "backend": result.backend, "warnings": result.warnings,
-        "distributed": result.distributed, "processes": result.world_size,
-    }
     if as_json:
-        print_json(payload)
+        print_json(result.to_dict())
         return
     where = f"{result.world_size} x {result.device} ({result.distributed}, " if result.world_size > 1 \
         else f"{result.device} ("
@@ -105,7 +89,65 @@ def train(config_file, resume, as_json, quiet, **flags):
                   f"final loss {result.final_loss:.4f}, {result.tokens_per_s:,.0f} tokens/s.")
     if result.eval_loss is not None:
         console.print(f"Eval loss {result.eval_loss:.4f}.")
-    console.print(f"Run folder: {result.run_dir} (adapter, config.toml, chat_template.jinja, metrics.jsonl, loss.png)")
+    console.print(f"Run folder: {result.run_dir} (adapter, run.json, config.toml, chat_template.jinja, "
+                  "metrics.jsonl, loss.png)")
+
+
+class TrainBar:
+    """Draws `on_progress(done, total, loss=, tokens_per_s=, warning=)` of a run on stderr.
+
+    A rich bar on a terminal, one plain line per 10% otherwise; warnings always show.
+    """
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+        self._last_decile = -1
+
+    def __enter__(self) -> TrainBar:
+        if self.enabled and err_console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
+                TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, done: int, total: int, *, loss: float | None = None, tokens_per_s: float | None = None,
+               warning: str | None = None, **_info) -> None:
+        if warning:
+            from rich.markup import escape
+
+            err_console.print(f"[yellow]Warning:[/yellow] {escape(warning)}", highlight=False)
+            return
+        if not self.enabled:
+            return
+        loss_text = "-" if loss is None else f"{loss:.4f}"
+        speed = "-" if tokens_per_s is None else f"{tokens_per_s:,.0f}"
+        if self._progress is not None:
+            if self._task is None:
+                self._task = self._progress.add_task("train", total=total, completed=done, loss=loss_text,
+                                                     speed=speed)
+            self._progress.update(self._task, completed=done, total=total, loss=loss_text, speed=speed)
+            return
+        decile = done * 10 // max(total, 1)
+        if decile != self._last_decile:
+            self._last_decile = decile
+            err_console.print(f"train {done}/{total} steps, loss {loss_text}, {speed} tok/s", highlight=False)
 
 
 @click.command()

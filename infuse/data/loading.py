@@ -18,6 +18,7 @@ from typing import Any
 
 from infuse.data.sharegpt import column_values, standardize_sharegpt, to_sharegpt
 from infuse.errors import ColumnError, DataError
+from infuse.files import parse_jsonl
 
 FORMATS = ("alpaca", "sharegpt", "messages", "columns")
 ALPACA_PROMPT = "{instruction}[[\n\n{input}]]"
@@ -51,22 +52,7 @@ def _read_text(path: Path) -> str:
 
 
 def _rows_from_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"{path}, line {number}: malformed JSON ({error.msg} at column {error.colno})."
-            ) from None
-        if not isinstance(row, dict):
-            raise DataError(
-                f"{path}, line {number}: expected a JSON object per line, got {type(row).__name__}."
-            )
-        rows.append(row)
-    return rows
+    return [row for _number, row in parse_jsonl(text, path)]
 
 
 def _rows_from_json(path: Path, text: str) -> list[dict[str, Any]]:

@@ -138,7 +138,7 @@ def test_unsloth_under_a_launcher_is_refused_before_any_device_check(fast_config
         monkeypatch.setenv(name, value)
     # on this CPU machine the device check would otherwise answer first ("needs a CUDA GPU")
     with pytest.raises(ConfigError, match="backend='unsloth' cannot train on 2 processes.*one GPU only"):
-        train(fast_config(qa_file, backend="unsloth", device="auto"), show_progress=False)
+        train(fast_config(qa_file, backend="unsloth", device="auto"))
 
 
 # ---------------------------------------------------------------- real processes (torchrun, gloo)
@@ -188,7 +188,7 @@ def test_torchrun_ddp_cli_trains_the_same_adapter_as_one_process(fast_config, qa
     from infuse.train import train
 
     settings = dict(COMMON, max_steps=4, eval_split=0.25, eval_every=2, save_every=2)
-    single = train(fast_config(qa_file, output=str(tmp_path / "single"), **settings), show_progress=False)
+    single = train(fast_config(qa_file, output=str(tmp_path / "single"), **settings))
     config = fast_config(qa_file, output=str(tmp_path / "ddp"), **settings)
     done = _torchrun([
         "-m", "infuse", "train", "--model", config.model, "--data", config.data, "--output", config.output,
@@ -204,7 +204,7 @@ def test_torchrun_ddp_cli_trains_the_same_adapter_as_one_process(fast_config, qa
     _assert_same_adapter(run, single.run_dir)
     _assert_same_adapter(run / "checkpoints" / "step-2", single.run_dir / "checkpoints" / "step-2")
     _same_metrics(run, single.run_dir, keys=("loss", "trained_tokens", "tokens", "eval_loss"))
-    info = json.loads((run / "run_info.json").read_text())
+    info = json.loads((run / "run.json").read_text())
     assert (info["distributed"], info["processes"]) == ("ddp", 2)
 
 
@@ -215,7 +215,7 @@ from infuse.train import RunConfig, train
 
 dist.init_process_group("gloo")  # the caller's own group: train() joins it and leaves it open
 for job in json.loads(open(sys.argv[1]).read()):
-    result = train(RunConfig(**job["config"]), resume=job["resume"], show_progress=False)
+    result = train(RunConfig(**job["config"]), resume=job["resume"])
     assert (result.distributed, result.world_size) == ("fsdp", 2), result
 dist.destroy_process_group()
 """
@@ -226,8 +226,7 @@ def test_fsdp_matches_one_process_and_resumes_across_process_counts(fast_config,
     from infuse.train import train
 
     settings = dict(COMMON, save_every=3)
-    reference = train(fast_config(qa_file, output=str(tmp_path / "single"), max_steps=6, **settings),
-                      show_progress=False)
+    reference = train(fast_config(qa_file, output=str(tmp_path / "single"), max_steps=6, **settings))
     # 1 -> 2 processes: FSDP continues the single-process run from its step-3 checkpoint.
     grown = tmp_path / "grown"
     shutil.copytree(reference.run_dir / "checkpoints" / "step-3", grown / "checkpoints" / "step-3")
@@ -249,8 +248,7 @@ def test_fsdp_matches_one_process_and_resumes_across_process_counts(fast_config,
     # 2 -> 1 process: one process continues the FSDP run from its (gathered) step-3 checkpoint.
     shrunk = tmp_path / "shrunk"
     shutil.copytree(tmp_path / "fsdp", shrunk)
-    resumed = train(fast_config(qa_file, output=str(shrunk), max_steps=6, **settings), resume=True,
-                    show_progress=False)
+    resumed = train(fast_config(qa_file, output=str(shrunk), max_steps=6, **settings), resume=True)
     assert resumed.steps == 6
     _assert_same_adapter(shrunk, reference.run_dir)
     _same_metrics(shrunk, reference.run_dir)
