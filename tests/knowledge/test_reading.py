@@ -213,7 +213,7 @@ def test_eval_knowledge_and_kb_add_index_the_same_documents(docs, tmp_path, tiny
     from infuse.knowledge.kb import KnowledgeBase
 
     eval_files = knowledge_files([docs])  # what `infuse eval --knowledge DIR` reads
-    with KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder) as kb:
+    with KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder, create=True) as kb:
         report = kb.add([docs])
         indexed = sorted({record.source for record in kb.documents()})
         assert sorted(map(str, eval_files)) == sorted(
