@@ -6,7 +6,8 @@ and say the knowledge base has no answer when nothing relevant was retrieved.
     answer(question, kb, model=...)   one question, one-shot: the Python twin of `infuse ask --mode rag`
 
 A session is safe to share between threads: retrieval (the store and the embedder) runs under
-the session's lock; generation is serialised by the model itself.
+the knowledge base's search lock (`search_lock`, shared by every session over the same
+KnowledgeBase object); generation is serialised by the model itself.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -150,6 +152,23 @@ def _citation(number: int, hit: SearchHit) -> Citation:
 
 
 
+_SEARCH_LOCKS: weakref.WeakKeyDictionary[KnowledgeBase, threading.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+_SEARCH_LOCKS_GUARD = threading.Lock()
+
+
+def search_lock(kb: KnowledgeBase) -> threading.Lock:
+    """The lock that serialises searches on one KnowledgeBase object, shared by every session
+    over it (rag and lora+rag share a knowledge base): its embedder's tokenizer must not be
+    entered by two threads at once."""
+    with _SEARCH_LOCKS_GUARD:
+        lock = _SEARCH_LOCKS.get(kb)
+        if lock is None:
+            lock = _SEARCH_LOCKS[kb] = threading.Lock()
+        return lock
+
+
 class RagSession:
     """A knowledge base, its embedder and a chat model, opened once and asked many times.
 
@@ -191,7 +210,7 @@ class RagSession:
         self.min_similarity, self.min_rerank_score = min_similarity, min_rerank_score
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.system_prompt = system_prompt
-        self._retrieval_lock = threading.Lock()  # the store and the embedder: one query at a time
+        self._retrieval_lock = search_lock(self.kb)  # shared by every session on this kb
         self._model_lock = threading.Lock()  # the model loads once, even when asked from threads
         self.facts: dict[str, Any] = {"kb": str(self.kb.location), "k": k, "mode": mode}
         self.facts.update(facts or {})

@@ -26,6 +26,7 @@ from infuse.cag.knowledge import (
     DEFAULT_INSTRUCTIONS,
     KnowledgePrefix,
     build_prefix,
+    knowledge_files,
     knowledge_text,
     read_knowledge_files,
     sha256_text,
@@ -154,7 +155,8 @@ def same_model(first: str, second: str) -> bool:
 
 
 class CagSession:
-    """A loaded model and its knowledge cache; `ask` as often as you like, the cache stays the same size."""
+    """A loaded model and its knowledge cache; `answer` as often as you like (from several
+    threads too: questions take turns on the one cache), the cache stays the same size."""
 
     def __init__(
         self,
@@ -294,7 +296,7 @@ class CagSession:
         The files are read before the model loads, so a bad file fails fast. Raises
         ContextTooLongError when the knowledge does not fit the model's context.
         """
-        sources = [str(Path(path).resolve()) for path in files]
+        sources = [str(path) for path in knowledge_files(list(files))]  # folders -> their files
         system = system_message(knowledge_text(read_knowledge_files(sources)), instructions)
         chat = _local_chat(model, device)
         return cls.build(
@@ -519,7 +521,6 @@ def answer(
         temperature=temperature,
         on_token=on_token,
     )
-
 
 
 def resolve_fast(chat: LocalChatModel, fast: bool | None) -> bool:

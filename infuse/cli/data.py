@@ -85,7 +85,7 @@ def _print_report(report) -> None:
     console.print(
         f"over max_seq_len {report.max_seq_len}: {report.over_max_len} rows; "
         f"trained tokens: {report.trained_token_share:.1%}; duplicates: {report.duplicates}; "
-        f"empty answers: {report.empty_answers}; very short answers: {report.short_answers}"
+        f"empty or null answers: {report.empty_answers}; very short answers: {report.short_answers}"
     )
     if report.histogram_png:
         console.print(f"histogram: {report.histogram_png}")

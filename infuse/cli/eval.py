@@ -117,3 +117,5 @@ def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path
         click.echo(f"skipped {item['reason']}", err=True)
     print_eval_report(results)
     click.echo(f"\nReport: {results.meta['files']['html']}\nJSON:   {results.meta['files']['json']}")
+    if "profile" in results.meta["files"]:
+        click.echo(f"Profile: {results.meta['files']['profile']} (serve it: infuse serve --profile FILE)")

@@ -43,7 +43,8 @@ def evaluate(
     `options.run_dir` adds the training curve and run facts; `judge` is a ChatModel that grades
     answers 1-5; `on_progress(done, total, method=...)` reports each answer; `prefer`
     ("accuracy" or "fast") is what the recommendation optimises. When `output_dir` is given, results.json and report.html are written there and
-    their paths put in `results.meta["files"]`.
+    their paths put in `results.meta["files"]`, with the assistant profile (`profile.json`) that
+    `infuse serve --profile` reads.
     """
     options = options or MethodOptions()
     if isinstance(questions, (str, Path)):
@@ -94,7 +95,28 @@ def evaluate(
             "json": str(output_dir / "results.json"), "html": str(output_dir / "report.html")
         }
         write_report(results, output_dir)
+        if results.methods:
+            results.meta["files"]["profile"] = str(_write_profile(results, options, output_dir, source))
     return results
+
+
+def _write_profile(results: EvalResults, options: MethodOptions, output_dir: Path, source: str) -> Path:
+    """The assistant profile beside the report: the recommended method and how to rebuild it
+    (`infuse serve --profile` serves it as infuse-auto)."""
+    from infuse.methods.profile import profile_from_eval
+
+    rebuild = {
+        "model": options.model,
+        "base_url": options.base_url,
+        # A knowledge base built in a temporary folder is gone: rebuild it from `knowledge`.
+        "kb": options.kb if options.kb and Path(options.kb).exists() else None,
+        "knowledge": [str(p) for p in options.knowledge],
+        "run_dir": str(options.run_dir) if options.run_dir else None,
+        "cag_cache": str(options.cag_cache) if options.cag_cache else None,
+        "max_new_tokens": options.max_new_tokens,
+        "questions_file": source,
+    }
+    return profile_from_eval(results, rebuild=rebuild).write(output_dir / "profile.json")
 
 
 def _run(items, methods, skipped, judge, on_progress, meta) -> EvalResults:

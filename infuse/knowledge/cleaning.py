@@ -82,13 +82,23 @@ def fix_mojibake(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """Normalise Unicode (NFKC: ligatures `ﬁ` -> `fi`), minus signs and curly quotes to ASCII,
-    drop control characters, join words hyphenated across a line end, tidy whitespace."""
+    drop control characters, join words hyphenated across a line end, tidy whitespace (code
+    inside ``` fences keeps its indentation)."""
     text = fix_mojibake(text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = unicodedata.normalize("NFKC", text).translate(_SYMBOLS)
     text = _CONTROL.sub("", text)
     text = _HYPHEN_BREAK.sub(_join_hyphenated, text)
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    lines = []
+    in_code = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+            lines.append(line.strip())
+        elif in_code:
+            lines.append(line.rstrip())  # indentation is meaning in code
+        else:
+            lines.append(_SPACES.sub(" ", line).strip())
     text = "\n".join(lines)
     return _MANY_NEWLINES.sub("\n\n", text).strip()
 

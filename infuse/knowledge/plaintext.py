@@ -10,6 +10,7 @@ for retrieval, only "find the headings and keep the words".
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 # Terminal output of `man` or `nroff`: bold is `X\bX`, underline `_\bX`; colour escapes.
 _OVERSTRIKE = re.compile(r"[^\n\x08]\x08")
@@ -211,6 +212,8 @@ def roff_to_text(source: str) -> tuple[str, str]:
             add(_mdoc_words([macro, *args], name))
         elif macro in {"UR", "MT"}:
             add(" ".join(args))
+        elif macro == "so" and args:  # a page that only points to another page
+            add(f"See {Path(args[0]).name}.")
         # every other request (.de, .if, .ft, .ne, .so, .ds, ...) carries layout, not words
     end_line()
     if in_code:

@@ -115,6 +115,11 @@ def check_existing_run(run_dir: Path, config: RunConfig, resume: bool) -> None:
         raise ConfigError(
             f"{run_dir} already holds a run. Continue it with --resume, or pick another --output."
         )
+    if resume and not has_run and not (run_dir / RECORD_FILE).exists():
+        raise ConfigError(
+            f"--resume: {run_dir} holds no run to continue (no {RECORD_FILE} or checkpoints). "
+            "Check --output, or drop --resume to start a new run there."
+        )
     if resume and (run_dir / RECORD_FILE).exists():
         record = RunRecord.read(run_dir, metrics=False)
         same_length = (config.max_steps, config.num_epochs) == (record.config.max_steps,
@@ -206,6 +211,9 @@ def _train(config, run_dir, placement, dist, resume, on_progress) -> TrainResult
                 "resume. Train it longer with --resume and a higher --max-steps, or use another --output."
             )
     warnings = skipped + list(data.warnings) + dist.warnings
+    if resume and checkpoint is None:
+        warnings.insert(0, f"{run_dir} has no checkpoint yet (the run stopped before its first save): "
+                           "training starts from step 0.")
 
     def report(**info) -> None:
         if on_progress is not None and dist.is_main:

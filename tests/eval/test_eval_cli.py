@@ -63,6 +63,10 @@ def test_eval_json_with_base_and_cag(inputs, long_context_model_dir, capsys):
     assert saved["methods"] == payload["methods"]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert '<figure id="plot-loss"><svg' in html and ">cag<" in html
+    profile = json.loads((out / "profile.json").read_text(encoding="utf-8"))
+    assert {m["name"] for m in profile["methods"]} == {"base", "cag", "rag"}
+    assert all(m["low"] <= m["score"] <= m["high"] for m in profile["methods"])
+    assert profile["winner"] in {"base", "cag", "rag"} and profile["rebuild"]["kb"] == str(out / "kb")
 
 
 def test_eval_cag_that_does_not_fit_is_diagnosed(inputs, tiny_model_dir, capsys):

@@ -209,8 +209,8 @@ def test_globs_missing_paths_and_named_files_of_any_suffix(docs, tmp_path):
 
 
 def test_eval_knowledge_and_kb_add_index_the_same_documents(docs, tmp_path, tiny_embedder):
-    from infuse.methods.build import knowledge_files
     from infuse.knowledge.kb import KnowledgeBase
+    from infuse.methods.build import knowledge_files
 
     eval_files = knowledge_files([docs])  # what `infuse eval --knowledge DIR` reads
     with KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder, create=True) as kb:
@@ -225,3 +225,43 @@ def test_eval_knowledge_and_kb_add_index_the_same_documents(docs, tmp_path, tiny
         link.symlink_to(docs, target_is_directory=True)
         again = kb.add([link])
         assert again.added == [] and len(again.unchanged) == len(indexed)
+
+
+def test_encrypted_and_partly_scanned_pdfs_are_named(tmp_path):
+    from reportlab.pdfgen import canvas
+
+    locked = tmp_path / "locked.pdf"
+    pdf = canvas.Canvas(str(locked), encrypt="secret")
+    pdf.drawString(72, 760, "Classified.")
+    pdf.showPage()
+    pdf.save()
+    partly = tmp_path / "partly.pdf"
+    pdf = canvas.Canvas(str(partly))
+    pdf.drawString(72, 760, "Page one has words.")
+    pdf.showPage()
+    pdf.rect(100, 100, 300, 400, fill=1)  # page two: a scan
+    pdf.showPage()
+    pdf.save()
+    result = read_paths([locked, partly])
+    assert "encrypted PDF" in result.skipped[0]["reason"]
+    assert [Path(d.source).name for d in result.documents] == ["partly.pdf"]
+    [warning] = result.warnings
+    assert "1 of 2 pages have no text layer (pages 2; scanned?)" in warning["warning"]
+
+
+def test_code_keeps_its_indentation(tmp_path):
+    page = tmp_path / "code.html"
+    page.write_text("<html><body><p>Example:</p><pre>def f():\n    return 1\n</pre></body></html>")
+    [document] = read_file(page)
+    assert "```\ndef f():\n    return 1\n```" in document.text
+
+
+def test_pdfs_read_from_several_threads_at_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "manual.pdf"
+    make_pdf(path)
+    expected = read_file(path)[0].text
+    with ThreadPoolExecutor(4) as pool:
+        texts = list(pool.map(lambda _: read_file(path)[0].text, range(16)))
+    assert texts == [expected] * 16

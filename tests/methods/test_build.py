@@ -117,7 +117,7 @@ def test_evaluate_from_python_expands_a_folder_and_builds_its_own_knowledge_base
         model=str(chat_model_dir), knowledge=[docs_dir], embedder=str(embedder_dir),
         max_new_tokens=3, device="cpu",
     )
-    results = evaluate(questions, methods=["rag", "cag"], options=options, progress=False)
+    results = evaluate(questions, methods=["rag", "cag"], options=options)
     assert [m.name for m in results.methods] == ["rag", "cag"] and results.skipped == []
     assert sorted(p.rsplit("/", 1)[-1] for p in results.meta["knowledge"]) == [
         "office.md", "refunds.md", "shipping.md", "warranty.md"
@@ -126,9 +126,7 @@ def test_evaluate_from_python_expands_a_folder_and_builds_its_own_knowledge_base
 
     assert not Path(results.meta["kb"]).exists()  # a temporary knowledge base, removed after
     out = tmp_path / "report"
-    results = evaluate(questions, methods=["rag"], options=options, output_dir=out,
-                       progress=False)
+    results = evaluate(questions, methods=["rag"], options=options, output_dir=out)
     assert results.meta["kb"] == str(out / "kb") and (out / "kb").is_dir()
     with pytest.raises(ConfigError, match=r"knowledge .*nowhere.*no such file"):
-        evaluate(questions, methods=["rag"], progress=False,
-                 options=MethodOptions(knowledge=[tmp_path / "nowhere"]))
+        evaluate(questions, methods=["rag"], options=MethodOptions(knowledge=[tmp_path / "nowhere"]))

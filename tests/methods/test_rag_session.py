@@ -83,6 +83,36 @@ def test_two_threads_asking_one_session_at_once_get_their_own_answers(kb_dir, ch
     session.close()
 
 
+def test_two_sessions_over_one_knowledge_base_take_turns_searching(kb_dir, chat_model_dir):
+    """rag and lora+rag share one KnowledgeBase object: four threads, two sessions, at once."""
+    from infuse.llm import load_chat_model
+    from infuse.methods import open_knowledge_base
+
+    kb = open_knowledge_base(kb_dir)
+    model = load_chat_model(str(chat_model_dir), device="cpu")
+    sessions = [
+        RagSession(kb, model, name=name, max_new_tokens=6, min_similarity=None)
+        for name in ("rag", "lora+rag")
+    ]
+    assert sessions[0]._retrieval_lock is sessions[1]._retrieval_lock  # one lock per kb object
+    alone = {
+        (session.name, question): session.answer(question).facts["passages"]
+        for session in sessions
+        for question in QUESTIONS[:2]
+    }
+
+    def ask(key: str):
+        name, question = key.split("|")
+        session = sessions[0] if name == "rag" else sessions[1]
+        return session.answer(question).facts["passages"]
+
+    keys = [f"{name}|{question}" for name in ("rag", "lora+rag") for question in QUESTIONS[:2]]
+    for _round in range(2):
+        together = answer_at_once(ask, keys)
+        assert {tuple(key.split("|")): value for key, value in together.items()} == alone
+    kb.close()
+
+
 class RecordingModel:
     """A ChatModel that replies with a fixed text and keeps the messages it was sent."""
 
