@@ -16,6 +16,7 @@ from infuse.answer import Answer, Citation
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
 from infuse.knowledge.store import Filters
+from infuse.models import DEFAULT_MODEL
 
 NO_ANSWER = "The knowledge base has no answer to this question."
 DEFAULT_MIN_SIMILARITY = 0.25  # cosine; all-MiniLM-L6-v2 puts unrelated text well below this
@@ -154,7 +155,7 @@ def answer(
     if model is None or isinstance(model, str):
         from infuse.llm import load_chat_model
 
-        model = load_chat_model(model or "smollm2", base_url=base_url, api_key=api_key)
+        model = load_chat_model(model or DEFAULT_MODEL, base_url=base_url, api_key=api_key)
     generation = model.generate(
         build_messages(question, hits),
         max_new_tokens=max_new_tokens,

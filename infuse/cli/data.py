@@ -9,6 +9,7 @@ import click
 from infuse.cli.options import conversation_options, load_conversations
 from infuse.cli.output import console, print_json
 from infuse.data.sharegpt import column_values
+from infuse.models import DEFAULT_MODEL
 
 
 @click.group()
@@ -20,7 +21,7 @@ def data() -> None:
 @click.argument("file", type=click.Path())
 @click.option(
     "--model",
-    default="smollm2",
+    default=DEFAULT_MODEL,
     show_default=True,
     help="Model whose tokenizer and chat template measure the data (folder or packaged name).",
 )
@@ -49,7 +50,7 @@ def inspect(
 ) -> None:
     """Rows, format, roles, token lengths, duplicates, samples with the trained part marked."""
     from infuse.data.inspection import inspect_conversations
-    from infuse.llm.models import load_tokenizer
+    from infuse.models import load_tokenizer
 
     loaded, dataset = load_conversations(file, options)
     tokenizer = load_tokenizer(model)

@@ -26,6 +26,7 @@ from infuse.eval.methods import (
     SkippedMethod,
     check_context_fit,
 )
+from infuse.models import DEFAULT_MODEL
 
 METHOD_NAMES = ("base", "rag", "cag", "lora", "lora+rag")
 
@@ -36,7 +37,7 @@ RagFactory = Callable[[Any], Callable[[str], Answer]]
 class MethodOptions:
     """What the standard methods are built from (CLI flags map onto these one to one)."""
 
-    model: str = "smollm2"
+    model: str = DEFAULT_MODEL
     base_url: str | None = None
     api_key: str | None = None
     knowledge: list[Path] = field(default_factory=list)  # files CAG loads whole

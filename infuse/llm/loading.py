@@ -7,11 +7,11 @@ from pathlib import Path
 
 from infuse.errors import ModelNotFoundError
 from infuse.llm.base import ChatModel
-from infuse.llm.models import DEFAULT_CHAT_MODEL, resolve_chat_model
+from infuse.models import DEFAULT_MODEL, resolve_chat_model
 
 
 def load_chat_model(
-    spec: str = DEFAULT_CHAT_MODEL,
+    spec: str = DEFAULT_MODEL,
     *,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -35,7 +35,7 @@ def load_chat_model(
 
 
 def load_local_chat_model(
-    spec: str = DEFAULT_CHAT_MODEL,
+    spec: str = DEFAULT_MODEL,
     *,
     adapter: str | None = None,
     device: str | None = None,
@@ -45,7 +45,7 @@ def load_local_chat_model(
     from transformers import AutoTokenizer
 
     from infuse.llm.local import LocalChatModel
-    from infuse.llm.models import load_causal_lm
+    from infuse.models import load_causal_lm
 
     folder = resolve_chat_model(spec)
     if (
