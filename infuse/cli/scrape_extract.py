@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from infuse.cli.output import console, err_console, print_json
-from infuse.cli.scrape import PageProgress, build_fetch_config, fetch_options, json_option
+from infuse.cli.scrape_options import PageProgress, build_fetch_config, fetch_options, json_option
 from infuse.errors import ConfigError
 
 
