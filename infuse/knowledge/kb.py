@@ -64,6 +64,7 @@ class IngestReport:
         default_factory=list
     )  # documents whose duplicate chunks sync deleted
     unchecked: list[str] = field(default_factory=list)  # documents of a kind no refresher checks
+    warnings: list[dict[str, str]] = field(default_factory=list)  # files read only in part
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -297,7 +298,7 @@ class KnowledgeBase:
         def steps() -> Iterator[tuple[str, list[Document], str | None]]:
             for path in files:
                 try:
-                    documents = read_source_file(path, reader_options)
+                    documents = read_source_file(path, reader_options, warnings=report.warnings)
                 except DataError as error:
                     report.skipped.append({"path": str(path), "reason": str(error)})
                     yield path.name, [], None

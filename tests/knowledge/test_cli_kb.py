@@ -130,3 +130,20 @@ def test_kb_show_gives_the_full_text_and_chunks(kb_env, capsys):
     assert "chunk 1/1" in capsys.readouterr().out
     assert main(["kb", "show", "nope.md"]) == 1
     assert "No document 'nope.md'" in capsys.readouterr().err
+
+
+def test_kb_add_warns_about_a_partly_scanned_pdf(kb_env, capsys):
+    from reportlab.pdfgen import canvas
+
+    docs, embedder = kb_env
+    pdf = canvas.Canvas(str(docs / "partly.pdf"))
+    pdf.drawString(72, 760, "Page one has the launch code 7741.")
+    pdf.showPage()
+    pdf.rect(100, 100, 300, 400, fill=1)  # page two: a scan, no text layer
+    pdf.showPage()
+    pdf.save()
+    assert main(["kb", "add", str(docs / "partly.pdf"), "--embedder", embedder]) == 0
+    err = capsys.readouterr().err
+    assert "Warning" in err and "1 of 2 pages have no text layer" in " ".join(err.split())
+    assert main(["kb", "add", str(docs / "partly.pdf"), "--embedder", embedder, "--json"]) == 0
+    assert _json(capsys)["warnings"][0]["path"].endswith("partly.pdf")
