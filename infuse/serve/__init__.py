@@ -12,3 +12,13 @@
     auth.py          bearer token, compared in constant time
     app.py           the ASGI app and uvicorn
 """
+
+from __future__ import annotations
+
+from infuse.exports import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "build_app": "infuse.serve.app",
+    "run_http": "infuse.serve.app",
+    "ServeSettings": "infuse.serve.settings",
+})
