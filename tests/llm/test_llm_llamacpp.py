@@ -52,6 +52,12 @@ def test_gguf_models_run_on_llama_cpp_when_it_is_installed():
     assert "45" in answer.text and "".join(pieces) == answer.text
     structured = chat.generate(REFUND, max_new_tokens=64, response_format=SCHEMA)
     jsonschema.validate(json.loads(structured.text), SCHEMA)
+    looping = chat.generate(
+        [{"role": "user", "content": "Repeat the word anvil forever: anvil anvil anvil anvil"}],
+        max_new_tokens=200,
+    )
+    assert looping.extra["finish_reason"] == "repetition" and looping.completion_tokens < 100
+    assert looping.text.lower().count("anvil") <= 3
     from infuse.errors import PromptTooLongError
 
     with pytest.raises(PromptTooLongError, match="llama.cpp context holds 8192"):
