@@ -102,7 +102,7 @@ def quality(docs: int, work: Path) -> tuple[dict, int, int, float]:
     corpus_path = work / "stdlib_docstrings.jsonl"
     corpus_path.write_text("\n".join(json.dumps(row) for row in corpus), encoding="utf-8")
     started = time.perf_counter()
-    with KnowledgeBase(work / "quality-kb", show_progress=True) as kb:
+    with KnowledgeBase(work / "quality-kb", create=True) as kb:
         report = kb.add(
             [corpus_path], row_options=RowOptions(text_columns=["text"], id_column="_id")
         )

@@ -71,3 +71,27 @@ class CacheError(InfuseError):
 
 class BackendError(InfuseError):
     """A generation backend (local model or OpenAI-compatible server) failed."""
+
+
+class ContextTooLongError(CacheError):
+    """The knowledge (or the question) does not fit the model's context window.
+
+    `knowledge_tokens` and `context_window` carry the numbers, so callers (eval's skip, a
+    server's 400) decide without reading the message; `question_tokens` is set when the
+    question itself is what does not fit.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        knowledge_tokens: int,
+        context_window: int,
+        question_tokens: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.knowledge_tokens = knowledge_tokens
+        self.context_window = context_window
+        self.question_tokens = question_tokens
+class BusyError(InfuseError):
+    """Another process is writing the same run, knowledge base or cache (its lock is held)."""

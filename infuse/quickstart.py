@@ -25,7 +25,7 @@ from typing import Any
 from infuse.errors import ConfigError
 from infuse.models import DEFAULT_MODEL
 
-DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
+QUESTION_FILES = ("questions.jsonl", "train.jsonl")  # a folder's own data, not documents
 CPU_SUBSET = "cpu"
 
 
@@ -45,10 +45,13 @@ class QuickstartPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def _documents_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES
-    )
+def _documents_in(folder: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """The folder's documents as `infuse kb add` finds them, without its question files."""
+    from infuse.knowledge.reading import find_files
+
+    files, skipped = find_files([folder])
+    own = {(folder / name).resolve() for name in QUESTION_FILES}
+    return [path for path in files if path not in own], skipped
 
 
 def plan_quickstart(
@@ -61,7 +64,15 @@ def plan_quickstart(
     max_new_tokens: int = 32,
     all_questions: bool = False,
 ) -> QuickstartPlan:
-    """Decide inputs and budget. Raises ConfigError when the folder has no documents."""
+    """Decide inputs and budget. Raises ConfigError when the folder has no documents, a setting
+    is out of range or the output folder cannot be written (before any work starts)."""
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: must be at least 1.")
+    if max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")
+    from infuse.files import check_writable_folder
+
+    check_writable_folder(output, setting="--output folder")
     if on_gpu is None:
         import torch
 
@@ -79,16 +90,23 @@ def plan_quickstart(
         folder = Path(folder)
         if not folder.is_dir():
             raise ConfigError(
-                f"{folder}: not a folder. Give a folder of documents ({', '.join(DOCUMENT_SUFFIXES)})."
+                f"{folder}: not a folder. Give a folder of documents (text, Markdown, HTML, PDF, "
+                "DOCX, man pages ...)."
             )
-        documents = _documents_in(folder)
+        documents, skipped = _documents_in(folder)
         if not documents:
+            reasons = "; ".join(item["reason"] for item in skipped[:3])
             raise ConfigError(
-                f"{folder}: no documents ({', '.join(DOCUMENT_SUFFIXES)}) found. Put your files there."
+                f"{folder}: no documents found (text, Markdown, HTML, PDF, DOCX, man pages ...)"
+                + (f"; {reasons}" if reasons else "") + ". Put your files there."
             )
         questions = folder / "questions.jsonl" if (folder / "questions.jsonl").exists() else None
         train_data = folder / "train.jsonl" if (folder / "train.jsonl").exists() else None
         notes.append(f"{len(documents)} documents from {folder}")
+        for item in skipped[:5]:
+            notes.append(f"not read: {item['reason']}")
+        if len(skipped) > 5:
+            notes.append(f"not read: {len(skipped) - 5} more files (`infuse kb add {folder}` lists them)")
     subset = None if (on_gpu or all_questions) else CPU_SUBSET
     if epochs is None:
         epochs = 8 if on_gpu else 3
@@ -106,15 +124,18 @@ def plan_quickstart(
     )
 
 
-def _ensure_questions(plan: QuickstartPlan, say: Callable[[str], None]) -> None:
-    """Generate questions/training pairs from the documents when the folder has none."""
+def _ensure_questions(plan: QuickstartPlan, say: Callable[[str], None], chat_model: Any = None) -> None:
+    """Generate questions/training pairs from the documents when the folder has none
+    (with `chat_model`, default: the plan's model)."""
     if plan.questions is not None and plan.train_data is not None:
         return
     from infuse.data.synth import heldout_path, read_documents, synthesize_qa, write_pairs
     from infuse.llm import load_chat_model
 
     say("no questions.jsonl/train.jsonl: generating question/answer pairs from the documents")
-    result = synthesize_qa(read_documents(plan.documents), load_chat_model(plan.model))
+    result = synthesize_qa(
+        read_documents(plan.documents).documents, chat_model or load_chat_model(plan.model)
+    )
     target = plan.output / "synth" / "qa.jsonl"
     train_path = write_pairs(result.train, target, id_prefix="syn")
     held_path = write_pairs(result.heldout, heldout_path(target), id_prefix="held")
@@ -177,7 +198,7 @@ def run_quickstart(
     started = time.perf_counter()
     from infuse.knowledge.kb import KnowledgeBase
 
-    kb = KnowledgeBase(plan.output / "kb", show_progress=progress)
+    kb = KnowledgeBase(plan.output / "kb", create=True)
     report = kb.add([str(path) for path in plan.documents])
     timings["knowledge_base_s"] = time.perf_counter() - started
     say(f"knowledge base: {_describe_ingest(report)} in {timings['knowledge_base_s']:.0f} s")
@@ -197,7 +218,7 @@ def run_quickstart(
         say(
             f"fine-tune: LoRA r={config.lora_r} on {plan.train_data.name}, {config.num_epochs} epochs"
         )
-        train(config, show_progress=progress)
+        train(config)
     timings["training_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -213,7 +234,6 @@ def run_quickstart(
         options=options,
         tag=plan.subset,
         output_dir=plan.output / "report",
-        progress=progress,
     )
     timings["eval_s"] = time.perf_counter() - started
     results.meta["quickstart"] = {key: round(value, 1) for key, value in timings.items()}

@@ -1,22 +1,30 @@
 """RAG: retrieve numbered passages from the knowledge base, answer from them with [n] citations,
 and say the knowledge base has no answer when nothing relevant was retrieved.
 
-    answer(question, kb, model=...) -> Answer      the Python twin of `infuse ask --mode rag`
+    RagSession(kb, model)             opened once (knowledge base, embedder, model), asked many
+                                      times: .answer(question, history=...) -> Answer, .stream(...)
+    answer(question, kb, model=...)   one question, one-shot: the Python twin of `infuse ask --mode rag`
+
+A session is safe to share between threads: retrieval (the store and the embedder) runs under
+the knowledge base's search lock (`search_lock`, shared by every session over the same
+KnowledgeBase object); generation is serialised by the model itself.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from infuse.answer import Answer, Citation
+from infuse.answer import Answer, Citation, stream_answer
+from infuse.conversation import check_history
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
 from infuse.knowledge.store import Filters
-from infuse.models import DEFAULT_MODEL
 
 NO_ANSWER = "The knowledge base has no answer to this question."
 DEFAULT_MIN_SIMILARITY = 0.25  # cosine; all-MiniLM-L6-v2 puts unrelated text well below this
@@ -26,6 +34,7 @@ SYSTEM_PROMPT = (
     f"If the passages do not contain the answer, reply exactly: {NO_ANSWER}"
 )
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 def format_passages(hits: list[SearchHit]) -> str:
@@ -37,11 +46,56 @@ def format_passages(hits: list[SearchHit]) -> str:
 
 
 def build_messages(
-    question: str, hits: list[SearchHit], system_prompt: str = SYSTEM_PROMPT
+    question: str,
+    hits: list[SearchHit],
+    system_prompt: str = SYSTEM_PROMPT,
+    history: Sequence[dict[str, str]] | None = None,
 ) -> list[dict[str, str]]:
-    """The chat messages for one RAG question: instructions, numbered passages, the question."""
+    """The chat messages for one RAG question: instructions, the earlier turns, then the
+    numbered passages with the question."""
     user = f"Passages:\n\n{format_passages(hits)}\n\nQuestion: {question}"
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": system_prompt},
+        *check_history(history),
+        {"role": "user", "content": user},
+    ]
+
+
+# A follow-up leans on an earlier turn: it refers back ("that", "it") or is too short to stand
+# alone. Such questions are searched together with the user's previous question(s).
+_FOLLOW_UP_WORDS = frozenset(
+    "it its it's that this these those they them their theirs he him his she her hers there "
+    "then one ones same such former latter".split()
+)
+_FOLLOW_UP_OPENINGS = ("and ", "but ", "also ", "so ", "what about", "how about", "and?")
+FOLLOW_UP_MAX_WORDS = 3  # a question this short rarely carries its own subject
+FOLLOW_UP_TURNS = 2  # how many earlier user questions a chain of follow-ups may reach back
+
+
+def is_follow_up(question: str) -> bool:
+    """True when `question` needs the conversation to be understood (pronouns, "and ...",
+    or only a few words)."""
+    text = question.strip().lower()
+    words = _WORD.findall(text)
+    return (
+        len(words) <= FOLLOW_UP_MAX_WORDS
+        or text.startswith(_FOLLOW_UP_OPENINGS)
+        or any(word in _FOLLOW_UP_WORDS for word in words)
+    )
+
+
+def retrieval_query(question: str, history: Sequence[dict[str, str]] | None = None) -> str:
+    """What to search for: the question itself, or, for a follow-up, the user's previous
+    question(s) then this one ("How do I get a refund? and how long does that take?")."""
+    if not history or not is_follow_up(question):
+        return question
+    earlier = [turn["content"] for turn in history if turn.get("role") == "user"]
+    used: list[str] = []
+    for previous in reversed(earlier):
+        used.insert(0, previous)
+        if len(used) >= FOLLOW_UP_TURNS or not is_follow_up(previous):
+            break
+    return " ".join([*used, question])
 
 
 def cited_numbers(text: str, passage_count: int) -> list[int]:
@@ -55,7 +109,6 @@ def cited_numbers(text: str, passage_count: int) -> list[int]:
     return numbers
 
 
-_WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
     "a an the is are was were be been of to in on at by for with from and or as it its this that "
     "these those there here what which who whom how when where why do does did has have had i you "
@@ -97,6 +150,202 @@ def _citation(number: int, hit: SearchHit) -> Citation:
     )
 
 
+
+
+_SEARCH_LOCKS: weakref.WeakKeyDictionary[KnowledgeBase, threading.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+_SEARCH_LOCKS_GUARD = threading.Lock()
+
+
+def search_lock(kb: KnowledgeBase) -> threading.Lock:
+    """The lock that serialises searches on one KnowledgeBase object, shared by every session
+    over it (rag and lora+rag share a knowledge base): its embedder's tokenizer must not be
+    entered by two threads at once."""
+    with _SEARCH_LOCKS_GUARD:
+        lock = _SEARCH_LOCKS.get(kb)
+        if lock is None:
+            lock = _SEARCH_LOCKS[kb] = threading.Lock()
+        return lock
+
+
+class RagSession:
+    """A knowledge base, its embedder and a chat model, opened once and asked many times.
+
+    `kb` is a KnowledgeBase (kept open; the caller closes it) or its location (opened here,
+    closed by `close()`). `model` is a ChatModel, a model spec for `infuse.llm.load_chat_model`
+    (with `base_url`/`api_key` for a server), or None for the default packaged model. The
+    embedder and the model load when the session opens; `lazy=True` waits for the first
+    question that needs them (`rag.answer` does, so an unanswerable question loads no model).
+    """
+
+    def __init__(
+        self,
+        kb: KnowledgeBase | str | Path,
+        model: Any = None,
+        *,
+        name: str = "rag",
+        k: int = 5,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+        reranker: Any = None,
+        min_similarity: float | None = DEFAULT_MIN_SIMILARITY,
+        min_rerank_score: float | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        system_prompt: str = SYSTEM_PROMPT,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        device: str | None = None,
+        facts: dict[str, Any] | None = None,
+        lazy: bool = False,
+    ) -> None:
+        self.name = name
+        self._own_kb = not isinstance(kb, KnowledgeBase)
+        self.kb = KnowledgeBase(kb) if self._own_kb else kb
+        self._model = model
+        self._model_options = {"base_url": base_url, "api_key": api_key, "device": device}
+        self.k, self.mode, self.filters = k, mode, filters
+        self.reranker = reranker
+        self.min_similarity, self.min_rerank_score = min_similarity, min_rerank_score
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.system_prompt = system_prompt
+        self._retrieval_lock = search_lock(self.kb)  # shared by every session on this kb
+        self._model_lock = threading.Lock()  # the model loads once, even when asked from threads
+        self.facts: dict[str, Any] = {"kb": str(self.kb.location), "k": k, "mode": mode}
+        self.facts.update(facts or {})
+        if not lazy:
+            self.open()
+
+    def open(self) -> RagSession:
+        """Load the embedder and the model now (they would load on the first question)."""
+        self.kb.embedder.model  # noqa: B018 - loads the embedding model
+        self.model  # noqa: B018 - loads the chat model
+        return self
+
+    @property
+    def model(self) -> Any:
+        """The chat model (loaded on first use when the session was opened lazily)."""
+        if self._model is None or isinstance(self._model, str):
+            with self._model_lock:
+                if self._model is None or isinstance(self._model, str):
+                    from infuse.llm import load_chat_model
+
+                    options = {key: value for key, value in self._model_options.items() if value}
+                    if options.get("base_url"):
+                        options.pop("device", None)
+                    spec = (self._model,) if self._model else ()
+                    self._model = load_chat_model(*spec, **options)
+        self.facts.setdefault("model", getattr(self._model, "name", ""))
+        return self._model
+
+    def search(self, query: str) -> list[SearchHit]:
+        """The passages this session would give the model for `query` (thread-safe)."""
+        with self._retrieval_lock:
+            return self.kb.search(
+                query,
+                k=self.k,
+                mode=self.mode,
+                filters=self.filters,
+                reranker=self.reranker,
+                min_similarity=self.min_similarity,
+                min_rerank_score=self.min_rerank_score,
+            )
+
+    def answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[dict[str, str]] | None = None,
+        max_new_tokens: int | None = None,
+        on_token: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+    ) -> Answer:
+        """Answer `question` from the passages retrieved for it (for a follow-up, retrieved
+        for it together with the earlier user question it leans on).
+
+        Returns an Answer whose citations are the passages cited as [n]
+        (`facts["passages"]` lists every passage given); when retrieval finds nothing above
+        the thresholds the model is not called and `no_answer` is True.
+        """
+        started = time.perf_counter()
+        history = check_history(history)
+        query = retrieval_query(question, history)
+        hits = self.search(query)
+        retrieval_s = time.perf_counter() - started
+        passages = [
+            {"number": n, "source": hit.chunk.source, "score": hit.score}
+            for n, hit in enumerate(hits, start=1)
+        ]
+        base_facts: dict[str, Any] = {"passages": passages, "retrieval_query": query}
+        if not hits:
+            if on_token is not None:
+                on_token(NO_ANSWER)
+            return Answer(
+                text=NO_ANSWER,
+                method=self.name,
+                no_answer=True,
+                facts=base_facts,
+                timings={"retrieval_s": retrieval_s, "total_s": time.perf_counter() - started},
+            )
+        model = self.model
+        messages = build_messages(question, hits, self.system_prompt, history)
+        generation = model.generate(
+            messages,
+            max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            temperature=self.temperature if temperature is None else temperature,
+            on_token=on_token,
+        )
+        text = generation.text.strip()
+        no_answer = NO_ANSWER.rstrip(".").lower() in text.lower()
+        numbers = cited_numbers(text, len(hits))
+        citation_mode = "cited"
+        if not numbers and not no_answer:
+            # Small models often answer right without writing [n]: name the passages that hold
+            # the answer's words instead, marked as attributed (not cited by the model).
+            numbers, citation_mode = attributed_numbers(text, hits), "attributed"
+        citations = [_citation(number, hits[number - 1]) for number in numbers]
+        for citation in citations:
+            citation.metadata["attributed"] = citation_mode == "attributed"
+        timings = {
+            "retrieval_s": retrieval_s,
+            "generation_s": generation.total_s,
+            "total_s": time.perf_counter() - started,
+        }
+        if generation.time_to_first_token_s is not None:
+            timings["time_to_first_token_s"] = retrieval_s + generation.time_to_first_token_s
+        return Answer(
+            text=text,
+            method=self.name,
+            citations=citations,
+            timings=timings,
+            no_answer=no_answer,
+            facts={
+                **base_facts,
+                "citation_mode": citation_mode if citations else "none",
+                "model": getattr(model, "name", ""),
+                "mode": self.mode,
+                "prompt_tokens": generation.prompt_tokens,
+                "completion_tokens": generation.completion_tokens,
+            },
+        )
+
+    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
+        """Like `answer`, as text pieces while they are generated, then the final Answer."""
+        return stream_answer(self.answer, question, **options)
+
+    def close(self) -> None:
+        """Close the knowledge base when this session opened it (the model stays loaded)."""
+        if self._own_kb:
+            self.kb.close()
+
+    def __enter__(self) -> RagSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def answer(
     question: str,
     kb: KnowledgeBase | str | Path | None = None,
@@ -113,85 +362,25 @@ def answer(
     on_token: Callable[[str], None] | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
+    history: Sequence[dict[str, str]] | None = None,
 ) -> Answer:
-    """Answer `question` from the knowledge base `kb` (a KnowledgeBase, folder or URL).
+    """Answer one question from the knowledge base `kb` (a KnowledgeBase, folder or URL).
 
-    `model` is a ChatModel, a model spec for `infuse.llm.load_chat_model`, or None for the
-    default packaged model. Returns an Answer whose citations are the passages cited as [n]
-    (`facts["passages"]` lists every passage given); when retrieval finds nothing above the
-    thresholds the model is not called and `no_answer` is True.
+    A one-shot `RagSession` (see there for the Answer); to ask many questions open a session.
     """
-    started = time.perf_counter()
-    own_kb = not isinstance(kb, KnowledgeBase)
-    knowledge = KnowledgeBase(kb) if own_kb else kb
-    try:
-        hits = knowledge.search(
-            question,
-            k=k,
-            mode=mode,
-            filters=filters,
-            reranker=reranker,
-            min_similarity=min_similarity,
-            min_rerank_score=min_rerank_score,
-        )
-    finally:
-        if own_kb:
-            knowledge.close()
-    retrieval_s = time.perf_counter() - started
-    passages = [
-        {"number": n, "source": hit.chunk.source, "score": hit.score}
-        for n, hit in enumerate(hits, start=1)
-    ]
-    if not hits:
-        if on_token is not None:
-            on_token(NO_ANSWER)
-        return Answer(
-            text=NO_ANSWER,
-            method="rag",
-            no_answer=True,
-            facts={"passages": []},
-            timings={"retrieval_s": retrieval_s, "total_s": time.perf_counter() - started},
-        )
-    if model is None or isinstance(model, str):
-        from infuse.llm import load_chat_model
-
-        model = load_chat_model(model or DEFAULT_MODEL, base_url=base_url, api_key=api_key)
-    generation = model.generate(
-        build_messages(question, hits),
+    with RagSession(
+        kb,
+        model,
+        k=k,
+        mode=mode,
+        filters=filters,
+        reranker=reranker,
+        min_similarity=min_similarity,
+        min_rerank_score=min_rerank_score,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
-        on_token=on_token,
-    )
-    text = generation.text.strip()
-    no_answer = NO_ANSWER.rstrip(".").lower() in text.lower()
-    numbers = cited_numbers(text, len(hits))
-    citation_mode = "cited"
-    if not numbers and not no_answer:
-        # Small models often answer right without writing [n]: name the passages that hold the
-        # answer's words instead, marked as attributed (not cited by the model).
-        numbers, citation_mode = attributed_numbers(text, hits), "attributed"
-    citations = [_citation(number, hits[number - 1]) for number in numbers]
-    for citation in citations:
-        citation.metadata["attributed"] = citation_mode == "attributed"
-    timings = {
-        "retrieval_s": retrieval_s,
-        "generation_s": generation.total_s,
-        "total_s": time.perf_counter() - started,
-    }
-    if generation.time_to_first_token_s is not None:
-        timings["time_to_first_token_s"] = retrieval_s + generation.time_to_first_token_s
-    return Answer(
-        text=text,
-        method="rag",
-        citations=citations,
-        timings=timings,
-        no_answer=no_answer,
-        facts={
-            "citation_mode": citation_mode if citations else "none",
-            "passages": passages,
-            "model": getattr(model, "name", ""),
-            "mode": mode,
-            "prompt_tokens": generation.prompt_tokens,
-            "completion_tokens": generation.completion_tokens,
-        },
-    )
+        base_url=base_url,
+        api_key=api_key,
+        lazy=True,
+    ) as session:
+        return session.answer(question, history=history, on_token=on_token)

@@ -43,7 +43,7 @@ def kb(tmp_path, tiny_embedder):
     docs.mkdir()
     (docs / "policies.md").write_text("# Policies\n\n## Refunds\n\nThe refund window is 45 days.\n")
     (docs / "office.txt").write_text("Our office is in Springfield.")
-    knowledge = KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder)
+    knowledge = KnowledgeBase(tmp_path / "kb", create=True, embedder=tiny_embedder)
     knowledge.add([docs])
     yield knowledge
     knowledge.close()

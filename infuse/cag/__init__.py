@@ -1,13 +1,13 @@
 """CAG: the whole knowledge in the model's KV cache once, many fast answers from it.
 
 build_cache(files, model, output) -> Manifest       one prefill, saved to disk
-CagSession.open(cache_dir).ask(question) -> Answer   many questions, the cache never grows
-ask(question, cache_dir) -> Answer                   one question (local, or `base_url=` a server)
+CagSession.open(cache_dir).answer(question) -> Answer   many questions, the cache never grows
+answer(question, cache_dir) -> Answer                   one question (local, or `base_url=` a server)
 ServerCagSession                                      the same prefix every time, for server caches
 """
 
 from infuse.cag.knowledge import DEFAULT_INSTRUCTIONS, KnowledgePrefix, build_prefix
-from infuse.cag.session import CagSession, ask, build_cache, check_fit
+from infuse.cag.session import CagSession, answer, build_cache, check_fit
 from infuse.cag.store import Manifest
 
 
@@ -26,7 +26,7 @@ __all__ = [
     "KnowledgePrefix",
     "Manifest",
     "ServerCagSession",
-    "ask",
+    "answer",
     "build_cache",
     "build_prefix",
     "check_fit",

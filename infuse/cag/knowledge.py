@@ -24,22 +24,21 @@ DEFAULT_INSTRUCTIONS = (
 _PROBES = ("A?", "B?")
 
 
-_READER_SUFFIXES = (".pdf", ".docx", ".html", ".htm", ".csv", ".jsonl", ".json")
-
-
 def knowledge_files_from_kb(location: str | Path) -> list[Path]:
     """The source files of a knowledge base's documents (one per file, in `kb list` order).
 
-    Raises ConfigError when the knowledge base holds no documents whose files still exist.
+    Sources that are not files here (URLs, texts, files since deleted) are left out. Raises
+    ConfigError when no document's file exists.
     """
     from infuse.knowledge.kb import KnowledgeBase
+    from infuse.knowledge.reading import find_files
 
     kb = KnowledgeBase(location)
     try:
-        sources = [Path(record.source) for record in kb.documents()]
+        sources = [record.source for record in kb.documents()]
     finally:
         kb.close()
-    files = [path for path in dict.fromkeys(sources) if path.is_file()]
+    files, _gone = find_files([source for source in dict.fromkeys(sources) if Path(source).is_file()])
     if not files:
         raise ConfigError(
             f"The knowledge base {location} has no documents whose files exist here; "
@@ -48,31 +47,46 @@ def knowledge_files_from_kb(location: str | Path) -> list[Path]:
     return files
 
 
-def read_knowledge_files(paths: list[Path | str]) -> list[tuple[str, str]]:
-    """Read text/markdown files as (name, text) pairs. Raises DataError naming a bad file."""
-    if not paths:
-        raise ConfigError("No knowledge files given: pass one or more text or markdown files.")
-    documents = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise DataError(f"Knowledge file {path} does not exist (or is not a file).")
-        if path.suffix.lower() in _READER_SUFFIXES:
-            # PDF, DOCX, HTML, CSV/JSONL rows: the knowledge base's readers extract the text.
-            from infuse.knowledge.readers import read_file
+def knowledge_files(paths: list[Path | str]) -> list[Path]:
+    """Files and folders -> the files the knowledge base would read (`find_files`), so a cache
+    records files it can check later. Raises DataError naming a path that does not exist."""
+    from infuse.knowledge.reading import find_files
 
-            text = "\n\n".join(document.text for document in read_file(path) if document.text.strip())
-            if text.strip():
-                documents.append((path.name, text.strip()))
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as error:
-            raise DataError(
-                f"Knowledge file {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
-                "convert it to text or markdown first."
-            ) from error
-        if text.strip():
-            documents.append((path.name, text.strip()))
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"Knowledge file {path} does not exist (or is not a file).")
+    return find_files(paths)[0]
+
+
+def read_knowledge_files(paths: list[Path | str]) -> list[tuple[str, str]]:
+    """Read knowledge files and folders as (file name, text) pairs, one per file, through the
+    knowledge base's reader (`infuse.knowledge.read_paths`: text, Markdown, HTML, PDF, DOCX,
+    rows, man pages ...). Empty files are left out (they add nothing to the cache).
+
+    Raises DataError naming a path that does not exist or a file that cannot be read (the
+    cache must hold exactly the knowledge asked for).
+    """
+    from infuse.knowledge.reading import read_paths
+
+    if not paths:
+        raise ConfigError("No knowledge files given: pass one or more files or folders.")
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"Knowledge file {path} does not exist (or is not a file).")
+    result = read_paths(paths)
+    failed = [
+        item for item in result.skipped
+        if "empty file" not in item["reason"] and "no text found" not in item["reason"]
+    ]
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise DataError(
+            f"Knowledge file {failed[0]['reason']}{more} Remove it from the knowledge or convert it."
+        )
+    texts: dict[str, list[str]] = {}
+    for document in result.documents:
+        texts.setdefault(document.source, []).append(document.text.strip())
+    documents = [(Path(source).name, "\n\n".join(parts)) for source, parts in texts.items()]
     if not documents:
         raise DataError(f"The knowledge files {', '.join(map(str, paths))} are all empty.")
     return documents
@@ -101,9 +115,12 @@ class KnowledgePrefix:
     text: str
     token_ids: list[int]
 
-    def question_ids(self, tokenizer, question: str) -> list[int]:
-        """Tokens that follow the prefix for `question`, up to the assistant's turn."""
-        full = render_messages(tokenizer, _conversation(self.system, question))
+    def question_ids(
+        self, tokenizer, question: str, history: list[dict[str, str]] | None = None
+    ) -> list[int]:
+        """Tokens that follow the prefix for `question` (after the earlier turns in `history`),
+        up to the assistant's turn."""
+        full = render_messages(tokenizer, _conversation(self.system, question, history))
         if not full.startswith(self.text):
             raise TemplateError(
                 "The chat template renders the knowledge differently depending on the question, so "
@@ -133,5 +150,13 @@ def build_prefix(tokenizer, system: str) -> KnowledgePrefix:
     return KnowledgePrefix(system=system, text=text, token_ids=encode_rendered(tokenizer, text))
 
 
-def _conversation(system: str, question: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+def _conversation(
+    system: str, question: str, history: list[dict[str, str]] | None = None
+) -> list[dict[str, str]]:
+    # Earlier system turns would land after the knowledge; the knowledge turn is the system turn.
+    turns = [turn for turn in history or () if turn["role"] != "system"]
+    return [
+        {"role": "system", "content": system},
+        *turns,
+        {"role": "user", "content": question},
+    ]

@@ -9,10 +9,11 @@ reported in `Answer.facts["cached_tokens"]`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from infuse.answer import Answer
+from infuse.answer import Answer, stream_answer
 from infuse.cag.knowledge import (
     DEFAULT_INSTRUCTIONS,
     knowledge_text,
@@ -20,6 +21,7 @@ from infuse.cag.knowledge import (
     system_message,
 )
 from infuse.cag.store import Manifest
+from infuse.conversation import check_history
 from infuse.llm.openai_compat import OpenAIChatModel
 
 
@@ -63,20 +65,22 @@ class ServerCagSession:
         """Send the knowledge once (one answer token) so the server's prefix cache holds it."""
         self.chat.generate(self._messages("Reply with OK."), max_new_tokens=1)
 
-    def ask(
+    def answer(
         self,
         question: str,
         *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
+        history: Sequence[dict[str, str]] | None = None,
+        max_new_tokens: int | None = None,
         on_token: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+        stop: list[str] | None = None,
     ) -> Answer:
-        """Answer `question` through the server; facts carry the server's cached-token count."""
+        """Answer `question` (after the earlier turns in `history`) through the server; facts
+        carry the server's cached-token count. Thread-safe (the HTTP client is)."""
         generation = self.chat.generate(
-            self._messages(question),
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
+            self._messages(question, history),
+            max_new_tokens=256 if max_new_tokens is None else max_new_tokens,
+            temperature=0.0 if temperature is None else temperature,
             stop=stop,
             on_token=on_token,
         )
@@ -93,5 +97,16 @@ class ServerCagSession:
         }
         return Answer(text=generation.text, method="cag", timings=timings, facts=facts)
 
-    def _messages(self, question: str) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": question}]
+    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
+        """Like `answer`, as text pieces while they are generated, then the final Answer."""
+        return stream_answer(self.answer, question, **options)
+
+    def _messages(
+        self, question: str, history: Sequence[dict[str, str]] | None = None
+    ) -> list[dict[str, str]]:
+        turns = [turn for turn in check_history(history) if turn["role"] != "system"]
+        return [
+            {"role": "system", "content": self.system},
+            *turns,
+            {"role": "user", "content": question},
+        ]

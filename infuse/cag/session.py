@@ -1,10 +1,12 @@
 """CAG with a local model: build the knowledge cache once, answer many questions from it.
 
     build_cache(files, model, output)   render -> fit check -> one prefill -> save to disk
-    CagSession.open(cache_dir)          load model + cache (rebuilt if stale), then .ask() many times
-    ask(question, cache_dir)            one question, one-shot
+    CagSession.open(cache_dir)          load model + cache (rebuilt if stale), then .answer() many times
+    answer(question, cache_dir)         one question, one-shot
 
-After every question the cache is cropped back to the knowledge length: it never grows.
+After every question the cache is cropped back to the knowledge length: it never grows. A
+session is safe to share between threads: questions take turns on its one cache (a lock).
+
 On CUDA (`fast=None` -> on; `fast=False` turns it off) the knowledge sits in a static cache
 (`infuse.llm.static_prefix`): split-KV attention, question prefill and decode step as CUDA
 graphs captured once per session, and a rewind of the write position after each answer.
@@ -12,16 +14,19 @@ graphs captured once per session, and a rewind of the write position after each 
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from infuse.answer import Answer
+from infuse.answer import Answer, stream_answer
 from infuse.cag.knowledge import (
     DEFAULT_INSTRUCTIONS,
     KnowledgePrefix,
     build_prefix,
+    knowledge_files,
     knowledge_text,
     read_knowledge_files,
     sha256_text,
@@ -29,6 +34,8 @@ from infuse.cag.knowledge import (
 )
 from infuse.cag.store import (
     FORMAT_VERSION,
+    KV_FILE,
+    MANIFEST_FILE,
     Manifest,
     load_layers,
     model_fingerprint,
@@ -36,7 +43,8 @@ from infuse.cag.store import (
     save_cache,
     stale_reasons,
 )
-from infuse.errors import CacheError
+from infuse.conversation import check_history
+from infuse.errors import CacheError, ConfigError, ContextTooLongError
 from infuse.llm.local import LocalChatModel
 from infuse.models import DEFAULT_MODEL
 
@@ -53,16 +61,19 @@ def check_fit(
     question_room: int = QUESTION_ROOM,
     answer_room: int = ANSWER_ROOM,
 ) -> None:
-    """Raise CacheError, with the numbers, when knowledge + question + answer exceed the context."""
+    """Raise ContextTooLongError, with the numbers, when knowledge + question + answer exceed
+    the context window."""
     if context_window is None:
         return
     needed = knowledge_tokens + question_room + answer_room
     if needed > context_window:
-        raise CacheError(
+        raise ContextTooLongError(
             f"The knowledge is {knowledge_tokens:,} tokens; with {question_room} for a question and "
             f"{answer_room} for the answer that is {needed:,}, more than the {context_window:,}-token "
             f"context window of '{model_name}' (by {needed - context_window:,}). Use RAG instead "
-            "(`infuse ask --mode rag`), a model with a longer context, or less knowledge."
+            "(`infuse ask --mode rag`), a model with a longer context, or less knowledge.",
+            knowledge_tokens=knowledge_tokens,
+            context_window=context_window,
         )
 
 
@@ -76,19 +87,27 @@ def build_cache(
     question_room: int = QUESTION_ROOM,
     answer_room: int = ANSWER_ROOM,
     on_progress: Callable[[int, int], None] | None = None,
+    rebuild: bool = False,
 ) -> Manifest:
     """Render the files' knowledge, check it fits, prefill it once and save the KV cache to `output`.
 
-    Returns the Manifest written. Raises CacheError when it does not fit the model's context.
+    `output` must be empty, new, or hold a cache built for the same model; a cache built for
+    another model is replaced only with `rebuild=True`, and a folder holding other files never.
+    Returns the Manifest written. Raises ContextTooLongError when the knowledge does not fit
+    the model's context, CacheError when `output` may not be written.
     """
-    sources = [str(Path(path).resolve()) for path in files]
-    system = system_message(knowledge_text(read_knowledge_files(sources)), instructions)
-    chat = _local_chat(model, device)  # after reading: a bad file fails before a slow load
-    session = CagSession.build(
-        chat,
-        system,
-        sources=sources,
-        model_spec=_spec(model, chat),
+    for flag, value in (("--question-room", question_room), ("--answer-room", answer_room)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be at least 1 token.")
+    check_output(Path(output), _spec(model, None), rebuild=rebuild)
+    from infuse.files import check_writable_folder
+
+    check_writable_folder(output, setting="--output folder")  # before the minutes of prefill
+    session = CagSession.from_files(
+        files,
+        model,
+        instructions=instructions,
+        device=device,
         question_room=question_room,
         answer_room=answer_room,
         on_progress=on_progress,
@@ -98,8 +117,50 @@ def build_cache(
     return session.manifest
 
 
+def check_output(output: Path, model_spec: str, *, rebuild: bool = False) -> None:
+    """Refuse to write a cache into `output` when that would destroy something.
+
+    Raises CacheError when `output` holds files that are not a CAG cache, or (unless
+    `rebuild`) a cache built for another model than `model_spec`.
+    """
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise CacheError(f"--output {output} is a file, not a folder; give a folder for the cache.")
+    names = {path.name for path in output.iterdir()}
+    foreign = sorted(names - {MANIFEST_FILE, KV_FILE} - {n for n in names if n.startswith(".")})
+    if foreign:
+        raise CacheError(
+            f"--output {output} holds files that are not a CAG cache ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); infuse writes a cache only into a new or "
+            "empty folder, or over a cache. Choose another --output."
+        )
+    if MANIFEST_FILE not in names or rebuild:
+        return
+    try:
+        built_for = Manifest.read(output).model
+    except CacheError:
+        raise CacheError(
+            f"{output / MANIFEST_FILE} is unreadable; add --rebuild to replace the cache in {output}."
+        ) from None
+    if not same_model(built_for, model_spec):
+        raise CacheError(
+            f"The cache in {output} was built for model '{built_for}', not '{model_spec}'; "
+            "add --rebuild (rebuild=True) to replace it, or choose another --output."
+        )
+
+
+def same_model(first: str, second: str) -> bool:
+    """Whether two model specs name the same model (folders compared as resolved paths)."""
+    if first == second:
+        return True
+    paths = [Path(spec).expanduser() for spec in (first, second)]
+    return all(path.exists() for path in paths) and paths[0].resolve() == paths[1].resolve()
+
+
 class CagSession:
-    """A loaded model and its knowledge cache; `ask` as often as you like, the cache stays the same size."""
+    """A loaded model and its knowledge cache; `answer` as often as you like (from several
+    threads too: questions take turns on the one cache), the cache stays the same size."""
 
     def __init__(
         self,
@@ -126,6 +187,7 @@ class CagSession:
         self.load_s = load_s
         self.fast = resolve_fast(chat, fast)
         self.engine = None
+        self._lock = threading.RLock()  # one cache: questions take turns
         self._dynamic = None
         layers = cache if isinstance(cache, list) else None
         if self.fast:
@@ -197,7 +259,7 @@ class CagSession:
         ids = prefix.token_ids
         for start in range(0, len(ids), PREFILL_CHUNK):
             chunk = torch.tensor([ids[start : start + PREFILL_CHUNK]], device=chat.device)
-            with torch.inference_mode():
+            with model_lock(chat), torch.inference_mode():
                 chat.model(input_ids=chunk, **forward_kwargs(chat.model, cache))
             if on_progress is not None:
                 on_progress(min(start + PREFILL_CHUNK, len(ids)), len(ids))
@@ -221,6 +283,38 @@ class CagSession:
         )
 
     @classmethod
+    def from_files(
+        cls,
+        files: list[Path | str],
+        model: str | LocalChatModel = DEFAULT_MODEL,
+        *,
+        instructions: str = DEFAULT_INSTRUCTIONS,
+        device: str | None = None,
+        question_room: int = QUESTION_ROOM,
+        answer_room: int = ANSWER_ROOM,
+        on_progress: Callable[[int, int], None] | None = None,
+        fast: bool | None = None,
+    ) -> CagSession:
+        """A session over the knowledge in `files`, prefilled now (nothing saved to disk).
+
+        The files are read before the model loads, so a bad file fails fast. Raises
+        ContextTooLongError when the knowledge does not fit the model's context.
+        """
+        sources = [str(path) for path in knowledge_files(list(files))]  # folders -> their files
+        system = system_message(knowledge_text(read_knowledge_files(sources)), instructions)
+        chat = _local_chat(model, device)
+        return cls.build(
+            chat,
+            system,
+            sources=sources,
+            model_spec=_spec(model, chat),
+            question_room=question_room,
+            answer_room=answer_room,
+            on_progress=on_progress,
+            fast=fast,
+        )
+
+    @classmethod
     def open(
         cls,
         cache_dir: Path | str,
@@ -229,16 +323,27 @@ class CagSession:
         device: str | None = None,
         rebuild_stale: bool = True,
         fast: bool | None = None,
+        rebuild: bool = False,
     ) -> CagSession:
         """Load the cache in `cache_dir` for `model` (default: the one it was built with).
 
-        A stale cache (model, template, instructions or knowledge files changed) is rebuilt from its
-        source files and saved again when `rebuild_stale`, else CacheError says what changed.
+        A stale cache (template, instructions, knowledge files or the model's weights changed) is
+        rebuilt from its source files and saved again when `rebuild_stale`, else CacheError says
+        what changed. A cache built for another model is refused (CacheError) unless `rebuild`:
+        rebuilding would replace it on disk. A damaged cache file is a CacheError naming it.
         `fast`: see `CagSession` (None: on for CUDA).
         """
         started = time.perf_counter()
         cache_dir = Path(cache_dir)
         manifest = Manifest.read(cache_dir)
+        if model is not None and not rebuild:
+            spec = _spec(model, None)
+            if not same_model(manifest.model, spec):
+                raise CacheError(
+                    f"The cache in {cache_dir} was built for model '{manifest.model}', not "
+                    f"'{spec}'. Leave the model out to use it, or rebuild it for this model with "
+                    f"`infuse cag build ... --model {spec} --output {cache_dir} --rebuild`."
+                )
         chat = _local_chat(model or manifest.model, device)
         system = manifest.system
         if manifest.sources:
@@ -279,49 +384,68 @@ class CagSession:
             layers = [(layer.keys, layer.values) for layer in self._dynamic.layers]
         save_cache(cache_dir, layers, self.prefix.token_ids, self.manifest)
 
-    def ask(
+    def answer(
         self,
         question: str,
         *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
+        history: Sequence[dict[str, str]] | None = None,
+        max_new_tokens: int | None = None,
         on_token: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+        stop: list[str] | None = None,
     ) -> Answer:
-        """Answer `question` from the cached knowledge; only the question's tokens are computed."""
-        question_ids = self.prefix.question_ids(self.chat.tokenizer, question)
+        """Answer `question` (after the earlier turns in `history`) from the cached knowledge;
+        only the conversation's tokens are computed. Thread-safe: questions take turns.
+
+        Raises ContextTooLongError before generating when the question (with its history) does
+        not fit beside the knowledge.
+        """
+        history = check_history(history)
+        max_new_tokens = 256 if max_new_tokens is None else max_new_tokens
+        temperature = 0.0 if temperature is None else temperature
+        question_ids = self.prefix.question_ids(self.chat.tokenizer, question, history)
         window = self.chat.context_window
         if window is not None:
             room = window - self.knowledge_tokens - len(question_ids)
             if room < 1:
-                raise CacheError(
-                    f"The question is {len(question_ids)} tokens; with the {self.knowledge_tokens:,} "
-                    f"knowledge tokens it exceeds the {window:,}-token context. Ask a shorter question."
+                raise ContextTooLongError(
+                    f"The question{' and earlier turns' if history else ''} take "
+                    f"{len(question_ids):,} tokens; with the {self.knowledge_tokens:,} knowledge "
+                    f"tokens that leaves no room for an answer in the {window:,}-token context of "
+                    f"'{self.chat.name}'. Ask a shorter question"
+                    f"{' or start a new conversation' if history else ''}.",
+                    knowledge_tokens=self.knowledge_tokens,
+                    context_window=window,
+                    question_tokens=len(question_ids),
                 )
             max_new_tokens = min(max_new_tokens, room)
-        try:
-            if self.engine is not None:
-                generation = self._generate_fast(
-                    question_ids, max_new_tokens, temperature, stop, on_token
-                )
-            else:
-                generation = self.chat.generate_from_ids(
-                    question_ids,
-                    self._dynamic,
-                    max_new_tokens=max_new_tokens,
-                    temperature=temperature,
-                    stop=stop,
-                    on_token=on_token,
-                    cached_tokens=self.knowledge_tokens,
-                )
-        finally:
-            self._restore()
+        # The cache's lock, then the model's (shared with other methods): always in this order.
+        with self._lock, model_lock(self.chat):
+            try:
+                if self.engine is not None:
+                    generation = self._generate_fast(
+                        question_ids, max_new_tokens, temperature, stop, on_token
+                    )
+                else:
+                    generation = self.chat.generate_from_ids(
+                        question_ids,
+                        self._dynamic,
+                        max_new_tokens=max_new_tokens,
+                        temperature=temperature,
+                        stop=stop,
+                        on_token=on_token,
+                        cached_tokens=self.knowledge_tokens,
+                    )
+            finally:
+                self._restore()
+            cache_length_after = self.cache_length
         facts: dict[str, Any] = {
             "knowledge_tokens": self.knowledge_tokens,
             "question_tokens": len(question_ids),
             "answer_tokens": generation.completion_tokens,
+            "cached_tokens": self.knowledge_tokens,
             "cache_loaded_from_disk": self.loaded_from_disk,
-            "cache_length_after": self.cache_length,
+            "cache_length_after": cache_length_after,
             "model": self.manifest.model,
             "answer_token_ids": generation.extra.get("token_ids", []),
             "decoding": self.decoding,
@@ -334,6 +458,10 @@ class CagSession:
             "cache_load_s": self.load_s,
         }
         return Answer(text=generation.text, method="cag", timings=timings, facts=facts)
+
+    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
+        """Like `answer`, as text pieces while they are generated, then the final Answer."""
+        return stream_answer(self.answer, question, **options)
 
     @property
     def decoding(self) -> str:
@@ -366,7 +494,7 @@ class CagSession:
             self._dynamic.crop(-extra)
 
 
-def ask(
+def answer(
     question: str,
     cache_dir: Path | str,
     *,
@@ -377,6 +505,7 @@ def ask(
     base_url: str | None = None,
     api_key: str | None = None,
     fast: bool | None = None,
+    history: Sequence[dict[str, str]] | None = None,
 ) -> Answer:
     """Answer one question from the CAG cache in `cache_dir` (or through a server with `base_url`).
 
@@ -389,8 +518,12 @@ def ask(
         session = ServerCagSession.open(cache_dir, base_url=base_url, model=name, api_key=api_key)
     else:
         session = CagSession.open(cache_dir, model=model, fast=fast)
-    return session.ask(
-        question, max_new_tokens=max_new_tokens, temperature=temperature, on_token=on_token
+    return session.answer(
+        question,
+        history=history,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        on_token=on_token,
     )
 
 
@@ -410,6 +543,12 @@ def resolve_fast(chat: LocalChatModel, fast: bool | None) -> bool:
     if fast is None:
         return chat.device.type == "cuda" and reason is None
     return bool(fast)
+
+
+def model_lock(chat: LocalChatModel):
+    """The lock that serialises work on `chat`'s weights (`LocalChatModel.lock`, taken by its
+    own generate too); a no-op for a model object without one."""
+    return getattr(chat, "lock", None) or nullcontext()
 
 
 def current_fingerprint(chat: LocalChatModel, prefix: KnowledgePrefix) -> dict[str, Any]:
@@ -443,5 +582,7 @@ def _local_chat(model: str | LocalChatModel, device: str | None) -> LocalChatMod
     return load_local_chat_model(model, device=device)
 
 
-def _spec(model: str | LocalChatModel, chat: LocalChatModel) -> str:
-    return model if isinstance(model, str) else chat.name
+def _spec(model: str | LocalChatModel, chat: LocalChatModel | None) -> str:
+    if isinstance(model, str):
+        return model
+    return (chat or model).name

@@ -88,9 +88,9 @@ def ask(
     if mode == "cag":
         if cache_dir is None:
             raise ConfigError("--mode cag needs --cache DIR (build one with `infuse cag build`).")
-        from infuse.cag import ask as cag_ask
+        from infuse.cag import answer as cag_answer
 
-        result = cag_ask(
+        result = cag_answer(
             question,
             cache_dir,
             model=model,

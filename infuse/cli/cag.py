@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -44,6 +43,11 @@ def cag() -> None:
     "--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)."
 )
 @click.option("--answer-room", default=512, show_default=True, help="Tokens kept free for answers.")
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Replace a cache in --output that was built for another model (refused without it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def build(
     files: tuple[Path, ...],
@@ -53,6 +57,7 @@ def build(
     instructions: str | None,
     device: str | None,
     answer_room: int,
+    rebuild: bool,
     as_json: bool,
 ) -> None:
     """Prefill FILES (or the documents of --kb) into MODEL's KV cache once; save it to --output."""
@@ -77,6 +82,7 @@ def build(
             instructions=instructions or DEFAULT_INSTRUCTIONS,
             device=device,
             answer_room=answer_room,
+            rebuild=rebuild,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     if as_json:
@@ -111,7 +117,7 @@ def info(cache_dir: Path, as_json: bool) -> None:
 
 
 def _summary(manifest) -> dict:
-    payload = asdict(manifest)
+    payload = manifest.to_dict()
     payload.pop("fingerprint")
     payload.pop("system")
     return payload

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from infuse.cli.options import conversation_options, load_conversations
-from infuse.cli.output import console, print_json
-from infuse.data.sharegpt import column_values
+from infuse.cli.options import conversation_options, parse_role_aliases, unescape_prompt
+from infuse.cli.output import console, err_console, print_json
 from infuse.models import DEFAULT_MODEL
 
 
@@ -28,13 +25,14 @@ def data() -> None:
 @click.option(
     "--chat-template", default=None, help="Use a built-in template (e.g. chatml, llama-3.1)."
 )
-@click.option("--max-seq-len", type=int, default=2048, show_default=True)
-@click.option("--samples", "n_samples", type=int, default=3, show_default=True)
+@click.option("--max-seq-len", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("--samples", "n_samples", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Rows shown with the trained part marked.")
 @click.option(
     "--plot",
-    type=click.Path(),
+    type=click.Path(dir_okay=False),
     default=None,
-    help="Where to write the token-length histogram PNG (default: next to FILE).",
+    help="Where to write the token-length histogram PNG (default: FILE's folder, FILE_STEM.lengths.png).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @conversation_options
@@ -49,25 +47,11 @@ def inspect(
     **options,
 ) -> None:
     """Rows, format, roles, token lengths, duplicates, samples with the trained part marked."""
-    from infuse.data.inspection import inspect_conversations
-    from infuse.models import load_tokenizer
+    from infuse.data.inspection import inspect_file
 
-    loaded, dataset = load_conversations(file, options)
-    tokenizer = load_tokenizer(model)
-    if chat_template:
-        from infuse.data.templates import get_chat_template
-
-        tokenizer = get_chat_template(tokenizer, chat_template)
-    plot_path = Path(plot) if plot else Path.cwd() / (Path(file).stem + ".lengths.png")
-    report = inspect_conversations(
-        column_values(dataset, "conversations"),
-        tokenizer,
-        path=str(loaded.path),
-        data_format=loaded.format,
-        columns=loaded.columns,
-        max_seq_len=max_seq_len,
-        n_samples=n_samples,
-        histogram_png=plot_path,
+    report = inspect_file(
+        file, model=model, chat_template=chat_template, max_seq_len=max_seq_len,
+        n_samples=n_samples, histogram_png=plot, **_conversation_settings(options),
     )
     if as_json:
         print_json(report.to_dict())
@@ -102,7 +86,7 @@ def _print_report(report) -> None:
     console.print(
         f"over max_seq_len {report.max_seq_len}: {report.over_max_len} rows; "
         f"trained tokens: {report.trained_token_share:.1%}; duplicates: {report.duplicates}; "
-        f"empty answers: {report.empty_answers}; very short answers: {report.short_answers}"
+        f"empty or null answers: {report.empty_answers}; very short answers: {report.short_answers}"
     )
     if report.histogram_png:
         console.print(f"histogram: {report.histogram_png}")
@@ -134,26 +118,30 @@ def _print_report(report) -> None:
 @conversation_options
 def convert(source: str, destination: str, target: str, as_json: bool, **options) -> None:
     """Convert SOURCE (any supported format) to DESTINATION (.jsonl/.json/.parquet/.csv)."""
-    from infuse.data.convert import to_format_rows, write_rows
+    from infuse.data.convert import convert_file
 
-    loaded, dataset = load_conversations(source, options)
-    rows = to_format_rows(column_values(dataset, "conversations"), target)
-    write_rows(rows, Path(destination), target)
+    result = convert_file(source, destination, target=target, **_conversation_settings(options))
     if as_json:
-        print_json(
-            {
-                "source": source,
-                "detected_format": loaded.format,
-                "output": destination,
-                "format": target,
-                "rows": len(rows),
-            }
-        )
+        print_json(result.to_dict())
         return
+    for warning in result.warnings:
+        err_console.print(f"Warning: {warning}", markup=False, highlight=False)
     console.print(
-        f"{source} ({loaded.format}, {loaded.dataset.num_rows} rows) -> "
-        f"{destination} ({target}, {len(rows)} rows)"
+        f"{source} ({result.detected_format}, {result.source_rows} rows) -> "
+        f"{destination} ({target}, {result.rows} rows)", markup=False, highlight=False,
     )
+
+
+def _conversation_settings(options: dict) -> dict:
+    """The conversation options of the command line as keyword arguments of the library."""
+    return {
+        "merged_prompt": unescape_prompt(options.get("merged_prompt")),
+        "output_column": options.get("output_column"),
+        "system_prompt": options.get("system_prompt"),
+        "conversation_extension": options.get("conversation_extension", 1),
+        "random_state": options.get("random_state", 3407),
+        "role_aliases": parse_role_aliases(options.get("role_aliases", ())),
+    }
 
 
 def _attach_synth() -> None:

@@ -11,7 +11,8 @@ from infuse.models import DEFAULT_MODEL
 
 @click.command("synth")
 @click.option("--knowledge", "knowledge", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Text/markdown files or folders to write questions about. Repeat for more.")
+              help="Files or folders to write questions about (text, Markdown, HTML, PDF, DOCX, man "
+                   "pages ...). Repeat for more.")
 @click.option("--output", required=True, type=click.Path(path_type=Path),
               help="JSONL file for the training pairs; the held-out split goes beside it "
                    "(QA.jsonl -> QA.heldout.jsonl).")
@@ -35,7 +36,11 @@ def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str |
     from infuse.data.synth import heldout_path, read_documents, synthesize_qa, write_pairs
     from infuse.llm import load_chat_model
 
-    documents = read_documents(knowledge)
+    reading = read_documents(knowledge)
+    documents = reading.documents
+    if not as_json:
+        for item in reading.skipped:
+            err_console.print(f"[yellow]skipped[/] {item['reason']}", markup=True, highlight=False)
     chat_model = load_chat_model(model, base_url=base_url, api_key=api_key) if base_url else load_chat_model(model)
     with Progress(console=err_console, disable=as_json) as progress:
         task = progress.add_task("Writing questions", total=None)
@@ -48,6 +53,7 @@ def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str |
     reasons = Counter(why for _q, _a, why in result.rejected)
     payload = {
         "documents": len(documents),
+        "skipped": reading.skipped,
         "chunks": result.chunks,
         "train": len(result.train),
         "heldout": len(result.heldout),

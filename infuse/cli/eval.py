@@ -10,8 +10,6 @@ import click
 from infuse.errors import ConfigError
 from infuse.models import DEFAULT_MODEL
 
-KNOWLEDGE_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
-
 
 class EvalGroup(click.Group):
     """`eval` runs the comparison itself; `eval retrieval` is attached when its module exists."""
@@ -41,27 +39,9 @@ class EvalGroup(click.Group):
                 formatter.write_dl([("retrieval", "Compare BM25, dense, hybrid and rerank retrieval.")])
 
 
-def expand_knowledge(paths: tuple[Path, ...]) -> list[Path]:
-    """Files as given; folders expanded to their text/markdown files (sorted)."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in KNOWLEDGE_SUFFIXES)
-            if not found:
-                raise ConfigError(
-                    f"--knowledge {path}: no {', '.join(KNOWLEDGE_SUFFIXES)} files in this folder."
-                )
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise ConfigError(f"--knowledge {path}: no such file or folder.")
-    return files
-
-
 def parse_methods(text: str) -> list[str]:
     """'base,rag,cag' -> ['base', 'rag', 'cag'] (order kept, repeats dropped)."""
-    from infuse.eval.builders import METHOD_NAMES
+    from infuse.methods import METHOD_NAMES
 
     names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in METHOD_NAMES]
@@ -96,28 +76,29 @@ def parse_methods(text: str) -> list[str]:
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("eval-report"),
               show_default=True, help="Folder for results.json and report.html.")
+@click.option("--prefer", type=click.Choice(["accuracy", "fast"]), default="accuracy", show_default=True,
+              help="What the recommendation optimises: accuracy, or the fastest method not "
+                   "distinguishable from the most accurate.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.pass_context
 def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path, ...],
                kb: str | None, run_dir: Path | None, methods: str, limit: int | None, subset: str | None,
                model: str, base_url: str | None, api_key: str | None, judge_url: str | None,
-               judge_model: str | None, max_new_tokens: int, output_dir: Path, as_json: bool) -> None:
+               judge_model: str | None, max_new_tokens: int, output_dir: Path, prefer: str,
+               as_json: bool) -> None:
     """Compare the base model, RAG, CAG, the LoRA adapter and adapter+RAG on one question set."""
     if ctx.invoked_subcommand is not None:
         return
     if questions is None:
         raise click.UsageError("Give --questions QA.jsonl (or a subcommand, e.g. `retrieval`).")
-    from infuse.cli.output import print_json
+    from infuse.cli.output import print_eval_report, print_json
+    from infuse.cli.progress import progress_bar
     from infuse.eval import MethodOptions, evaluate
-    from infuse.eval.report import print_report
 
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")
-    knowledge_files = expand_knowledge(knowledge)
-    if kb is None and knowledge_files:
-        kb = str(output_dir / "kb")
-    options = MethodOptions(
-        model=model, base_url=base_url, api_key=api_key, knowledge=knowledge_files,
+    options = MethodOptions(  # evaluate() expands folders and builds the default kb (output/kb)
+        model=model, base_url=base_url, api_key=api_key, knowledge=list(knowledge),
         run_dir=run_dir, max_new_tokens=max_new_tokens, kb=kb,
     )
     judge = None
@@ -125,12 +106,17 @@ def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path
         from infuse.eval.scoring import load_judge
 
         judge = load_judge(judge_url, judge_model, api_key)
-    results = evaluate(
-        questions, methods=parse_methods(methods), options=options, limit=limit, tag=subset,
-        judge=judge, output_dir=output_dir, progress=not as_json,
-    )
+    with progress_bar("eval", enabled=not as_json) as on_progress:
+        results = evaluate(
+            questions, methods=parse_methods(methods), options=options, limit=limit, tag=subset,
+            judge=judge, output_dir=output_dir, on_progress=on_progress, prefer=prefer,
+        )
     if as_json:
         print_json(results.to_dict())
         return
-    print_report(results)
+    for item in results.meta.get("skipped_files", []):
+        click.echo(f"skipped {item['reason']}", err=True)
+    print_eval_report(results)
     click.echo(f"\nReport: {results.meta['files']['html']}\nJSON:   {results.meta['files']['json']}")
+    if "profile" in results.meta["files"]:
+        click.echo(f"Profile: {results.meta['files']['profile']} (serve it: infuse serve --profile FILE)")

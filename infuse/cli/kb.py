@@ -1,6 +1,10 @@
-"""`infuse kb`: build and search the knowledge base (add, list, remove, sync, search)."""
+"""`infuse kb`: build and search the knowledge base (add, list, show, remove, sync, search)."""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -40,6 +44,44 @@ def _report_skips(skipped: list[dict[str, str]]) -> None:
         )
 
 
+@contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator[Callable[..., None]]:
+    """An `on_progress(done, total, **info)` callback drawing a bar on stderr (plain lines when
+    stderr is not a terminal; nothing when not `enabled`)."""
+    if not enabled:
+        yield lambda done, total, **info: None
+        return
+    if not sys.stderr.isatty():
+
+        def plain(done: int, total: int, **info: object) -> None:
+            if info.get("stage") == "waiting":
+                err_console.print(f"Waiting for another writer of {info.get('item')} to finish...")
+            elif total and (done == total or done % 100 == 0):
+                err_console.print(f"{label}: {done}/{total}", highlight=False)
+
+        yield plain
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def draw(done: int, total: int, **info: object) -> None:
+            if info.get("stage") == "waiting":
+                progress.update(
+                    task, description=f"Waiting for another writer of {info.get('item')}"
+                )
+                return
+            progress.update(
+                task,
+                completed=done,
+                total=total or None,
+                description=f"{label} {info.get('item', '')}",
+            )
+
+        yield draw
+
+
 @click.group()
 def kb() -> None:
     """Build and search the knowledge base."""
@@ -77,10 +119,16 @@ def kb() -> None:
     help="Metadata added to every document.",
 )
 @click.option(
-    "--chunk-tokens", type=int, default=None, help="Chunk size budget in tokens (default 200)."
+    "--chunk-tokens",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Chunk size budget in tokens, at least 16 (default 200).",
 )
 @click.option(
-    "--overlap-tokens", type=int, default=None, help="Tokens repeated between chunks (default 40)."
+    "--overlap-tokens",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Tokens repeated between chunks, under half the chunk size (default 40).",
 )
 @json_option
 def add(
@@ -102,18 +150,27 @@ def add(
     """
     from infuse.knowledge.kb import KnowledgeBase
     from infuse.knowledge.readers import RowOptions
+    from infuse.knowledge.reading import find_files
 
     options = RowOptions(list(text_columns), list(metadata_columns), id_column, title_column)
+    metadata = parse_pairs(meta_pairs, "--meta")
+    files, _missing = find_files(paths)
+    if not files:  # refused before a knowledge base is created for nothing
+        raise DataError(
+            f"Nothing to add: {', '.join(paths)} matched no files (check the paths; supported: "
+            "Markdown, text, HTML, PDF, DOCX, CSV/TSV/JSON/JSONL)."
+        )
     with KnowledgeBase(
         location,
+        create=True,
         embedder=embedder,
         chunk_tokens=chunk_tokens,
         overlap_tokens=overlap_tokens,
-        show_progress=not as_json,
     ) as knowledge:
-        report = knowledge.add(
-            list(paths), row_options=options, metadata=parse_pairs(meta_pairs, "--meta")
-        )
+        with progress_bar("Indexing", not as_json) as on_progress:
+            report = knowledge.add(
+                list(paths), row_options=options, metadata=metadata, on_progress=on_progress
+            )
     if as_json:
         print_json(report.to_dict())
         return
@@ -146,6 +203,45 @@ def list_documents(location, as_json) -> None:
     console.print(f"{len(records)} documents")
 
 
+@kb.command("show")
+@click.argument("doc_id")
+@kb_option
+@click.option(
+    "--chunks", "show_chunks", is_flag=True, help="Show the stored chunks instead of the text."
+)
+@json_option
+def show(doc_id, location, show_chunks, as_json) -> None:
+    """Show one document's full text (or its chunks) by document id (see `infuse kb list`)."""
+    from infuse.knowledge.kb import KnowledgeBase
+
+    with KnowledgeBase(location) as knowledge:
+        document = knowledge.document(doc_id)
+        chunks = knowledge.chunks(doc_id) if show_chunks or as_json else []
+    if as_json:
+        print_json(
+            {
+                "doc_id": document.doc_id,
+                "source": document.source,
+                "title": document.title,
+                "metadata": document.metadata,
+                "text": document.text,
+                "chunks": [
+                    {"chunk_id": chunk.chunk_id, "position": chunk.position, "text": chunk.text}
+                    for chunk in chunks
+                ],
+            }
+        )
+        return
+    console.print(f"[bold]{document.title}[/bold]  [cyan]{document.source}[/cyan]")
+    if show_chunks:
+        for chunk in chunks:
+            console.print(f"[bold]chunk {chunk.position + 1}/{chunk.chunk_count}[/bold]")
+            console.print(chunk.text, highlight=False, markup=False)
+            console.print()
+    else:
+        console.print(document.text, highlight=False, markup=False)
+
+
 @kb.command("remove")
 @click.argument("targets", nargs=-1, required=True)
 @kb_option
@@ -170,27 +266,47 @@ def remove(targets, location, as_json) -> None:
 
 @kb.command("sync")
 @kb_option
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Remove the documents whose sources are gone even when that is most of them "
+    "(without it, sync refuses when a drive or folder looks unmounted).",
+)
 @json_option
-def sync(location, as_json) -> None:
-    """Re-read every known file: update changed ones, remove those that disappeared."""
+def sync(location, prune, as_json) -> None:
+    """Re-read every known file and re-crawl every web page: update changed ones, remove those
+    that disappeared (web pages: conditional requests; 404/410 or out of scope is gone)."""
     from infuse.knowledge.kb import KnowledgeBase
+    from infuse.scrape.refresh import UrlRefresher
 
-    with KnowledgeBase(location, show_progress=not as_json) as knowledge:
-        report = knowledge.sync()
+    with KnowledgeBase(location) as knowledge:
+        with progress_bar("Syncing", not as_json) as on_progress:
+            report = knowledge.sync(
+                refreshers=[UrlRefresher()], prune=prune, on_progress=on_progress
+            )
     if as_json:
         print_json(report.to_dict())
         return
     _report_skips(report.skipped)
+    repaired = f", {len(report.repaired)} repaired" if report.repaired else ""
+    unchecked = f", {len(report.unchecked)} not checked" if report.unchecked else ""
     console.print(
         f"{len(report.updated)} updated, {len(report.removed)} removed, "
-        f"{len(report.unchanged)} unchanged, {len(report.added)} added"
+        f"{len(report.unchanged)} unchanged, {len(report.added)} added{repaired}{unchecked}"
     )
 
 
 @kb.command("search")
 @click.argument("question")
 @kb_option
-@click.option("-k", "k", type=int, default=5, show_default=True, help="How many chunks to show.")
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="How many chunks to show.",
+)
 @click.option(
     "--mode", type=click.Choice(["hybrid", "bm25", "dense"]), default="hybrid", show_default=True
 )
@@ -205,20 +321,26 @@ def sync(location, as_json) -> None:
     "--reranker", default=None, help="Local cross-encoder folder to rerank the candidates."
 )
 @click.option(
-    "--min-similarity", type=float, default=None, help="Drop chunks below this cosine similarity."
+    "--min-similarity",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Drop chunks below this cosine similarity.",
 )
 @json_option
 def search(question, location, k, mode, filter_pairs, reranker, min_similarity, as_json) -> None:
     """Show the chunks that best match QUESTION, with scores and sources."""
     from infuse.knowledge.kb import KnowledgeBase
     from infuse.knowledge.rerank import Reranker
+    from infuse.knowledge.store import normalize_filters
 
+    filters = parse_pairs(filter_pairs, "--filter")
+    normalize_filters(filters)  # a bad filter is refused before the knowledge base is opened
     with KnowledgeBase(location) as knowledge:
         hits = knowledge.search(
             question,
             k=k,
             mode=mode,
-            filters=parse_pairs(filter_pairs, "--filter"),
+            filters=filters,
             reranker=Reranker(reranker) if reranker else None,
             min_similarity=min_similarity,
         )

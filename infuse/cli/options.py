@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import click
 
@@ -25,7 +24,7 @@ def conversation_options(command: Callable) -> Callable:
         ),
         click.option(
             "--conversation-extension",
-            type=int,
+            type=click.IntRange(min=1),
             default=1,
             show_default=True,
             help="Join each row with N-1 random others into one multi-turn conversation.",
@@ -67,23 +66,3 @@ def unescape_prompt(prompt: str | None) -> str | None:
     if prompt is None:
         return None
     return prompt.replace("\\n", "\n").replace("\\t", "\t")
-
-
-def load_conversations(path: str, options: dict[str, Any]):
-    """Load a dataset file and turn it into conversations as the options say.
-
-    Returns (LoadedData, datasets.Dataset with a `conversations` column).
-    """
-    from infuse.data.loading import load_dataset_file, to_conversations
-
-    loaded = load_dataset_file(path)
-    conversations = to_conversations(
-        loaded,
-        merged_prompt=unescape_prompt(options.get("merged_prompt")),
-        output_column=options.get("output_column"),
-        system_prompt=options.get("system_prompt"),
-        conversation_extension=options.get("conversation_extension", 1),
-        random_state=options.get("random_state", 3407),
-        role_aliases=parse_role_aliases(options.get("role_aliases", ())),
-    )
-    return loaded, conversations

@@ -47,7 +47,7 @@ def quickstart(
     With no FOLDER it runs on the sample pack shipped with infuse; with a FOLDER of your
     documents (plus optional questions.jsonl / train.jsonl) it runs on yours.
     """
-    from infuse.eval.report import print_report
+    from infuse.cli.output import print_eval_report
     from infuse.quickstart import plan_quickstart, run_quickstart
 
     plan = plan_quickstart(
@@ -65,7 +65,7 @@ def quickstart(
     if as_json:
         print_json(results.to_dict())
         return
-    print_report(results)
+    print_eval_report(results)
     steps = results.meta["quickstart"]
     console.print(
         f"\nknowledge base {steps['knowledge_base_s']:.0f} s, fine-tune {steps['training_s']:.0f} s, "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
@@ -68,37 +70,23 @@ def _with_options(options):
 @click.command()
 @_with_options(_TRAIN_OPTIONS)
 @click.option("--resume", is_flag=True, help="Continue the run in --output from its newest checkpoint.")
+@click.option("--force", is_flag=True, help="Write into a non-empty --output folder that holds no run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(config_file, resume, as_json, quiet, **flags):
+def train(config_file, resume, force, as_json, quiet, **flags):
     """Fine-tune a LoRA adapter on your data."""
     from infuse.cli.options import unescape_prompt
-    from infuse.train.config import config_from_mapping, load_config_file
     from infuse.train.loop import train as run_training
-    from infuse.train.runs import CONFIG_FILE
+    from infuse.train.runs import resolve_run_config
 
-    values: dict = {}
-    output = flags.get("output")
-    if resume and output and (Path(output) / CONFIG_FILE).exists():
-        values.update(load_config_file(Path(output) / CONFIG_FILE))  # the run's own settings first
-    if config_file:
-        values.update(load_config_file(config_file))
-    values.update({key: value for key, value in flags.items() if value is not None})
-    if flags.get("merged_prompt") is not None:
-        values["merged_prompt"] = unescape_prompt(flags["merged_prompt"])
-    config = config_from_mapping(values, source=config_file or "command line").validate()
-    result = run_training(config, resume=resume, show_progress=not (quiet or as_json), console=err_console)
+    flags["merged_prompt"] = unescape_prompt(flags.get("merged_prompt"))
+    config = resolve_run_config(flags, config_file=config_file, resume=resume)
+    with training_progress(enabled=not (quiet or as_json)) as on_progress:
+        result = run_training(config, resume=resume, force=force, on_progress=on_progress)
     if result.rank != 0:  # several processes (torchrun): rank 0 speaks for the run
         return
-    payload = {
-        "run_dir": str(result.run_dir), "steps": result.steps, "final_loss": result.final_loss,
-        "eval_loss": result.eval_loss, "tokens_per_s": round(result.tokens_per_s, 1),
-        "trained_share": round(result.trained_share, 4), "device": result.device,
-        "dtype": result.dtype, "backend": result.backend, "warnings": result.warnings,
-        "distributed": result.distributed, "processes": result.world_size,
-    }
     if as_json:
-        print_json(payload)
+        print_json(result.to_dict())
         return
     where = f"{result.world_size} x {result.device} ({result.distributed}, " if result.world_size > 1 \
         else f"{result.device} ("
@@ -106,7 +94,29 @@ def train(config_file, resume, as_json, quiet, **flags):
                   f"final loss {result.final_loss:.4f}, {result.tokens_per_s:,.0f} tokens/s.")
     if result.eval_loss is not None:
         console.print(f"Eval loss {result.eval_loss:.4f}.")
-    console.print(f"Run folder: {result.run_dir} (adapter, config.toml, chat_template.jinja, metrics.jsonl, loss.png)")
+    console.print(f"Run folder: {result.run_dir} (adapter, run.json, config.toml, chat_template.jinja, "
+                  "metrics.jsonl, loss.png)")
+
+
+@contextmanager
+def training_progress(*, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """The `on_progress` of a run: the shared CLI bar (with the latest loss) and warnings on stderr.
+
+    Warnings always show, also under --quiet and --json.
+    """
+    from rich.markup import escape
+
+    from infuse.cli.progress import progress_bar
+
+    with progress_bar("train", enabled=enabled) as draw:
+        def on_progress(done: int, total: int, *, loss: float | None = None, warning: str | None = None,
+                        **_info: Any) -> None:
+            if warning:
+                err_console.print(f"[yellow]Warning:[/yellow] {escape(warning)}", highlight=False)
+                return
+            draw(done, total, **({"name": f"loss {loss:.4f}"} if loss is not None else {}))
+
+        yield on_progress
 
 
 @click.command()

@@ -3,7 +3,8 @@
 Public names (imported lazily, so `import infuse.data` stays cheap):
 `load_dataset_file`, `to_conversations`, `to_sharegpt`, `standardize_sharegpt`,
 `get_chat_template`, `render_conversation`, `encode_conversation`, `encode_conversations`,
-`train_on_responses_only`.
+`train_on_responses_only`, `convert_file` and `inspect_file` (the `infuse data convert` and
+`infuse data inspect` twins).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ _EXPORTS = {
     "render_conversation": "infuse.data.templates",
     "encode_conversation": "infuse.data.masking",
     "encode_conversations": "infuse.data.masking",
-    "train_on_responses_only": "infuse.data.masking",
+    "train_on_responses_only": "infuse.data.responses_only",
+    "convert_file": "infuse.data.convert",
+    "ConvertResult": "infuse.data.convert",
+    "inspect_file": "infuse.data.inspection",
+    "InspectReport": "infuse.data.inspection",
 }
 
 __all__ = list(_EXPORTS)  # noqa: PLE0604

@@ -11,14 +11,95 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infuse.errors import DataError
-from infuse.files import write_bytes_atomic
+from infuse.errors import ConfigError, DataError
+from infuse.files import check_writable_folder, remove_stale_temps, write_bytes_atomic
 
 TARGET_FORMATS = ("sharegpt", "messages", "alpaca", "openai-jsonl")
+OUTPUT_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 _SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
+
+
+@dataclass
+class ConvertResult:
+    """What `convert_file` read and wrote; `to_dict()` is `infuse data convert --json`."""
+
+    source: str
+    output: str
+    detected_format: str
+    format: str
+    rows: int  # rows written
+    source_rows: int  # conversations read
+    dropped_rows: list[int] = field(default_factory=list)  # left out: empty or null answer
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def convert_file(
+    source: str | Path,
+    destination: str | Path,
+    *,
+    target: str,
+    merged_prompt: str | None = None,
+    output_column: str | None = None,
+    system_prompt: str | None = None,
+    conversation_extension: int = 1,
+    random_state: int = 3407,
+    role_aliases: dict[str, str] | None = None,
+) -> ConvertResult:
+    """Convert dataset file `source` into `destination` in format `target` (the `data convert` twin).
+
+    Rows whose answer is empty or null are left out and counted (every row empty: DataError).
+    Refused before any work (ConfigError): an unknown format or output type, a size below 1,
+    an output that is the input, an output folder that cannot be written. Temporary files a
+    killed earlier convert left beside `destination` are removed.
+    """
+    from infuse.data.answers import describe_dropped, drop_unanswered
+    from infuse.data.loading import load_dataset_file, to_conversations
+
+    source, destination = Path(source), Path(destination)
+    check_output_path(destination, target)
+    if conversation_extension < 1:
+        raise ConfigError(f"conversation_extension={conversation_extension}: must be >= 1 (1 = off).")
+    if destination.exists() and source.exists() and destination.resolve() == source.resolve():
+        raise ConfigError(f"The output {destination} is the input file: converting would replace it. "
+                          "Give another output file.")
+    check_writable_folder(destination.parent, setting="output file")
+    remove_stale_temps(destination)
+    loaded = load_dataset_file(source)
+    conversations = to_conversations(
+        loaded, merged_prompt=merged_prompt, output_column=output_column, system_prompt=system_prompt,
+        conversation_extension=conversation_extension, random_state=random_state,
+        role_aliases=role_aliases,
+    )["conversations"]
+    kept, dropped = drop_unanswered(conversations, source=str(source))
+    rows = to_format_rows(kept, target)
+    write_rows(rows, destination, target)
+    return ConvertResult(
+        source=str(source), output=str(destination), detected_format=loaded.format, format=target,
+        rows=len(rows), source_rows=len(conversations), dropped_rows=dropped,
+        warnings=[describe_dropped(dropped, len(conversations))] if dropped else [],
+    )
+
+
+def check_output_path(path: Path, target: str) -> None:
+    """Refuse an unknown target format or an output type that cannot hold it (before any work)."""
+    if target not in TARGET_FORMATS:
+        raise ConfigError(f"Unknown target format '{target}'. Choose one of {', '.join(TARGET_FORMATS)}.")
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"{path}: unknown output type '{suffix}'. Use .jsonl, .json, .parquet or .csv.")
+    if target == "openai-jsonl" and suffix != ".jsonl":
+        raise ConfigError(f"{path}: openai-jsonl output must be a .jsonl file.")
+    if suffix == ".csv" and target != "alpaca":
+        raise ConfigError(f"{path}: CSV holds flat columns; use it with --to alpaca, or write .jsonl.")
+    if path.exists() and path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a file name for the output.")
 
 
 def to_format_rows(

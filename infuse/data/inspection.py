@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from infuse.models import DEFAULT_MODEL
+
 SHORT_ANSWER_CHARS = 3
 
 
@@ -42,8 +44,9 @@ class InspectReport:
     fully_masked: int
     trained_token_share: float
     duplicates: int
-    empty_answers: int
+    empty_answers: int  # no answer, or an empty or null one
     short_answers: int
+    missing_template_tokens: list[str] = field(default_factory=list)
     token_lengths: list[int] = field(repr=False, default_factory=list)
     samples: list[list[Segment]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -100,7 +103,9 @@ def inspect_conversations(
     histogram_png: Path | None = None,
 ) -> InspectReport:
     """Measure a list of role/content conversations under `tokenizer`'s chat template."""
+    from infuse.data.answers import unanswered_rows
     from infuse.data.masking import encode_conversations
+    from infuse.data.vocabulary import missing_special_tokens
 
     roles = Counter(turn["role"] for convo in conversations for turn in convo)
     turns = [len(convo) for convo in conversations]
@@ -116,7 +121,7 @@ def inspect_conversations(
     keys = [tuple((t["role"], t["content"].strip()) for t in convo) for convo in conversations]
     duplicates = len(keys) - len(set(keys))
     answers = [_answer_texts(convo) for convo in conversations]
-    empty_answers = sum(1 for texts in answers if not texts or any(not t.strip() for t in texts))
+    empty_answers = len(unanswered_rows(conversations))
     short_answers = sum(
         1
         for texts in answers
@@ -141,6 +146,7 @@ def inspect_conversations(
         empty_answers=empty_answers,
         short_answers=short_answers,
         token_lengths=lengths,
+        missing_template_tokens=missing_special_tokens(tokenizer, _template_text(tokenizer)),
     )
     for index in _sample_rows(len(conversations), n_samples):
         report.samples.append(
@@ -152,10 +158,74 @@ def inspect_conversations(
     return report
 
 
+def _template_text(tokenizer) -> str:
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return "\n".join(template.values()) if isinstance(template, dict) else template
+
+
+def inspect_file(
+    path: str | Path,
+    *,
+    model: str = DEFAULT_MODEL,
+    chat_template: str | None = None,
+    max_seq_len: int = 2048,
+    n_samples: int = 3,
+    histogram_png: str | Path | None = None,
+    merged_prompt: str | None = None,
+    output_column: str | None = None,
+    system_prompt: str | None = None,
+    conversation_extension: int = 1,
+    random_state: int = 3407,
+    role_aliases: dict[str, str] | None = None,
+) -> InspectReport:
+    """Load a dataset file and inspect it under `model`'s tokenizer (the `data inspect` twin).
+
+    The histogram PNG goes to `histogram_png`, by default next to the file as
+    `<name>.lengths.png`. Bad sizes and an unwritable PNG folder are refused (ConfigError)
+    before any work.
+    """
+    from infuse.data.loading import load_dataset_file, to_conversations
+    from infuse.errors import ConfigError
+    from infuse.files import check_writable_folder
+    from infuse.models import load_tokenizer
+
+    path = Path(path)
+    for name, value, least in (("max_seq_len", max_seq_len, 1), ("samples", n_samples, 0),
+                               ("conversation_extension", conversation_extension, 1)):
+        if value < least:
+            raise ConfigError(f"{name}={value}: must be >= {least}.")
+    plot = Path(histogram_png) if histogram_png else default_histogram_path(path)
+    check_writable_folder(plot.parent, setting="--plot path")
+    loaded = load_dataset_file(path)
+    conversations = to_conversations(
+        loaded, merged_prompt=merged_prompt, output_column=output_column, system_prompt=system_prompt,
+        conversation_extension=conversation_extension, random_state=random_state,
+        role_aliases=role_aliases,
+    )["conversations"]
+    tokenizer = load_tokenizer(model)
+    if chat_template:
+        from infuse.data.templates import get_chat_template
+
+        tokenizer = get_chat_template(tokenizer, chat_template)
+    return inspect_conversations(
+        conversations, tokenizer, path=str(loaded.path), data_format=loaded.format,
+        columns=loaded.columns, max_seq_len=max_seq_len, n_samples=n_samples, histogram_png=plot,
+    )
+
+
+def default_histogram_path(data_file: Path) -> Path:
+    """Where `data inspect` puts the length histogram: beside the data file."""
+    return data_file.with_name(data_file.stem + ".lengths.png")
+
+
 def _sample_rows(n_rows: int, n_samples: int) -> list[int]:
     """Evenly spread sample rows: first, middle, last."""
+    if n_samples <= 0:
+        return []
     if n_rows <= n_samples:
         return list(range(n_rows))
+    if n_samples == 1:
+        return [0]
     return sorted({round(i * (n_rows - 1) / (n_samples - 1)) for i in range(n_samples)})
 
 
@@ -186,9 +256,13 @@ def warnings_for(report: InspectReport) -> list[str]:
         )
     if report.empty_answers:
         found.append(
-            f"{report.empty_answers} rows have an empty answer: the model learns to say nothing. "
-            "Remove them or fill the answers."
+            f"{report.empty_answers} of {report.rows} rows have no answer (empty, null or missing): "
+            "`infuse train` and `infuse data convert` leave them out. Fill the answers to use them."
         )
+    if report.missing_template_tokens:
+        from infuse.data.vocabulary import missing_tokens_message
+
+        found.append(missing_tokens_message(report.missing_template_tokens, None))
     if report.short_answers:
         found.append(
             f"{report.short_answers} rows have answers under {SHORT_ANSWER_CHARS} characters; "
@@ -222,8 +296,9 @@ def write_histogram_png(lengths: list[int], max_seq_len: int, path: Path) -> Pat
     axes.set_xlabel("tokens per conversation (chat template applied)")
     axes.set_ylabel("rows")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    from infuse.files import write_atomic
+
+    write_atomic(path, lambda temp: figure.savefig(temp, format="png"))
     plt.close(figure)
     return path
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from infuse.data.sharegpt import column_values, standardize_sharegpt, to_sharegpt
 from infuse.errors import ColumnError, DataError
+from infuse.files import parse_jsonl
 
 FORMATS = ("alpaca", "sharegpt", "messages", "columns")
 ALPACA_PROMPT = "{instruction}[[\n\n{input}]]"
@@ -51,22 +52,7 @@ def _read_text(path: Path) -> str:
 
 
 def _rows_from_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"{path}, line {number}: malformed JSON ({error.msg} at column {error.colno})."
-            ) from None
-        if not isinstance(row, dict):
-            raise DataError(
-                f"{path}, line {number}: expected a JSON object per line, got {type(row).__name__}."
-            )
-        rows.append(row)
-    return rows
+    return [row for _number, row in parse_jsonl(text, path)]
 
 
 def _rows_from_json(path: Path, text: str) -> list[dict[str, Any]]:
@@ -252,6 +238,7 @@ def to_conversations(
                 f"{loaded.path}: free-form columns ({', '.join(loaded.columns)}); say how to build "
                 "a conversation with --merged-prompt '...{column}...' and --output-column NAME."
             )
+        _check_text_columns(loaded.path, dataset, output_column)
         sharegpt = to_sharegpt(
             dataset,
             merged_prompt=merged_prompt,
@@ -269,6 +256,20 @@ def to_conversations(
             for convo in conversations
         ]
     return Dataset.from_dict({"conversations": conversations})
+
+
+def _check_text_columns(path: Path, dataset, column: str) -> None:
+    """The answer column must hold text (or numbers, or nothing): an object or a list would be
+    trained as its Python spelling. Names the first row that is not (1-based)."""
+    if column not in dataset.column_names:
+        return  # to_sharegpt names the missing column
+    for row, value in enumerate(column_values(dataset, column), start=1):
+        if isinstance(value, (dict, list)):
+            raise DataError(
+                f"{path}, row {row}: the answer column {column!r} holds a "
+                f"{'JSON object' if isinstance(value, dict) else 'list'}, not text. Give text "
+                "answers (or choose another column with --output-column)."
+            )
 
 
 def _needs_role_mapping(dataset) -> bool:

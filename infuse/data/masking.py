@@ -460,15 +460,3 @@ def masked_share(labels: Iterable[Sequence[int]] | Sequence[int]) -> float:
         rows = [rows]
     return summarize_labels(rows).masked_share
 
-
-def train_on_responses_only(
-    trainer_or_dataset: Any,
-    instruction_part: str | None = None,
-    response_part: str | None = None,
-    tokenizer: Any = None,
-    **options: Any,
-) -> Any:
-    """Unsloth-compatible response-only labels for tokenised data; see `infuse.data.responses_only`."""
-    from infuse.data.responses_only import train_on_responses_only as mask
-
-    return mask(trainer_or_dataset, instruction_part, response_part, tokenizer, **options)

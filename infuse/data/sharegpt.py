@@ -175,7 +175,10 @@ def to_sharegpt(
         else column_values(dataset, output_column_name)
     )
     orders = _extension_orders(n_rows, conversation_extension, random_state)
-    conversations = _pair_conversations(merged, [str(value) for value in outputs], orders)
+    # A null answer is an empty one (dropped by train/convert, counted by inspect), never "None".
+    conversations = _pair_conversations(
+        merged, ["" if value is None else str(value) for value in outputs], orders
+    )
 
     if remove_unused_columns:
         return Dataset(pa_table({"conversations": conversations}))

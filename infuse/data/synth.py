@@ -1,6 +1,6 @@
 """Turn documents into question/answer pairs with a chat model, so documents alone can train.
 
-Each document is cut into chunks (at headings and blank lines, within a character budget);
+Documents are read by the knowledge base's reader and cut by its chunker (`infuse.knowledge`);
 the model is asked for N pairs per chunk in a fixed `Q: ... / A: ...` format; every pair is
 parsed, validated (a real question, a short answer), kept only when its answer is *grounded*
 (found word for word in the chunk), deduplicated, and split into train and held-out rows.
@@ -15,15 +15,15 @@ import json
 import random
 import re
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infuse.errors import ConfigError, DataError
 from infuse.files import write_text_atomic
-
-TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
+from infuse.knowledge.documents import Document
+from infuse.knowledge.reading import ReadResult
 
 SYNTH_SYSTEM = (
     "You write quiz questions about a document. Each question must be answerable from the text "
@@ -69,51 +69,34 @@ class SynthResult:
     chunks: int = 0
 
 
-def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
-    """Read text/markdown files (folders are searched) as (file name, text) pairs.
+def read_documents(paths: Iterable[str | Path]) -> ReadResult:
+    """Read files and folders with the knowledge base's reader (`infuse.knowledge.read_paths`:
+    text, Markdown, HTML, PDF, DOCX, man pages ...). Files that cannot be read are in
+    `.skipped` with the reason.
 
-    Raises DataError for a missing path, a non-UTF-8 file, or when nothing was found.
+    Raises DataError for a path that does not exist, or when no document has text.
     """
-    documents = []
+    from infuse.knowledge.reading import read_paths
+
+    paths = list(paths)
     for path in map(Path, paths):
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES)
-        elif path.is_file():
-            files = [path]
-        else:
+        if not path.exists() and not any(char in str(path) for char in "*?["):
             raise DataError(f"Knowledge path {path} does not exist.")
-        for file in files:
-            try:
-                text = file.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                raise DataError(f"{file} is not UTF-8 text; convert it to text or markdown first.") from None
-            if text.strip():
-                documents.append((file.name, text))
-    if not documents:
-        raise DataError(f"No text found in {', '.join(map(str, paths))} ({', '.join(TEXT_SUFFIXES)} files).")
-    return documents
+    result = read_paths(paths)
+    if not result.documents:
+        reasons = "; ".join(item["reason"] for item in result.skipped[:3])
+        raise DataError(
+            f"No text found in {', '.join(map(str, paths))}" + (f" ({reasons})" if reasons else "") + "."
+        )
+    return result
 
 
-def split_into_chunks(text: str, max_chars: int = 1500) -> list[str]:
-    """Cut text at headings and blank lines into chunks of at most `max_chars` (a longer
-    paragraph stays whole)."""
-    blocks = [b.strip() for b in re.split(r"\n\s*\n|\n(?=#{1,6} )", text) if b.strip()]
-    chunks: list[str] = []
-    current = ""
+def document_chunks(document: Document, max_tokens: int = 300) -> list[str]:
+    """A document cut into passages to write questions about: the knowledge base's chunker,
+    without overlap (overlapping passages would yield the same question twice)."""
+    from infuse.knowledge.chunking import chunk_document
 
-    def only_headings(part: str) -> bool:
-        return all(line.startswith("#") for line in part.splitlines())
-
-    for block in blocks:
-        too_long = len(current) + len(block) + 2 > max_chars
-        new_section = block.startswith("#") and len(current) > max_chars // 3
-        if current and not only_headings(current) and (too_long or new_section):
-            chunks.append(current)
-            current = ""
-        current = f"{current}\n\n{block}" if current else block
-    if current:
-        chunks.append(current)
-    return chunks
+    return [chunk.text for chunk in chunk_document(document, max_tokens=max_tokens, overlap_tokens=0)]
 
 
 _PAIR = re.compile(
@@ -156,28 +139,35 @@ def validate_pair(question: str, answer: str, chunk: str, *, max_answer_words: i
 
 
 def synthesize_qa(
-    documents: list[tuple[str, str]],
+    documents: Sequence[Document | tuple[str, str]],
     chat_model,
     *,
     per_chunk: int = 3,
     holdout: float = 0.2,
     seed: int = 0,
-    max_chunk_chars: int = 1500,
+    max_chunk_tokens: int = 300,
     max_answer_words: int = 12,
     max_new_tokens: int = 384,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> SynthResult:
     """Generate, validate, dedupe and split question/answer pairs for `documents`.
 
-    `documents` are (source name, text) pairs; `chat_model` is any infuse ChatModel.
+    `documents` are `Document`s (from `read_documents`) or (source name, text) pairs;
+    `chat_model` is any infuse ChatModel.
     `on_chunk(done, total)` reports progress. Raises ConfigError for bad settings.
     """
     if per_chunk < 1:
         raise ConfigError(f"per_chunk={per_chunk}: ask for at least 1 pair per chunk.")
     if not 0.0 <= holdout < 1.0:
         raise ConfigError(f"holdout={holdout}: give a fraction from 0 up to (not including) 1.")
-    work = [(source, index, chunk) for source, text in documents
-            for index, chunk in enumerate(split_into_chunks(text, max_chunk_chars))]
+    work = []
+    for document in documents:
+        if not isinstance(document, Document):
+            name, text = document
+            document = Document(text=text, source=name)
+        source = Path(document.source).name or document.source
+        work += [(source, index, chunk)
+                 for index, chunk in enumerate(document_chunks(document, max_chunk_tokens))]
     result = SynthResult(chunks=len(work))
     kept: list[QAPair] = []
     seen: set[str] = set()

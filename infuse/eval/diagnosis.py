@@ -11,13 +11,15 @@ from typing import Any
 
 from infuse.eval.methods import DOES_NOT_FIT
 from infuse.eval.results import EvalResults
-from infuse.eval.runinfo import RunInfo
+from infuse.train.runs import RunRecord
 
 BAD_ACCURACY = 0.5  # below this a method's results count as bad
 BASE_ALREADY_KNOWS = 0.6  # the base model alone at or above this: little to learn
 LOW_CONTEXT_RECALL = 0.7
 MASKED_FRACTION = 0.05  # fewer supervised tokens than this: almost everything is masked
 OVERFIT_RISE = 1.05  # eval loss this much above its best, at the end
+HIGH_HALLUCINATION = 0.2  # unanswerable questions answered anyway, above this share
+HIGH_WRONG_DECLINES = 0.2  # answerable questions declined, above this share
 
 
 @dataclass
@@ -46,11 +48,11 @@ def recommended_examples(model_parameters: int) -> int:
     return 1000
 
 
-def check_too_little_data(results: EvalResults, run: RunInfo | None) -> Finding | None:
+def check_too_little_data(results: EvalResults, run: RunRecord | None) -> Finding | None:
     """Fires when the adapter scores badly and it saw fewer examples than its model size needs."""
     if run is None:
         return None
-    examples, params = run.fact("train_examples"), run.fact("model_parameters")
+    examples, params = run.train_examples, run.model_parameters
     bad = [m for m in _fine_tuned(results) if m.accuracy < BAD_ACCURACY]
     if examples is None or params is None or not bad:
         return None
@@ -68,7 +70,7 @@ def check_too_little_data(results: EvalResults, run: RunInfo | None) -> Finding 
     )
 
 
-def check_overfitting(results: EvalResults, run: RunInfo | None) -> Finding | None:
+def check_overfitting(results: EvalResults, run: RunRecord | None) -> Finding | None:
     """Fires when eval loss rose past its best while train loss kept falling."""
     if run is None:
         return None
@@ -101,11 +103,11 @@ def check_overfitting(results: EvalResults, run: RunInfo | None) -> Finding | No
     )
 
 
-def check_labels_masked(results: EvalResults, run: RunInfo | None) -> Finding | None:
+def check_labels_masked(results: EvalResults, run: RunRecord | None) -> Finding | None:
     """Fires when almost no tokens carried a label, so training learned (almost) nothing."""
     if run is None:
         return None
-    fraction = run.fact("supervised_token_fraction")
+    fraction = run.supervised_token_fraction
     if fraction is None or float(fraction) >= MASKED_FRACTION:
         return None
     return Finding(
@@ -123,7 +125,7 @@ def _squash(template: str) -> str:
     return "".join(template.split())
 
 
-def check_template_mismatch(results: EvalResults, run: RunInfo | None) -> Finding | None:
+def check_template_mismatch(results: EvalResults, run: RunRecord | None) -> Finding | None:
     """Fires when the adapter was trained with one chat template and evaluated with another."""
     for method in _fine_tuned(results):
         trained = method.facts.get("train_chat_template") or (run.chat_template if run else None)
@@ -140,7 +142,7 @@ def check_template_mismatch(results: EvalResults, run: RunInfo | None) -> Findin
     return None
 
 
-def check_retrieval_miss(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_retrieval_miss(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when a retrieval method is wrong mostly because the passages lacked the answer."""
     for method in results.methods:
         if method.context_recall is None or method.context_recall >= LOW_CONTEXT_RECALL:
@@ -168,7 +170,7 @@ def check_retrieval_miss(results: EvalResults, run: RunInfo | None = None) -> Fi
     return None
 
 
-def check_generation_miss(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_generation_miss(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when retrieval found the answer but the model still answered wrong, often."""
     for method in results.methods:
         if method.context_recall is None or method.context_recall < LOW_CONTEXT_RECALL:
@@ -190,7 +192,7 @@ def check_generation_miss(results: EvalResults, run: RunInfo | None = None) -> F
     return None
 
 
-def check_cag_does_not_fit(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_cag_does_not_fit(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when CAG was skipped because the knowledge is longer than the context window."""
     for skip in results.skipped:
         if skip.code == DOES_NOT_FIT:
@@ -204,7 +206,7 @@ def check_cag_does_not_fit(results: EvalResults, run: RunInfo | None = None) -> 
     return None
 
 
-def check_base_already_answers(results: EvalResults, run: RunInfo | None = None) -> Finding | None:
+def check_base_already_answers(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
     """Fires when the base model alone already answers most questions (nothing to learn)."""
     base = results.method("base")
     if base is None or base.accuracy < BASE_ALREADY_KNOWS:
@@ -219,6 +221,42 @@ def check_base_already_answers(results: EvalResults, run: RunInfo | None = None)
     )
 
 
+def check_hallucination(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
+    """Fires when methods answer questions the knowledge cannot answer (they make things up)."""
+    offenders = [m for m in results.methods if m.name != "base"  # the base knows nothing here
+                 and m.hallucination_rate is not None and m.hallucination_rate > HIGH_HALLUCINATION]
+    if not offenders:
+        return None
+    unanswerable = sum(1 for q in results.questions if not q.answerable)
+    named = ", ".join(f"{m.name} {m.hallucination_rate:.0%}" for m in offenders)
+    return Finding(
+        "hallucination",
+        "Answers made up for questions the knowledge cannot answer",
+        f"Of the {unanswerable} questions your knowledge does not answer, these methods answered "
+        f"anyway instead of declining: {named}. Do not trust their answers blindly. Prefer a method "
+        "that declines from evidence (RAG with its relevance threshold and grounding check), raise "
+        "`--min-similarity`, or use a stronger model (`--model`/`--base-url`).",
+        {"methods": {m.name: m.hallucination_rate for m in offenders}, "unanswerable": unanswerable},
+    )
+
+
+def check_wrong_declines(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
+    """Fires when a method declines questions its knowledge does answer."""
+    offenders = [m for m in results.methods if m.name != "base"
+                 and m.wrong_decline_rate is not None and m.wrong_decline_rate > HIGH_WRONG_DECLINES]
+    if not offenders:
+        return None
+    named = ", ".join(f"{m.name} {m.wrong_decline_rate:.0%}" for m in offenders)
+    return Finding(
+        "wrong_declines",
+        "Declining questions the knowledge answers",
+        f"These methods said they had no answer to answerable questions: {named}. If retrieval "
+        "found the passage (see 'retrieved'), the thresholds are too strict: lower "
+        "`--min-similarity`; otherwise the knowledge base is missing the source.",
+        {"methods": {m.name: m.wrong_decline_rate for m in offenders}},
+    )
+
+
 CHECKS = (
     check_base_already_answers,
     check_too_little_data,
@@ -228,9 +266,11 @@ CHECKS = (
     check_retrieval_miss,
     check_generation_miss,
     check_cag_does_not_fit,
+    check_hallucination,
+    check_wrong_declines,
 )
 
 
-def diagnose(results: EvalResults, run: RunInfo | None = None) -> list[Finding]:
+def diagnose(results: EvalResults, run: RunRecord | None = None) -> list[Finding]:
     """Run every check; return the findings that fired, in a fixed order."""
     return [finding for check in CHECKS if (finding := check(results, run)) is not None]

@@ -3,6 +3,9 @@
 Accepted rows (the first match wins):
 
     {"question": ..., "answer": ..., "aliases": [...], "source": "file.md", "id": ..., "tags": [...]}
+    {"question": ..., "answer": null}  or  {"question": ..., "unanswerable": true}
+                                        (the knowledge does not hold the answer: the right reply
+                                         is to decline, and answering anyway is a hallucination)
     {"instruction": ..., "input": ..., "output": ...}               (Alpaca)
     {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]} (last user/assistant turn)
 """
@@ -23,15 +26,20 @@ class EvalQuestion:
 
     id: str
     question: str
-    answer: str
+    answer: str | None  # None: unanswerable from the knowledge (declining is right)
     aliases: list[str] = field(default_factory=list)
     source: str | None = None
     tags: list[str] = field(default_factory=list)
 
     @property
+    def answerable(self) -> bool:
+        """False when the knowledge does not hold the answer (the right reply declines)."""
+        return self.answer is not None
+
+    @property
     def references(self) -> list[str]:
-        """The reference answer followed by its accepted aliases."""
-        return [self.answer, *self.aliases]
+        """The reference answer followed by its accepted aliases (empty when unanswerable)."""
+        return [self.answer, *self.aliases] if self.answer is not None else []
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,8 +72,12 @@ def question_from_row(row: dict[str, Any], where: str, default_id: str) -> EvalQ
     """Turn one parsed row into an EvalQuestion; raise DataError naming `where` when unusable."""
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}.")
+    unanswerable = row.get("unanswerable", False)
+    if not isinstance(unanswerable, bool):
+        raise DataError(f"{where}: 'unanswerable' must be true or false, not {unanswerable!r}.")
     if "question" in row or "answer" in row:
         question, answer = row.get("question"), row.get("answer")
+        unanswerable = unanswerable or ("answer" in row and answer is None)
     elif "instruction" in row:
         question = row.get("instruction")
         if row.get("input"):
@@ -80,8 +92,17 @@ def question_from_row(row: dict[str, Any], where: str, default_id: str) -> EvalQ
         )
     if not isinstance(question, str) or not question.strip():
         raise DataError(f"{where}: 'question' is empty or not text.")
-    if not isinstance(answer, (str, int, float)) or not str(answer).strip():
-        raise DataError(f"{where}: the reference answer is empty; every question needs one.")
+    if unanswerable:
+        if answer is not None and str(answer).strip():
+            raise DataError(
+                f"{where}: marked unanswerable but has the answer {answer!r}; remove one of the two."
+            )
+        answer = None
+    elif not isinstance(answer, (str, int, float)) or not str(answer).strip():
+        raise DataError(
+            f"{where}: the reference answer is empty. Give one, or mark a question the knowledge "
+            'cannot answer with "answer": null.'
+        )
     aliases = row.get("aliases") or []
     tags = row.get("tags") or []
     if not isinstance(aliases, list) or not isinstance(tags, list):
@@ -89,7 +110,7 @@ def question_from_row(row: dict[str, Any], where: str, default_id: str) -> EvalQ
     return EvalQuestion(
         id=str(row.get("id") or default_id),
         question=question.strip(),
-        answer=str(answer).strip(),
+        answer=None if answer is None else str(answer).strip(),
         aliases=[str(a) for a in aliases],
         source=str(row["source"]) if row.get("source") else None,
         tags=[str(t) for t in tags],
@@ -106,9 +127,9 @@ def load_questions(
     path = Path(path)
     if not path.exists():
         raise DataError(f"Question file {path} does not exist.")
-    text = path.read_text(encoding="utf-8")
     rows: list[tuple[str, Any]] = []
     if path.suffix == ".json":
+        text = path.read_text(encoding="utf-8")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -117,16 +138,9 @@ def load_questions(
             raise DataError(f"{path}: expected a JSON list of question objects.")
         rows = [(f"{path} item {i + 1}", row) for i, row in enumerate(data)]
     else:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((f"{path} line {number}", json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    f"{path} line {number}: not valid JSON ({error.msg}). "
-                    "Each line must be one JSON object."
-                ) from None
+        from infuse.files import read_jsonl
+
+        rows = [(f"{path}, line {number}", row) for number, row in read_jsonl(path, objects=False)]
     questions: list[EvalQuestion] = []
     seen: dict[str, str] = {}
     for index, (where, row) in enumerate(rows):

@@ -33,9 +33,13 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("name", "method", str),
     ("questions", "n", str),
     ("accuracy", "accuracy", _percent),
-    ("exact_match", "EM", _percent),
     ("f1", "F1", _percent),
+    ("accuracy_interval", "95% interval", lambda v: "–" if not v else f"{v[0] * 100:.0f}–{v[1] * 100:.0f}%"),
+    ("short_match", "short EM", _percent),
     ("no_answer_rate", "no answer", _percent),
+    ("hallucination_rate", "hallucinated", _percent),
+    ("wrong_decline_rate", "wrong declines", _percent),
+    ("retrieval_recall", "retrieved", _percent),
     ("context_recall", "in context", _percent),
     ("judge_mean", "judge", _number),
     ("ttft_mean_s", "TTFT s", _seconds),
@@ -46,7 +50,10 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("losses", "losses", str),
 ]
 # Shown only when some method has a value (a run without a judge has no judge column).
-OPTIONAL_COLUMNS = {"context_recall", "judge_mean", "ttft_mean_s", "setup_s", "training_s"}
+OPTIONAL_COLUMNS = {
+    "context_recall", "judge_mean", "ttft_mean_s", "setup_s", "training_s", "accuracy_interval",
+    "hallucination_rate", "wrong_decline_rate", "retrieval_recall", "short_match",
+}
 
 
 def format_cell(summary: MethodSummary | dict[str, Any], key: str) -> str:
@@ -87,23 +94,6 @@ def render_table(results: EvalResults):
     return table
 
 
-def print_report(results: EvalResults, console=None) -> None:
-    """Print the table, the skipped methods and the diagnosis to the terminal."""
-    from rich.console import Console
-
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a pipe or a log file: don't squeeze numbers into 80 columns
-            console = Console(width=160)
-    console.print(render_table(results))
-    for skip in results.skipped:
-        console.print(f"[yellow]skipped[/] {skip.name}: {skip.reason}", highlight=False)
-    if results.findings:
-        console.print("\n[bold]Diagnosis[/]")
-        for finding in results.findings:
-            console.print(f"[bold]- {finding['title']}.[/] {finding['message']}", highlight=False)
-
-
 def _table_html(headers: list[str], rows: list[list[str]], css_class: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
@@ -118,13 +108,17 @@ def _per_question_html(results: EvalResults) -> str:
     headers = ["id", "question", "reference", *names]
     rows = []
     for question in results.questions:
-        row = [question.id, question.question, question.answer]
+        row = [question.id, question.question,
+               question.answer if question.answerable else "(unanswerable: decline)"]
         for name in names:
             result = cell.get((question.id, name))
             if result is None:
                 row.append("")
                 continue
-            mark = "no answer" if result.no_answer else ("right" if result.correct else "wrong")
+            if not result.answerable:
+                mark = "declined, right" if result.correct else "hallucinated"
+            else:
+                mark = "no answer" if result.no_answer else ("right" if result.correct else "wrong")
             row.append(f"[{mark}] {result.answer}" + (f" (error: {result.error})" if result.error else ""))
         rows.append(row)
     return _table_html(headers, rows, "questions")
@@ -136,6 +130,7 @@ table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 th,td{border:1px solid #cbd5e0;padding:.3rem .5rem;text-align:right;vertical-align:top}
 th:first-child,td:first-child{text-align:left}
 table.questions td{text-align:left;max-width:260px}
+.verdict{background:#f0fff4;border-left:4px solid #38a169;padding:.5rem 1rem}
 .finding{background:#fffaf0;border-left:4px solid #dd6b20;padding:.5rem 1rem;margin:.5rem 0}
 .skip{color:#975a16}
 figure{margin:1rem 0} svg{max-width:100%;height:auto}
@@ -156,6 +151,16 @@ def render_html(results: EvalResults) -> str:
            if results.reference_method else "") + ".</p>",
         '<h2>Results</h2><div id="summary">', _table_html(headers, rows, "summary"), "</div>",
     ]
+    if results.recommendation.get("text"):
+        parts.append(f"<p class='verdict' id='recommendation'><b>Recommendation:</b> "
+                     f"{html.escape(results.recommendation['text'])}</p>")
+    if results.comparisons:
+        parts.append("<h2>Differences (paired, 95% interval)</h2>")
+        parts.append(_table_html(["methods", "difference", "interval", "distinguishable"], [
+            [f"{c['first']} − {c['second']}", f"{c['difference'] * 100:+.1f}",
+             f"{c['low'] * 100:+.1f} to {c['high'] * 100:+.1f}", "yes" if c["distinguishable"] else "no"]
+            for c in results.comparisons
+        ], "comparisons"))
     if results.skipped:
         parts.append("<h2>Skipped</h2><ul>")
         parts += [f"<li class='skip'><b>{html.escape(s.name)}</b>: {html.escape(s.reason)}</li>"

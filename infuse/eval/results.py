@@ -23,7 +23,7 @@ class QuestionResult:
     answer: str
     exact_match: float
     f1: float
-    correct: float  # the reference appears in the answer (the headline accuracy)
+    correct: float  # answerable: holds the reference and no other value; unanswerable: declined
     no_answer: bool
     total_s: float
     time_to_first_token_s: float | None = None
@@ -32,6 +32,20 @@ class QuestionResult:
     judge_score: int | None = None
     cited_sources: list[str] = field(default_factory=list)
     error: str | None = None
+    answerable: bool = True
+    short_match: float = 0.0  # the answer's leading clause equals a reference
+    contradiction: bool = False  # holds the reference and also another value of its kind
+    retrieval_hit: bool | None = None  # a passage given to the model holds the answer (None: none given)
+
+    @property
+    def hallucinated(self) -> bool:
+        """An unanswerable question answered anyway (an error is not an answer)."""
+        return not self.answerable and not self.no_answer and not self.error
+
+    @property
+    def wrong_decline(self) -> bool:
+        """An answerable question declined."""
+        return self.answerable and self.no_answer
 
 
 @dataclass
@@ -47,6 +61,11 @@ class MethodSummary:
     total_mean_s: float
     total_p50_s: float
     ttft_mean_s: float | None = None
+    hallucination_rate: float | None = None  # of the unanswerable questions, share answered anyway
+    wrong_decline_rate: float | None = None  # of the answerable questions, share declined
+    short_match: float | None = None
+    accuracy_interval: list[float] | None = None  # 95% paired-bootstrap interval
+    retrieval_recall: float | None = None  # passages given to the model held the answer
     context_recall: float | None = None
     source_recall: float | None = None
     judge_mean: float | None = None
@@ -72,6 +91,9 @@ def summarize_method(
     """Average one method's question results (rates in 0..1, times in seconds, 4 decimals)."""
     facts = dict(facts or {})
     contexts = [float(r.context_hit) for r in rows if r.context_hit is not None]
+    retrieved = [float(r.retrieval_hit) for r in rows if r.retrieval_hit is not None]
+    unanswerable = [r for r in rows if not r.answerable]
+    answerable = [r for r in rows if r.answerable]
     sources = [float(r.source_hit) for r in rows if r.source_hit is not None]
     judged = [float(r.judge_score) for r in rows if r.judge_score is not None]
     ttfts = [r.time_to_first_token_s for r in rows if r.time_to_first_token_s is not None]
@@ -87,6 +109,10 @@ def summarize_method(
         total_mean_s=_mean(totals) or 0.0,
         total_p50_s=round(statistics.median(totals), 4) if totals else 0.0,
         ttft_mean_s=_mean(ttfts),
+        hallucination_rate=_mean([float(r.hallucinated) for r in unanswerable]),
+        wrong_decline_rate=_mean([float(r.wrong_decline) for r in answerable]),
+        short_match=_mean([r.short_match for r in answerable]),
+        retrieval_recall=_mean(retrieved),
         context_recall=_mean(contexts),
         source_recall=_mean(sources),
         judge_mean=_mean(judged),
@@ -109,6 +135,8 @@ class EvalResults:
     findings: list[dict[str, Any]] = field(default_factory=list)
     training_curve: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # paired differences
+    recommendation: dict[str, Any] = field(default_factory=dict)
 
     def method(self, name: str) -> MethodSummary | None:
         """The summary of method `name`, or None when it did not run."""
@@ -128,6 +156,8 @@ class EvalResults:
             "questions": [q.to_dict() for q in self.questions],
             "per_question": [asdict(r) for r in self.per_question],
             "training_curve": list(self.training_curve),
+            "comparisons": list(self.comparisons),
+            "recommendation": dict(self.recommendation),
         }
 
     @classmethod
@@ -142,4 +172,6 @@ class EvalResults:
             findings=list(payload.get("findings", [])),
             training_curve=list(payload.get("training_curve", [])),
             meta=dict(payload.get("meta", {})),
+            comparisons=list(payload.get("comparisons", [])),
+            recommendation=dict(payload.get("recommendation", {})),
         )

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Sequence
 from pathlib import PurePath
 from typing import Any
 
@@ -30,27 +29,45 @@ def score_answer(
     total_s: float,
     judge=None,
 ) -> QuestionResult:
-    """Score one Answer against the question's references (and grade it when a judge is given)."""
+    """Score one Answer against the question's references (and grade it when a judge is given).
+
+    An answerable question is right when the answer holds a reference and states no other
+    value of its kind; an unanswerable one is right when the method declined.
+    """
     refs = question.references
     cited = [c.source for c in answer.citations]
-    context_hit = source_hit = None
+    context_hit = source_hit = retrieval_hit = None
     texts = [c.text for c in answer.citations if c.text]
-    if texts:
+    given = [p.get("text", "") for p in answer.facts.get("passages", []) if isinstance(p, dict)]
+    if texts and refs:
         context_hit = scoring.answer_in_context(texts, refs)
+    if any(given) and refs:
+        retrieval_hit = scoring.answer_in_context(given, refs)
     if cited and question.source:
         source_hit = any(_same_source(s, question.source) for s in cited)
     no_answer = bool(answer.no_answer) or scoring.is_no_answer(answer.text)
     judge_score = None
-    if judge is not None:
+    if judge is not None and refs:
         judge_score = scoring.judge_answer(judge, question.question, refs, answer.text).score
+    contradiction = bool(refs) and scoring.contradicts(answer.text, refs, question.question)
+    if not question.answerable:
+        correct = float(no_answer)
+    elif no_answer or contradiction:
+        correct = 0.0
+    else:
+        correct = scoring.contains_answer(answer.text, refs)
     return QuestionResult(
         question_id=question.id,
         method=answer.method,
         answer=answer.text,
-        exact_match=scoring.exact_match(answer.text, refs),
-        f1=round(scoring.token_f1(answer.text, refs), 4),
-        correct=0.0 if no_answer else scoring.contains_answer(answer.text, refs),
+        exact_match=scoring.exact_match(answer.text, refs) if refs else float(no_answer),
+        f1=round(scoring.token_f1(answer.text, refs), 4) if refs else float(no_answer),
+        correct=correct,
         no_answer=no_answer,
+        answerable=question.answerable,
+        short_match=scoring.short_answer_match(answer.text, refs) if refs else 0.0,
+        contradiction=contradiction,
+        retrieval_hit=retrieval_hit,
         total_s=round(total_s, 4),
         time_to_first_token_s=(
             round(answer.timings["time_to_first_token_s"], 4)
@@ -65,22 +82,10 @@ def score_answer(
 
 
 def _failed_result(question: EvalQuestion, method: str, error: Exception, total_s: float) -> QuestionResult:
+    # An error is never a decline: it counts wrong on every kind of question.
     return QuestionResult(
         question_id=question.id, method=method, answer="", exact_match=0.0, f1=0.0, correct=0.0,
-        no_answer=True, total_s=round(total_s, 4), error=str(error),
-    )
-
-
-def _progress(enabled: bool, total: int):
-    if not enabled:
-        return nullcontext(None)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    # stderr: stdout stays clean for `--json`
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+        no_answer=False, total_s=round(total_s, 4), error=str(error), answerable=question.answerable,
     )
 
 
@@ -91,7 +96,7 @@ def run_eval(
     skipped: Sequence[SkippedMethod] = (),
     judge=None,
     reference_method: str | None = None,
-    progress: bool = True,
+    on_progress: Callable[..., None] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> EvalResults:
     """Ask every method every question; return scores, timings, wins/losses and skips.
@@ -99,48 +104,53 @@ def run_eval(
     A method whose `setup()` fails becomes a skip with the error as its reason; an InfuseError
     on one question is recorded on that question (scored wrong) and the run goes on.
     `reference_method` (default: "base" when present, else the first method) is what wins
-    and losses are counted against.
+    and losses are counted against. `on_progress(done, total, method=name)` is called after
+    each answer (and once per method as it starts).
     """
     questions = list(questions)
     skips = list(skipped)
     summaries, per_question = [], []
-    with _progress(progress, len(questions) * len(methods)) as bar:
-        task = bar.add_task("eval", total=len(questions) * len(methods)) if bar else None
-        for method in methods:
-            if bar:
-                bar.update(task, description=f"eval {method.name}")
-            setup_s = None
-            if hasattr(method, "setup"):
-                started = time.perf_counter()
-                try:
-                    method.setup()
-                except SkipMethod as skip:
-                    skips.append(skip.skip)
-                    if bar:
-                        bar.advance(task, len(questions))
-                    continue
-                except Exception as error:  # one broken method must not sink the comparison
-                    skips.append(SkippedMethod(method.name, f"setup failed: {error}", FAILED))
-                    if bar:
-                        bar.advance(task, len(questions))
-                    continue
-                setup_s = time.perf_counter() - started
-            rows = []
-            for question in questions:
-                started = time.perf_counter()
-                try:
-                    answer = method.answer(question.question)
-                    elapsed = time.perf_counter() - started
-                    answer.method = method.name
-                    rows.append(score_answer(question, answer, total_s=elapsed, judge=judge))
-                except InfuseError as error:
-                    rows.append(_failed_result(question, method.name, error, time.perf_counter() - started))
-                if bar:
-                    bar.advance(task)
-            per_question.extend(rows)
-            summaries.append(
-                summarize_method(method.name, rows, setup_s=setup_s, facts=getattr(method, "facts", None))
-            )
+    total = len(questions) * len(methods)
+    done = 0
+
+    def report(method_name: str) -> None:
+        if on_progress is not None:
+            on_progress(done, total, method=method_name)
+
+    for method in methods:
+        report(method.name)
+        setup_s = None
+        if hasattr(method, "setup"):
+            started = time.perf_counter()
+            try:
+                method.setup()
+            except SkipMethod as skip:
+                skips.append(skip.skip)
+                done += len(questions)
+                report(method.name)
+                continue
+            except Exception as error:  # one broken method must not sink the comparison
+                skips.append(SkippedMethod(method.name, f"setup failed: {error}", FAILED))
+                done += len(questions)
+                report(method.name)
+                continue
+            setup_s = time.perf_counter() - started
+        rows = []
+        for question in questions:
+            started = time.perf_counter()
+            try:
+                answer = method.answer(question.question)
+                elapsed = time.perf_counter() - started
+                answer.method = method.name
+                rows.append(score_answer(question, answer, total_s=elapsed, judge=judge))
+            except InfuseError as error:
+                rows.append(_failed_result(question, method.name, error, time.perf_counter() - started))
+            done += 1
+            report(method.name)
+        per_question.extend(rows)
+        summaries.append(
+            summarize_method(method.name, rows, setup_s=setup_s, facts=getattr(method, "facts", None))
+        )
     results = EvalResults(
         questions=questions, methods=summaries, per_question=per_question, skipped=skips,
         meta=dict(meta or {}),

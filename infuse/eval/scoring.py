@@ -8,6 +8,9 @@ whitespace collapsed), with two additions so short factual answers compare fairl
 - `token_f1`: token overlap F1 against the best reference.
 - `contains_answer`: a normalised reference appears as a whole-token run inside the answer
   (chat models answer in sentences: "The refund window is 38 days." holds "38 days").
+- `contradicts`: the answer also states a value the references do not hold (two answers at
+  once, an invented default appended), so "contains" alone would flatter it.
+- `short_answer_match`: the answer's leading clause, normalised, equals a reference.
 - `answer_in_context`: the same test on retrieved text (did retrieval find the answer?).
 - `is_no_answer`: the answer declines ("I don't know", "the knowledge base has no answer").
 - `judge_answer`: an optional 1-5 grade from an LLM judge (any `ChatModel`).
@@ -89,6 +92,61 @@ def contains_answer(prediction: str, references: str | Sequence[str]) -> float:
     """1.0 when any normalised reference appears as a whole-token run in the prediction."""
     haystack = _tokens(prediction)
     return float(any(_contains_tokens(haystack, _tokens(ref)) for ref in _as_list(references)))
+
+
+_VALUE = re.compile(r"(\d+(?:[.,]\d+)*)\s*(%|[a-z€$£]+)?", re.IGNORECASE)
+
+
+def _values(text: str) -> set[tuple[str, str]]:
+    """(number, unit) pairs: "45 days" -> ("45", "day"); "2016" -> ("2016", "")."""
+    found = set()
+    for number, unit in _VALUE.findall(str(text).lower()):
+        unit = (unit or "").rstrip("s") if len(unit or "") > 2 else (unit or "")
+        found.add((number.replace(",", ""), unit))
+    return found
+
+
+def _same_kind(value: tuple[str, str], reference: tuple[str, str]) -> bool:
+    if reference[1]:
+        return value[1] == reference[1]
+    return len(value[0].split(".")[0]) == len(reference[0].split(".")[0])
+
+
+def contradicts(prediction: str, references: str | Sequence[str], question: str = "") -> bool:
+    """True when the answer also states another value of the reference's kind: "45 days or 30
+    days" for "45 days", "2016 or 2018" for "2016" (two answers at once, an invented default
+    appended). A value of another kind ("45 days, a 10% fee") or one the question holds is fine.
+    """
+    reference_values = set().union(*(_values(ref) for ref in _as_list(references)))
+    if not reference_values:
+        return False
+    accepted = {number for number, _unit in reference_values}
+    asked = {number for number, _unit in _values(question)}
+    for value in _values(prediction):
+        if value[0] in accepted or value[0] in asked:
+            continue
+        if any(_same_kind(value, reference) for reference in reference_values):
+            return True
+    return False
+
+
+_LEAD_IN = re.compile(
+    r"^(?:(?:the )?answer(?: is)?[:\s]+|it is |it's |that is |according to [^,]+, )", re.IGNORECASE
+)
+
+
+def short_answer(text: str) -> str:
+    """The answer's leading clause: the first sentence without a lead-in ("The answer is ...")."""
+    first = re.split(r"(?<=[.!?])\s+|\n", str(text).strip(), maxsplit=1)[0]
+    return _LEAD_IN.sub("", first).strip().rstrip(".!")
+
+
+def short_answer_match(prediction: str, references: str | Sequence[str]) -> float:
+    """1.0 when the answer's leading clause, normalised, equals a reference (a strict EM for
+    chat models that answer in one short sentence), else 0.0."""
+    if exact_match(prediction, references):
+        return 1.0
+    return exact_match(short_answer(prediction), references)
 
 
 def answer_in_context(contexts: Iterable[str], references: str | Sequence[str]) -> bool:

@@ -7,13 +7,13 @@ side by side, from a queries file and a qrels file (BEIR, TREC or JSONL layouts)
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infuse.errors import DataError
+from infuse.files import read_jsonl
 from infuse.knowledge.kb import KnowledgeBase
 from infuse.knowledge.metrics import ndcg_at_k, recall_at_k, reciprocal_rank
 from infuse.knowledge.retrieval import retrieve
@@ -21,24 +21,32 @@ from infuse.knowledge.retrieval import retrieve
 MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
 
 
+def _numbered(path: Path, what: str) -> list[tuple[int, Any]]:
+    """(line number, JSON object) for a .jsonl/.json file, (line number, line) otherwise."""
+    if path.suffix.lower() in (".jsonl", ".json"):
+        return read_jsonl(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"{what} {path} cannot be read: {error.strerror or error}.") from error
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{what} {path} is not UTF-8 text (byte {error.start}); give a UTF-8 TSV or JSONL file."
+        ) from None
+    return [
+        (number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()
+    ]
+
+
 def load_queries(path: str | Path) -> dict[str, str]:
     """Queries from JSONL (`_id`/`id`/`query_id` + `text`/`query`) or TSV (`id<TAB>text`)."""
     path = Path(path)
     queries: dict[str, str] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise DataError(
-            f"Queries file {path} cannot be read: {error.strerror or error}."
-        ) from error
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if path.suffix.lower() in (".jsonl", ".json"):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}, line {number}: invalid JSON ({error.msg}).") from error
+    for number, line in _numbered(path, "Queries file"):
+        if isinstance(line, dict):
+            record = line
             query_id = record.get("_id", record.get("id", record.get("query_id")))
             text = record.get("text", record.get("query"))
             if query_id is None or not text:
@@ -49,7 +57,7 @@ def load_queries(path: str | Path) -> dict[str, str]:
             query_id, _, text = line.partition("\t")
             if not text:
                 raise DataError(f"{path}, line {number}: expected `id<TAB>question`.")
-        queries[str(query_id)] = text.strip()
+        queries[str(query_id)] = str(text).strip()
     if not queries:
         raise DataError(f"Queries file {path} holds no queries.")
     return queries
@@ -60,16 +68,9 @@ def load_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     or JSONL (`query_id`, `doc_id`, `relevance`). Returns {query id: {doc id: grade}}."""
     path = Path(path)
     qrels: dict[str, dict[str, int]] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise DataError(f"Qrels file {path} cannot be read: {error.strerror or error}.") from error
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if path.suffix.lower() in (".jsonl", ".json"):
-            record = json.loads(line)
-            fields = [record.get("query_id"), record.get("doc_id"), record.get("relevance", 1)]
+    for number, line in _numbered(path, "Qrels file"):
+        if isinstance(line, dict):
+            fields = [line.get("query_id"), line.get("doc_id"), line.get("relevance", 1)]
         else:
             fields = next(csv.reader([line], delimiter="\t")) if "\t" in line else line.split()
             if len(fields) == 4:
@@ -78,7 +79,7 @@ def load_qrels(path: str | Path) -> dict[str, dict[str, int]]:
             raise DataError(f"{path}, line {number}: expected query id, document id and grade.")
         try:
             grade = int(float(fields[2]))
-        except ValueError:
+        except (TypeError, ValueError):
             if number == 1:
                 continue  # a header row
             raise DataError(

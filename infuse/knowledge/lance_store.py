@@ -1,30 +1,40 @@
 """The embedded default store: LanceDB on disk in the project folder.
 
-One table `chunks` holds text, metadata, vectors and a native BM25 full-text index. Every write
-is a single LanceDB commit (a new table version), so a killed process leaves the last committed
-version: whole documents or none. Settings live beside it in `kb.json` (written atomically).
+One table `chunks` holds text, metadata, vectors and a native BM25 full-text index; a
+document's first chunk also holds its full text. Every write is a single LanceDB commit (a
+new table version), so a killed process leaves the last committed version: whole documents or
+none. Settings live beside it in `kb.json` (written atomically), which also marks the folder as
+a knowledge base. Writers take a file lock (`kb.lock`) in the folder, so two `kb add` at once
+run one after the other. A damaged table (truncated or missing files) is a one-line StoreError.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from infuse.errors import StoreError
+from infuse.errors import InfuseError, StoreError
 from infuse.files import write_text_atomic
 from infuse.knowledge.documents import Chunk, DocumentRecord, SearchHit
 from infuse.knowledge.store import (
     COLUMN_FILTERS,
     ChunkStore,
     Filters,
+    no_knowledge_base,
     normalize_filters,
     records_from_rows,
 )
 
 TABLE = "chunks"
 META_FILE = "kb.json"
+LOCK_FILE = "kb.lock"
+TEXT_COLUMN = "document_text"
 _RECORD_COLUMNS = [
     "doc_id",
     "source",
@@ -47,6 +57,28 @@ _HIT_COLUMNS = [
     "metadata",
     "vector",
 ]
+_RUST_LOCATION = re.compile(r",\s*/\S+\.rs:\d+:\d+")
+
+
+def _guarded(method: Callable) -> Callable:
+    """Turn LanceDB's errors about a damaged table into one StoreError naming the folder."""
+
+    @functools.wraps(method)
+    def wrapper(self: LanceStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except InfuseError:
+            raise
+        except (RuntimeError, ValueError, OSError) as error:
+            reason = _RUST_LOCATION.sub(
+                "", str(error).strip().splitlines()[0] if str(error).strip() else ""
+            )
+            raise StoreError(
+                f"Knowledge base {self.path} is damaged or unreadable ({reason or type(error).__name__}). "
+                "Restore the folder from a backup, or delete it and rebuild with `infuse kb add`."
+            ) from error
+
+    return wrapper
 
 
 def _quote(value: str) -> str:
@@ -72,6 +104,7 @@ class LanceStore(ChunkStore):
         self,
         path: Path,
         *,
+        create: bool = False,
         index_threshold: int = 50_000,
         nprobes: int = 20,
         refine_factor: int = 10,
@@ -88,7 +121,20 @@ class LanceStore(ChunkStore):
                 f"Knowledge base {self.path} is a file; --kb must be a folder or a postgresql:// URL."
             )
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            if not self._holds_knowledge_base():
+                if not create:
+                    raise StoreError(no_knowledge_base(str(self.path)))
+                # Dot files are another `kb add` creating it this moment (temporary files, lock).
+                if self.path.exists() and any(
+                    not entry.name.startswith(".") and entry.name != LOCK_FILE
+                    for entry in self.path.iterdir()
+                ):
+                    raise StoreError(
+                        f"{self.path} is a folder of other files, not a knowledge base; "
+                        "give --kb a new or empty folder."
+                    )
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.write_meta({})
             # Other processes (`kb add` beside a server) commit new versions: look for them once a second.
             self._db = lancedb.connect(
                 str(self.path), read_consistency_interval=timedelta(seconds=1)
@@ -96,6 +142,30 @@ class LanceStore(ChunkStore):
         except OSError as error:
             raise StoreError(f"Cannot open knowledge base folder {self.path}: {error}.") from error
         self._table: Any = None
+
+    def _holds_knowledge_base(self) -> bool:
+        return (self.path / META_FILE).is_file() or (self.path / f"{TABLE}.lance").is_dir()
+
+    @contextmanager
+    def writing(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.path / LOCK_FILE))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait is not None:
+                on_wait()
+            lock.acquire()
+        except OSError as error:
+            raise StoreError(
+                f"Cannot lock knowledge base {self.path} for writing: {error}."
+            ) from error
+        try:
+            self._table = None  # see what writers before us committed
+            yield
+        finally:
+            lock.release()
 
     # settings ---------------------------------------------------------------------------
     def read_meta(self) -> dict[str, Any]:
@@ -106,13 +176,15 @@ class LanceStore(ChunkStore):
             return json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as error:
             raise StoreError(
-                f"{meta_path} is unreadable ({error}); delete it to reset the settings."
+                f"{meta_path} is unreadable ({error}). Restore it from a backup, or delete it "
+                "and pass --embedder with the model the knowledge base was built with."
             ) from error
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         write_text_atomic(self.path / META_FILE, json.dumps(meta, indent=2))
 
     # table ------------------------------------------------------------------------------
+    @_guarded
     def _open_table(self) -> Any:
         if self._table is None and TABLE in self._db.list_tables().tables:
             self._table = self._db.open_table(TABLE)
@@ -137,6 +209,7 @@ class LanceStore(ChunkStore):
                 ("reader_options", pa.string()),
                 ("tags", pa.list_(pa.string())),
                 ("vector", pa.list_(pa.float32(), dimension)),
+                (TEXT_COLUMN, pa.string()),
             ]
         )
         table = self._db.create_table(TABLE, schema=schema, exist_ok=True)
@@ -146,7 +219,7 @@ class LanceStore(ChunkStore):
         return table
 
     @staticmethod
-    def _row(chunk: Chunk) -> dict[str, Any]:
+    def _row(chunk: Chunk, texts: dict[str, str]) -> dict[str, Any]:
         return {
             "chunk_id": chunk.chunk_id,
             "doc_id": chunk.doc_id,
@@ -161,20 +234,32 @@ class LanceStore(ChunkStore):
             "reader_options": json.dumps(chunk.reader_options, ensure_ascii=False),
             "tags": [f"{key}={_tag_value(value)}" for key, value in chunk.metadata.items()],
             "vector": chunk.vector,
+            TEXT_COLUMN: texts.get(chunk.doc_id) if chunk.position == 0 else None,
         }
 
-    def replace_documents(self, chunks: list[Chunk], remove_doc_ids: list[str]) -> None:
+    @_guarded
+    def replace_documents(
+        self,
+        chunks: list[Chunk],
+        remove_doc_ids: list[str],
+        texts: dict[str, str] | None = None,
+    ) -> None:
         table = self._open_table()
         if table is None:
             if not chunks:
                 return
             table = self._create_table(len(chunks[0].vector))
-        rows = [self._row(chunk) for chunk in chunks]
-        doomed = sorted(set(remove_doc_ids))
-        condition = (
-            f"doc_id IN ({', '.join(_quote(doc_id) for doc_id in doomed)})" if doomed else None
-        )
-        if condition and rows:
+        if TEXT_COLUMN not in table.schema.names:  # made before documents kept their text
+            table.add_columns({TEXT_COLUMN: "CAST(NULL AS STRING)"})
+        by_id = {chunk.chunk_id: self._row(chunk, texts or {}) for chunk in chunks}
+        rows = list(by_id.values())
+        doomed = sorted(set(remove_doc_ids) | {chunk.doc_id for chunk in chunks})
+        if not doomed:
+            return
+        condition = f"doc_id IN ({', '.join(_quote(doc_id) for doc_id in doomed)})"
+        if rows:
+            # Keyed on chunk id: a chunk already there (another writer's) is updated, never
+            # added twice; the documents' other chunks (an older version) go in the same commit.
             (
                 table.merge_insert("chunk_id")
                 .when_matched_update_all()
@@ -182,11 +267,68 @@ class LanceStore(ChunkStore):
                 .when_not_matched_by_source_delete(condition)
                 .execute(rows)
             )
-        elif condition:
+        else:
             table.delete(condition)
-        elif rows:
-            table.add(rows)
 
+    @_guarded
+    def repair(self) -> list[str]:
+        table = self._open_table()
+        if table is None:
+            return []
+        total = table.count_rows()
+        if total == 0:
+            return []
+        found = (
+            table.search().select(["chunk_id", "doc_id"]).with_row_id(True).limit(total).to_list()
+        )
+        seen: set[str] = set()
+        extra_rows, fixed = [], set()
+        for row in found:
+            if row["chunk_id"] in seen:
+                extra_rows.append(int(row["_rowid"]))
+                fixed.add(row["doc_id"])
+            seen.add(row["chunk_id"])
+        if extra_rows:
+            table.delete(f"_rowid IN ({', '.join(map(str, extra_rows))})")
+        return sorted(fixed)
+
+    @_guarded
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        table = self._open_table()
+        if table is None:
+            return []
+        where = f"doc_id = {_quote(doc_id)}"
+        count = table.count_rows(where)
+        if count == 0:
+            return []
+        rows = (
+            table.search()
+            .where(where)
+            .select([*_HIT_COLUMNS, "reader_options"])
+            .limit(count)
+            .to_list()
+        )
+        by_id: dict[str, Chunk] = {}
+        for hit, row in zip(self._hits(rows), rows, strict=True):
+            hit.chunk.reader_options = json.loads(row["reader_options"] or "{}")
+            by_id.setdefault(hit.chunk.chunk_id, hit.chunk)
+        return sorted(by_id.values(), key=lambda chunk: chunk.position)
+
+    @_guarded
+    def document_text(self, doc_id: str) -> str | None:
+        table = self._open_table()
+        if table is None or TEXT_COLUMN not in table.schema.names:
+            return None
+        rows = (
+            table.search()
+            .where(f"doc_id = {_quote(doc_id)} AND position = 0")
+            .select([TEXT_COLUMN])
+            .limit(1)
+            .to_list()
+        )
+        return rows[0][TEXT_COLUMN] if rows else None
+
+    @_guarded
     def remove_sources(self, sources: list[str]) -> int:
         table = self._open_table()
         if table is None or not sources:
@@ -196,6 +338,7 @@ class LanceStore(ChunkStore):
         table.delete(condition)
         return removed
 
+    @_guarded
     def documents(self) -> list[DocumentRecord]:
         table = self._open_table()
         if table is None:
@@ -209,6 +352,7 @@ class LanceStore(ChunkStore):
             row["reader_options"] = json.loads(row["reader_options"] or "{}")
         return records_from_rows(rows)
 
+    @_guarded
     def count(self) -> int:
         table = self._open_table()
         return 0 if table is None else table.count_rows()
@@ -248,6 +392,7 @@ class LanceStore(ChunkStore):
             index.columns == ["vector"] for index in table.list_indices()
         )
 
+    @_guarded
     def dense_search(self, vector: Any, k: int, filters: Filters | None = None) -> list[SearchHit]:
         table = self._open_table()
         if table is None:
@@ -260,6 +405,7 @@ class LanceStore(ChunkStore):
             query = query.where(where, prefilter=True)
         return self._hits(query.select([*_HIT_COLUMNS, "_distance"]).to_list())
 
+    @_guarded
     def lexical_search(self, query: str, k: int, filters: Filters | None = None) -> list[SearchHit]:
         table = self._open_table()
         if table is None or not query.strip():
@@ -270,6 +416,7 @@ class LanceStore(ChunkStore):
             search = search.where(where, prefilter=True)
         return self._hits(search.select([*_HIT_COLUMNS, "_score"]).to_list())
 
+    @_guarded
     def optimize(self) -> None:
         """Compact files, fold new rows into the indexes, and build the vector index once the
         table is big enough for it to pay (below `index_threshold`, exact search is fast)."""

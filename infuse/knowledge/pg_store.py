@@ -1,14 +1,18 @@
 """The server store: PostgreSQL + pgvector, reached by URL (`postgresql://user@host/db`).
 
 Vectors in a pgvector column with an HNSW cosine index; the lexical side is Postgres full-text
-search (a generated `tsvector` column, GIN index, `ts_rank`). Each write runs in one
-transaction, so a killed client leaves whole documents or none.
+search (a generated `tsvector` column, GIN index, `ts_rank`); a document's first chunk also
+holds its full text. Each write runs in one transaction, so a killed client leaves whole
+documents or none. Writers hold a session advisory lock, so two `kb add` at once run one after
+the other; inserts are keyed on the chunk id (`ON CONFLICT`), so a chunk is never stored twice.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,12 +22,17 @@ from infuse.knowledge.store import (
     COLUMN_FILTERS,
     ChunkStore,
     Filters,
+    no_knowledge_base,
     normalize_filters,
     records_from_rows,
 )
 
 CHUNKS = "infuse_chunks"
 META = "infuse_meta"
+STAGING = "infuse_staging"
+WRITER_LOCK = 0x696E6675  # advisory lock key ("infu") held by the one writer of this database
+CREATE_LOCK = WRITER_LOCK + 1  # held while the tables are created
+TEXT_COLUMN = "document_text"
 _COLUMNS = [
     "chunk_id",
     "doc_id",
@@ -37,7 +46,13 @@ _COLUMNS = [
     "metadata",
     "reader_options",
     "embedding",
+    TEXT_COLUMN,
 ]
+_COLUMN_TYPES = (
+    "chunk_id text, doc_id text, source text, title text, doc_hash text, position int, "
+    "chunk_count int, text text, heading_path jsonb, metadata jsonb, reader_options jsonb, "
+    f"embedding vector, {TEXT_COLUMN} text"
+)
 _HIT_SELECT = (
     "chunk_id, doc_id, source, title, doc_hash, position, chunk_count, text, heading_path, "
     "metadata, embedding::text"
@@ -60,7 +75,9 @@ def _vector_text(vector: Any) -> str:
 class PostgresStore(ChunkStore):
     """Chunks in PostgreSQL tables `infuse_chunks` and `infuse_meta` (created on first use)."""
 
-    def __init__(self, url: str, *, connect_timeout: int = 5, ef_search: int = 100):
+    def __init__(
+        self, url: str, *, create: bool = False, connect_timeout: int = 5, ef_search: int = 100
+    ):
         import psycopg
 
         self.location = url
@@ -75,10 +92,21 @@ class PostgresStore(ChunkStore):
                 "and is the URL right (postgresql://user:password@host:port/database)?"
             ) from error
         try:
-            self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {META} (key text PRIMARY KEY, value jsonb NOT NULL)"
-            )
+            exists = self._conn.execute("SELECT to_regclass(%s)", (META,)).fetchone()[0]
+            if exists is None and not create:
+                self._conn.close()
+                raise StoreError(no_knowledge_base(redact(url)))
+            if exists is None:
+                # Two clients creating at once would race in the catalog (duplicate key errors).
+                self._conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_LOCK,))
+                try:
+                    self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                    self._conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {META} "
+                        "(key text PRIMARY KEY, value jsonb NOT NULL)"
+                    )
+                finally:
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
             self._conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
         except psycopg.Error as error:
             raise StoreError(
@@ -86,9 +114,24 @@ class PostgresStore(ChunkStore):
                 "It needs the pgvector extension (CREATE EXTENSION vector) and rights to create tables."
             ) from error
         self._has_table: bool | None = None
+        self._has_text_column = False
 
     def close(self) -> None:
         self._conn.close()
+
+    @contextmanager
+    def writing(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        locked = self._execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]
+        if not locked:
+            if on_wait is not None:
+                on_wait()
+            self._execute("SELECT pg_advisory_lock(%s)", (WRITER_LOCK,))
+        try:
+            self._has_table = None  # another writer may have created it meanwhile
+            yield
+        finally:
+            if not self._conn.closed:
+                self._execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
 
     def _execute(self, sql: str, params: Any = None) -> Any:
         import psycopg
@@ -129,7 +172,7 @@ class PostgresStore(ChunkStore):
                     title text NOT NULL DEFAULT '', doc_hash text NOT NULL, position int NOT NULL,
                     chunk_count int NOT NULL, text text NOT NULL, heading_path jsonb NOT NULL,
                     metadata jsonb NOT NULL, reader_options jsonb NOT NULL,
-                    embedding vector({int(dimension)}) NOT NULL,
+                    embedding vector({int(dimension)}) NOT NULL, {TEXT_COLUMN} text,
                     tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED)"""
             )
             self._execute(f"CREATE INDEX IF NOT EXISTS {CHUNKS}_doc ON {CHUNKS} (doc_id)")
@@ -141,19 +184,30 @@ class PostgresStore(ChunkStore):
             )
         self._has_table = True
 
-    def replace_documents(self, chunks: list[Chunk], remove_doc_ids: list[str]) -> None:
+    def replace_documents(
+        self,
+        chunks: list[Chunk],
+        remove_doc_ids: list[str],
+        texts: dict[str, str] | None = None,
+    ) -> None:
         if not self._table_exists():
             if not chunks:
                 return
             self._create_table(len(chunks[0].vector))
+        if not self._has_text_column:  # tables made before documents kept their text
+            self._execute(f"ALTER TABLE {CHUNKS} ADD COLUMN IF NOT EXISTS {TEXT_COLUMN} text")
+            self._has_text_column = True
+        texts = texts or {}
+        chunks = list({chunk.chunk_id: chunk for chunk in chunks}.values())
+        doomed = sorted(set(remove_doc_ids) | {chunk.doc_id for chunk in chunks})
+        columns = ", ".join(_COLUMNS)
         with self._conn.transaction():
-            if remove_doc_ids:
-                self._execute(
-                    f"DELETE FROM {CHUNKS} WHERE doc_id = ANY(%s)", (list(remove_doc_ids),)
-                )
+            if doomed:
+                self._execute(f"DELETE FROM {CHUNKS} WHERE doc_id = ANY(%s)", (doomed,))
             if chunks:
+                self._execute(f"CREATE TEMP TABLE {STAGING} ({_COLUMN_TYPES}) ON COMMIT DROP")
                 with self._conn.cursor() as cursor:
-                    with cursor.copy(f"COPY {CHUNKS} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                    with cursor.copy(f"COPY {STAGING} ({columns}) FROM STDIN") as copy:
                         for chunk in chunks:
                             copy.write_row(
                                 [
@@ -169,8 +223,44 @@ class PostgresStore(ChunkStore):
                                     json.dumps(chunk.metadata, ensure_ascii=False, default=str),
                                     json.dumps(chunk.reader_options, ensure_ascii=False),
                                     _vector_text(chunk.vector),
+                                    texts.get(chunk.doc_id) if chunk.position == 0 else None,
                                 ]
                             )
+                # Keyed on the chunk id: a writer that did not hold the lock cannot add a copy.
+                updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _COLUMNS[1:])
+                self._execute(
+                    f"INSERT INTO {CHUNKS} ({columns}) SELECT {columns} FROM {STAGING} "
+                    f"ON CONFLICT (chunk_id) DO UPDATE SET {updates}"
+                )
+
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        if not self._table_exists():
+            return []
+        rows = self._execute(
+            f"SELECT {_HIT_SELECT}, reader_options FROM {CHUNKS} WHERE doc_id = %s ORDER BY position",
+            (doc_id,),
+        ).fetchall()
+        chunks = []
+        for row in rows:
+            chunk = self._hit(row[:-1], 0.0, similarity=None, lexical=None).chunk
+            chunk.reader_options = row[-1]
+            chunks.append(chunk)
+        return chunks
+
+    def document_text(self, doc_id: str) -> str | None:
+        if not self._table_exists():
+            return None
+        has_column = self._execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = %s",
+            (CHUNKS, TEXT_COLUMN),
+        ).fetchone()
+        if not has_column:
+            return None
+        row = self._execute(
+            f"SELECT {TEXT_COLUMN} FROM {CHUNKS} WHERE doc_id = %s AND position = 0 LIMIT 1",
+            (doc_id,),
+        ).fetchone()
+        return row[0] if row else None
 
     def remove_sources(self, sources: list[str]) -> int:
         if not self._table_exists() or not sources:

@@ -1,4 +1,5 @@
-"""Read files into `Document`s: Markdown, text, HTML, PDF, DOCX, CSV/TSV and JSON/JSONL rows.
+"""Read one file into `Document`s: Markdown, text (reStructuredText, AsciiDoc, Org, man pages,
+README-style names), HTML, PDF, DOCX, CSV/TSV and JSON/JSONL rows, gzip-compressed or not.
 
 Every reader returns Markdown-like text (`#` headings, `-` list items, `|` table rows) so one
 chunker handles the structure of all of them. A file that cannot be read raises `DataError`
@@ -10,19 +11,60 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infuse.errors import DataError
-from infuse.knowledge.cleaning import clean_text, decode_bytes, looks_binary, remove_repeated_lines
+from infuse.files import parse_jsonl
+from infuse.knowledge.cleaning import clean_text, decode_bytes, looks_binary
 from infuse.knowledge.documents import Document
+from infuse.knowledge.plaintext import (
+    adoc_to_text,
+    clean_overstrike,
+    looks_like_roff,
+    org_to_text,
+    roff_to_text,
+    rst_to_text,
+)
 
-TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".rst"}
-HTML_SUFFIXES = {".html", ".htm"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+TEXT_SUFFIXES = {".txt", ".text", ".rst", ".rest", ".adoc", ".asciidoc", ".asc", ".org"}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 ROW_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | ROW_SUFFIXES | {".pdf", ".docx"}
+SUPPORTED_SUFFIXES = (
+    MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | ROW_SUFFIXES | {".pdf", ".docx"}
+)
+# Names of plain-text documents that often have no suffix or an odd one (README.Debian, INSTALL.unix).
+DOCUMENT_NAMES = {
+    "readme",
+    "install",
+    "news",
+    "changes",
+    "changelog",
+    "copying",
+    "license",
+    "licence",
+    "authors",
+    "todo",
+    "hacking",
+    "faq",
+    "notes",
+    "thanks",
+    "bugs",
+    "contributing",
+    "history",
+    "credits",
+    "copyright",
+    "manifest",
+    "usage",
+    "intro",
+    "overview",
+}
+_MAN_SUFFIX = re.compile(r"^\.([1-9][a-z0-9]{0,5}|man|mdoc|n|l)$", re.IGNORECASE)
+_MAX_GUNZIP_BYTES = 256 * 1024 * 1024
 
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
@@ -47,31 +89,115 @@ class RowOptions:
         return {key: value for key, value in self.__dict__.items() if value}
 
 
-def read_file(path: Path, row_options: RowOptions | None = None) -> list[Document]:
-    """Read one file into documents (one, or one per row for CSV/JSONL). Raises DataError."""
+def is_man_page_name(name: str) -> bool:
+    """`git.1`, `ssl.3ssl`, `foo.man` (a `.gz` already removed)."""
+    return bool(_MAN_SUFFIX.match(Path(name).suffix))
+
+
+def is_document_name(name: str) -> bool:
+    """A README/INSTALL/CDB_README-style name: its first word is a usual document name."""
+    stem = name.split(".", 1)[0].lower()
+    words = [word for word in re.split(r"[_\-]", stem) if word]
+    return bool(words) and (words[0] in DOCUMENT_NAMES or words[-1] in DOCUMENT_NAMES)
+
+
+def check_name(path: Path) -> None:
+    """Raise DataError when a file name is not valid UTF-8 (it could not be stored or shown)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(str(path)).decode("utf-8", errors="replace")
+        raise DataError(
+            f"{shown}: the file name is not valid UTF-8; rename the file (e.g. `convmv -f latin1 "
+            "-t utf8`) to read it; skipped."
+        ) from None
+
+
+def read_file(
+    path: Path, row_options: RowOptions | None = None, *, warnings: list[dict] | None = None
+) -> list[Document]:
+    """Read one file into documents (one, or one per row for CSV/JSONL). Raises DataError.
+
+    The type comes from the suffix and, for unknown or missing suffixes, from the content
+    (PDF, HTML, roff man page, gzip-compressed text, plain text). `warnings` collects
+    `{"path", "warning"}` for files read only in part (a PDF with some scanned pages).
+    """
     path = Path(path)
+    check_name(path)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise DataError(f"{path}: cannot be read ({error.strerror or error}); skipped.") from error
-    suffix = path.suffix.lower()
-    source = str(path)
-    if suffix == ".pdf":
-        return [_read_pdf(path, data)]
+    if not data:
+        raise DataError(f"{path}: empty file (0 bytes); skipped.")
+    name = path.name
+    if data[:2] == b"\x1f\x8b":
+        data = _gunzip(path, data)
+        name = name[:-3] if name.lower().endswith(".gz") else name
+        if not data:
+            raise DataError(f"{path}: empty once uncompressed; skipped.")
+    suffix = Path(name).suffix.lower()
+    source, stem = str(path), Path(name).stem
+    if suffix == ".pdf" or data[:5] == b"%PDF-":
+        from infuse.knowledge.pdf_reader import read_pdf
+
+        title, text = read_pdf(path, data, warnings)
+        return [Document(text=text, source=source, title=title or stem)]
     if suffix == ".docx":
         return [_read_docx(path, data)]
     if looks_binary(data):
         raise DataError(
-            f"{path}: binary file, not text (supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}); skipped."
+            f"{path}: binary file, not text (read: {', '.join(sorted(SUPPORTED_SUFFIXES))}, "
+            "man pages and plain text); skipped."
         )
-    text = decode_bytes(data)
-    if suffix in HTML_SUFFIXES:
-        return [_read_html(source, text, path.stem)]
     if suffix in ROW_SUFFIXES:
-        return _read_rows(path, text, row_options or RowOptions())
-    if suffix in {".md", ".markdown"}:
-        return [_read_markdown(source, text, path.stem)]
-    return [Document(text=clean_text(text), source=source, title=path.stem)]
+        return _read_rows(path, decode_bytes(data), row_options or RowOptions())
+    if suffix in HTML_SUFFIXES or (
+        suffix not in SUPPORTED_SUFFIXES and _HTML_START.match(data[:1024])
+    ):
+        from infuse.knowledge.html_reader import html_to_text
+
+        title, text = html_to_text(data)
+        text = clean_text(text)
+        return [Document(text=text, source=source, title=title or _first_heading(text) or stem)]
+    text = clean_overstrike(decode_bytes(data))
+    if suffix in MARKDOWN_SUFFIXES:
+        return [_read_markdown(source, text, stem)]
+    if suffix in {".rst", ".rest"}:
+        text = rst_to_text(text)
+    elif suffix in {".adoc", ".asciidoc", ".asc"}:
+        text = adoc_to_text(text)
+    elif suffix == ".org":
+        text = org_to_text(text)
+    elif is_man_page_name(name) or (suffix not in TEXT_SUFFIXES and looks_like_roff(text)):
+        title, text = roff_to_text(text)
+        return [Document(text=clean_text(text), source=source, title=title or stem)]
+    elif _UNDERLINED_TITLE.search(text):  # setext/AsciiDoc/reST titles in a .txt or README
+        text = rst_to_text(text)
+    text = clean_text(text)
+    top = "\n".join([line for line in text.split("\n") if line.strip()][:3])
+    title = _first_heading(top) or (stem if suffix in TEXT_SUFFIXES else name)
+    return [Document(text=text, source=source, title=title)]
+
+
+_UNDERLINED_TITLE = re.compile(r"^[^\n]*\w[^\n]*\n(={3,}|-{3,}|~{3,})[ \t]*$", re.MULTILINE)
+_HTML_START = re.compile(
+    rb"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.IGNORECASE | re.DOTALL
+)
+
+
+def _gunzip(path: Path, data: bytes) -> bytes:
+    import gzip
+    import zlib
+
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            inflated = stream.read(_MAX_GUNZIP_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path}: damaged gzip file ({error}); skipped.") from error
+    if len(inflated) > _MAX_GUNZIP_BYTES:
+        raise DataError(f"{path}: more than 256 MB once uncompressed; skipped.")
+    return inflated
 
 
 def _read_markdown(source: str, text: str, fallback_title: str) -> Document:
@@ -96,67 +222,9 @@ def _first_heading(text: str) -> str:
     return ""
 
 
-def _read_html(source: str, html: str, fallback_title: str) -> Document:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "html.parser")
-    title = soup.title.get_text(strip=True) if soup.title else ""
-    for tag in soup(
-        ["script", "style", "nav", "header", "footer", "aside", "form", "noscript", "svg"]
-    ):
-        tag.decompose()
-    root = soup.find("main") or soup.find("article") or soup.body or soup
-    lines: list[str] = []
-    for element in root.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "table"]):
-        if element.find_parent(["table", "pre"]) or (
-            element.name == "p" and element.find_parent("li")
-        ):
-            continue
-        if element.name.startswith("h"):
-            lines += ["", "#" * int(element.name[1]) + " " + element.get_text(" ", strip=True), ""]
-        elif element.name == "li":
-            lines.append("- " + element.get_text(" ", strip=True))
-        elif element.name == "table":
-            lines += (
-                [""]
-                + _table_lines(
-                    [
-                        [cell.get_text(" ", strip=True) for cell in row.find_all(["td", "th"])]
-                        for row in element.find_all("tr")
-                    ]
-                )
-                + [""]
-            )
-        elif element.name == "pre":
-            lines += ["", "```", element.get_text(), "```", ""]
-        else:
-            lines += ["", element.get_text(" ", strip=True), ""]
-    text = clean_text("\n".join(lines))
-    if not title:
-        title = _first_heading(text) or fallback_title
-    return Document(text=text, source=source, title=title)
-
-
 def _table_lines(rows: list[list[str]]) -> list[str]:
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     return ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
-
-
-def _read_pdf(path: Path, data: bytes) -> Document:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DataError(f"{path}: encrypted PDF (a password is needed); skipped.")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = (reader.metadata.title if reader.metadata else None) or ""
-    except (PdfReadError, ValueError, KeyError, OSError) as error:
-        raise DataError(f"{path}: not a readable PDF ({error}); skipped.") from error
-    pages = remove_repeated_lines([clean_text(page) for page in pages])
-    text = clean_text("\n\n".join(pages))
-    return Document(text=text, source=str(path), title=str(title).strip() or path.stem)
 
 
 def _read_docx(path: Path, data: bytes) -> Document:
@@ -266,15 +334,4 @@ def _iter_rows(path: Path, text: str):
             raise DataError(f"{path}: expected a JSON list of objects (one document per object).")
         yield from enumerate(records, start=1)
         return
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"{path}, line {number}: invalid JSON ({error.msg}). Fix or remove that line."
-            ) from error
-        if not isinstance(record, dict):
-            raise DataError(f"{path}, line {number}: expected a JSON object per line.")
-        yield number, record
+    yield from parse_jsonl(text, path)

@@ -1,15 +1,19 @@
-"""The chunk store interface and how a location picks its backend.
+"""The chunk store interface (the backends build on it; `stores.open_store` picks one).
 
 Two backends implement `ChunkStore`: LanceDB on disk in the project folder (the default) and
 PostgreSQL + pgvector (a `postgresql://` URL). Both keep the invariant that a document is
 either wholly present (all its chunks, one content hash) or absent: `replace_documents` is
-one atomic commit, so a crash mid-ingest never leaves half a document behind.
+one atomic commit, so a crash mid-ingest never leaves half a document behind. Writers hold
+the store's lock (`writing()`), so two processes adding the same files never meet, and every
+write replaces whole documents by id, so a chunk is never stored twice.
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +63,36 @@ class ChunkStore(ABC):
         """Save knowledge-base settings."""
 
     @abstractmethod
-    def replace_documents(self, chunks: list[Chunk], remove_doc_ids: list[str]) -> None:
-        """In one atomic commit: delete every chunk of `remove_doc_ids`, then insert `chunks`."""
+    def replace_documents(
+        self,
+        chunks: list[Chunk],
+        remove_doc_ids: list[str],
+        texts: dict[str, str] | None = None,
+    ) -> None:
+        """In one atomic commit: delete every chunk of `remove_doc_ids` and of the documents
+        `chunks` belong to, then insert `chunks` (each chunk id at most once).
+
+        `texts` maps a document id to its full text, stored with its first chunk.
+        """
+
+    @abstractmethod
+    def writing(self, on_wait: Callable[[], None] | None = None) -> AbstractContextManager[None]:
+        """Hold the store's writer lock (one writer at a time across processes).
+
+        `on_wait` is called once if another writer holds it and this one has to wait.
+        """
+
+    @abstractmethod
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        """Every chunk of one document in order (empty when the document is unknown)."""
+
+    @abstractmethod
+    def document_text(self, doc_id: str) -> str | None:
+        """The full text the document was added with (None when unknown or not stored)."""
+
+    def repair(self) -> list[str]:
+        """Delete extra copies of chunks stored more than once; returns the document ids fixed."""
+        return []
 
     @abstractmethod
     def remove_sources(self, sources: list[str]) -> int:
@@ -100,16 +132,12 @@ def is_database_url(location: str | Path) -> bool:
     return str(location).startswith(("postgresql://", "postgres://"))
 
 
-def open_store(location: str | Path | None = None) -> ChunkStore:
-    """Open (creating if needed) the store at a folder path or a PostgreSQL URL."""
-    location = location or DEFAULT_KB_DIR
-    if is_database_url(location):
-        from infuse.knowledge.pg_store import PostgresStore
-
-        return PostgresStore(str(location))
-    from infuse.knowledge.lance_store import LanceStore
-
-    return LanceStore(Path(location))
+def no_knowledge_base(location: str) -> str:
+    """The message for a location that holds no knowledge base."""
+    return (
+        f"No knowledge base at {location}. Check --kb (or INFUSE_KB), or create one there with "
+        f"`infuse kb add FILES --kb {location}`."
+    )
 
 
 def records_from_rows(rows: list[dict[str, Any]]) -> list[DocumentRecord]:

@@ -33,11 +33,11 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step-{step}"
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The complete checkpoint with the highest step, or None."""
+def _complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every complete checkpoint (its state file written), newest first."""
     root = run_dir / "checkpoints"
     if not root.is_dir():
-        return None
+        return []
     found = []
     for child in root.iterdir():
         if child.name.startswith("step-") and (child / STATE_FILE).exists():
@@ -45,7 +45,38 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
                 found.append((int(child.name.split("-", 1)[1]), child))
             except ValueError:
                 continue
-    return max(found)[1] if found else None
+    return sorted(found, reverse=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None."""
+    found = _complete_checkpoints(run_dir)
+    return found[0][1] if found else None
+
+
+def usable_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint whose adapter weights are whole, and a warning per one skipped.
+
+    A truncated adapter (a disk that filled up, a copy cut short) falls back to the previous
+    checkpoint; when none is whole, DataError names the newest damaged file.
+    """
+    from infuse.errors import DataError
+    from infuse.train.runs import ADAPTER_FILE, check_adapter_file
+
+    warnings: list[str] = []
+    first_error: DataError | None = None
+    for _step, path in _complete_checkpoints(run_dir):
+        try:
+            check_adapter_file(path / ADAPTER_FILE)
+        except DataError as error:
+            first_error = first_error or error
+            warnings.append(f"{error} Skipping checkpoint {path.name}; resuming from an earlier one.")
+            continue
+        return path, warnings
+    if first_error is not None:
+        raise DataError(f"{first_error} No earlier checkpoint is whole: start a new run "
+                        "(another --output), or restore the file.")
+    return None, warnings
 
 
 def _rng_states() -> dict:
@@ -118,21 +149,66 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, context=None) -> Tr
     """Restore adapter weights, optimizer, scheduler and RNGs from `path`; return the state.
 
     Under FSDP (`context.mode == 'fsdp'`) the full tensors are sharded onto this process.
+    Raises DataError naming the file when one is damaged.
     """
-    import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    optimizer_state = torch.load(path / "optimizer.pt", weights_only=False)
-    if context is not None and context.mode == "fsdp":
-        from infuse.train.data_parallel import load_adapter_weights, load_optimizer_state
+    state = _read_state(path / STATE_FILE)
+    optimizer_state = _load_torch(path / "optimizer.pt")
+    scheduler_state = _load_torch(path / "scheduler.pt")
+    rng_states = _load_torch(path / "rng.pt")
+    try:
+        if context is not None and context.mode == "fsdp":
+            from infuse.train.data_parallel import load_adapter_weights, load_optimizer_state
 
-        load_adapter_weights(model, load_file(str(path / "adapter_model.safetensors")), context)
-        load_optimizer_state(optimizer, optimizer_state, context)
-    else:
-        weights = load_file(str(path / "adapter_model.safetensors"), device=str(next(model.parameters()).device))
-        set_peft_model_state_dict(model, weights)
-        optimizer.load_state_dict(optimizer_state)
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    _restore_rng(torch.load(path / "rng.pt", weights_only=False))
-    return TrainerState(**json.loads((path / STATE_FILE).read_text(encoding="utf-8")))
+            load_adapter_weights(model, load_file(str(path / "adapter_model.safetensors")), context)
+            load_optimizer_state(optimizer, optimizer_state, context)
+        else:
+            weights = load_file(str(path / "adapter_model.safetensors"),
+                                device=str(next(model.parameters()).device))
+            set_peft_model_state_dict(model, weights)
+            optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(scheduler_state)
+        _restore_rng(rng_states)
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise _damaged(path, f"does not match this run ({type(error).__name__}: {error})") from None
+    return state
+
+
+def _damaged(path: Path, what: str):
+    from infuse.errors import DataError
+
+    folder = path if path.is_dir() else path.parent
+    return DataError(
+        f"{path} {what}: the checkpoint is damaged. Delete {folder} to resume from the previous "
+        "checkpoint, or start a new run in another --output."
+    )
+
+
+def _load_torch(path: Path):
+    """torch.load with a named error (a zero-byte or garbage file raises EOFError/pickle errors)."""
+    import pickle
+
+    import torch
+
+    if not path.exists():
+        raise _damaged(path, "is missing")
+    if path.stat().st_size == 0:
+        raise _damaged(path, "is empty (0 bytes)")
+    try:
+        return torch.load(path, weights_only=False)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError, OSError, AttributeError,
+            ImportError, IndexError, TypeError, UnicodeDecodeError) as error:
+        raise _damaged(path, f"is not readable ({type(error).__name__})") from None
+
+
+def _read_state(path: Path) -> TrainerState:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        state = TrainerState(**values)
+        if not all(isinstance(getattr(state, name), int | float) for name in asdict(state)):
+            raise TypeError("non-numeric value")
+        return state
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
+        raise _damaged(path, f"is not a valid trainer state ({type(error).__name__})") from None

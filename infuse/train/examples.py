@@ -40,6 +40,7 @@ class TokenData:
     eval: list[Example]
     chat_template: str
     warnings: list[str] = field(default_factory=list)
+    dropped_rows: int = 0  # conversations left out because an answer was null or empty
 
     @property
     def trained_share(self) -> float:
@@ -81,10 +82,12 @@ def build_token_data(config: RunConfig, tokenizer) -> TokenData:
     Raises DataError/ColumnError for unusable data and ConfigError when a prompt does not fit
     `max_seq_len`; nothing here needs the model weights, so these come before training.
     """
+    from infuse.data.answers import describe_dropped, drop_unanswered
     from infuse.data.loading import load_dataset_file, to_conversations
     from infuse.data.masking import encode_conversations
 
     template = apply_chat_template_choice(tokenizer, config.chat_template)
+    template_warnings = check_template_tokens(tokenizer, template, config.chat_template)
     loaded = load_dataset_file(config.data)
     conversations = to_conversations(
         loaded,
@@ -94,22 +97,29 @@ def build_token_data(config: RunConfig, tokenizer) -> TokenData:
         conversation_extension=config.conversation_extension,
         random_state=config.seed,
     )["conversations"]
+    total_rows = len(conversations)
+    conversations, dropped = drop_unanswered(conversations, source=config.data)
+    left_out = set(dropped)
+    file_rows = [row for row in range(total_rows) if row not in left_out]  # row numbers in the file
     # Encode once without a limit to report prompts that cannot fit, then with the limit.
     full = encode_conversations(
         tokenizer, conversations, max_seq_len=None,
         train_on_responses_only=config.train_on_responses_only,
     )
-    _check_lengths(config, full["labels"])
+    _check_lengths(config, full["labels"], file_rows)
     encoded = encode_conversations(
         tokenizer, conversations, max_seq_len=config.max_seq_len,
         train_on_responses_only=config.train_on_responses_only,
     )
     examples = [
         Example(input_ids=list(ids), targets=shift_targets(list(labels)), row=row)
-        for row, (ids, labels) in enumerate(zip(encoded["input_ids"], encoded["labels"], strict=True))
+        for row, ids, labels in zip(file_rows, encoded["input_ids"], encoded["labels"], strict=True)
     ]
     train, held_out = split_eval(examples, config.eval_split, config.seed)
-    data = TokenData(train=train, eval=held_out, chat_template=template)
+    data = TokenData(train=train, eval=held_out, chat_template=template, dropped_rows=len(dropped))
+    data.warnings += template_warnings
+    if dropped:
+        data.warnings.append(describe_dropped(dropped, total_rows))
     _check_masks(config, data)
     return data
 
@@ -132,13 +142,13 @@ def split_eval(examples: list[Example], share: float, seed: int) -> tuple[list[E
     )
 
 
-def _check_lengths(config: RunConfig, labels_per_row: list[list[int]]) -> None:
+def _check_lengths(config: RunConfig, labels_per_row: list[list[int]], file_rows: list[int]) -> None:
     """A row whose first trained token lies past max_seq_len would train on nothing: refuse."""
     too_long = []
     for row, labels in enumerate(labels_per_row):
         first = next((i for i, label in enumerate(labels) if label != IGNORE), None)
         if first is not None and first >= config.max_seq_len:
-            too_long.append((row, first))
+            too_long.append((file_rows[row], first))
     if too_long:
         row, prompt_len = too_long[0]
         need = max(length for _row, length in too_long) + 1
@@ -167,3 +177,14 @@ def _check_masks(config: RunConfig, data: TokenData) -> None:
             "train on nothing): the chat template may not match the data. Check --chat-template "
             "with `infuse data inspect`."
         )
+
+
+def check_template_tokens(tokenizer, template: str, name: str | None = None) -> list[str]:
+    """A warning naming the template's special tokens that the tokenizer lacks (none: no warning).
+
+    A warning, not a refusal: some templates (zephyr's `<|assistant|>`) are plain text by design.
+    """
+    from infuse.data.vocabulary import missing_special_tokens, missing_tokens_message
+
+    missing = missing_special_tokens(tokenizer, template)
+    return [missing_tokens_message(missing, name)] if missing else []

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infuse.errors import ConfigError
+from infuse.files import check_writable_folder
 from infuse.train.runs import CONFIG_FILE, TEMPLATE_FILE, read_run_config, run_template
 
 FORMATS = ("adapter", "merged", "gguf")
@@ -43,9 +44,9 @@ def export_run(run_dir: str | Path, output: str | Path, *, format: str = "adapte
         raise ConfigError(f"dtype='{dtype}': merged weights are bf16, fp16 or fp32.")
     run_dir, output = Path(run_dir), Path(output)
     read_run_config(run_dir)
-    if output.exists() and any(output.iterdir()):
-        raise ConfigError(f"{output} exists and is not empty; give a new folder for the export.")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ConfigError(f"{output} exists and is not empty (or not a folder); give a new folder for the export.")
+    check_writable_folder(output.parent, setting="--output")
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         warnings: list[str] = []

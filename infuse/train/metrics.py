@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from infuse.train.config import write_text_atomic
+from infuse.errors import DataError
+from infuse.files import read_jsonl, write_text_atomic
 
 
 class MetricsLog:
@@ -22,11 +23,7 @@ class MetricsLog:
         self.path = path
         self.rows: list[dict[str, Any]] = []
         if resume_from_step is not None and path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    if row.get("step", 0) <= resume_from_step:
-                        self.rows.append(row)
+            self.rows = [row for row in read_metrics(path) if row["step"] <= resume_from_step]
             write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in self.rows))
         elif path.exists():
             path.unlink()
@@ -38,6 +35,17 @@ class MetricsLog:
             stream.write(json.dumps(row) + "\n")
             stream.flush()
             os.fsync(stream.fileno())
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Read metrics.jsonl; DataError names the line that is not a JSON object with an integer step."""
+    rows = []
+    for number, row in read_jsonl(path):
+        if not isinstance(row.get("step"), int):
+            raise DataError(f"{path}, line {number}: each line needs an integer 'step'; the metrics "
+                            "log is damaged.")
+        rows.append(row)
+    return rows
 
 
 class OverfitWatch:

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from infuse.cag import CagSession, ask, build_cache
+from infuse.cag import CagSession, build_cache
+from infuse.cag import answer as cag_answer
 from infuse.cag.knowledge import knowledge_text, read_knowledge_files, system_message
 from infuse.errors import CacheError, DataError
 from infuse.llm.loading import load_local_chat_model
@@ -36,7 +37,7 @@ def test_greedy_cag_answer_is_token_for_token_the_uncached_answer(chat, session)
     import torch
 
     for question in QUESTIONS:
-        cached = session.ask(question, max_new_tokens=16)
+        cached = session.answer(question, max_new_tokens=16)
         full_ids = session.prefix.full_prompt_ids(chat.tokenizer, question)
         # The split prefix + question is the very token sequence the whole prompt encodes to.
         messages = [
@@ -68,7 +69,7 @@ def test_cache_is_back_to_the_knowledge_after_every_question(session):
     assert knowledge > 30 and session.cache_length == knowledge
     keys_before = session.cache.layers[0].keys.clone()
     for question in QUESTIONS * 2:
-        answer = session.ask(question, max_new_tokens=12)
+        answer = session.answer(question, max_new_tokens=12)
         assert answer.facts["cache_length_after"] == knowledge
         assert session.cache_length == knowledge
     assert all(layer.keys.shape[-2] == knowledge for layer in session.cache.layers)
@@ -77,7 +78,7 @@ def test_cache_is_back_to_the_knowledge_after_every_question(session):
 
 def test_answer_reports_timings_and_cache_facts(session):
     pieces: list[str] = []
-    answer = session.ask(QUESTIONS[0], max_new_tokens=8, on_token=pieces.append)
+    answer = session.answer(QUESTIONS[0], max_new_tokens=8, on_token=pieces.append)
     assert answer.method == "cag"
     assert "".join(pieces) == answer.text
     assert 0 < answer.timings["time_to_first_token_s"] <= answer.timings["total_s"]
@@ -93,11 +94,11 @@ def test_saved_cache_reloads_in_a_new_process_with_the_same_answer(
     cache_dir = tmp_path / "cache"
     manifest = build_cache([knowledge_file], str(long_context_model_dir), cache_dir, device="cpu")
     assert (cache_dir / "kv.safetensors").exists() and manifest.facts["kv_bytes"] > 0
-    here = CagSession.open(cache_dir, device="cpu").ask(QUESTIONS[0], max_new_tokens=12)
+    here = CagSession.open(cache_dir, device="cpu").answer(QUESTIONS[0], max_new_tokens=12)
     script = (
         "import json, sys\n"
-        "from infuse.cag import ask\n"
-        f"answer = ask({QUESTIONS[0]!r}, sys.argv[1], max_new_tokens=12)\n"
+        "from infuse.cag import answer\n"
+        f"answer = answer({QUESTIONS[0]!r}, sys.argv[1], max_new_tokens=12)\n"
         "print(json.dumps(answer.to_dict()))\n"
     )
     result = subprocess.run(
@@ -122,7 +123,7 @@ def test_changed_knowledge_makes_the_cache_stale(long_context_model_dir, knowled
     rebuilt = CagSession.open(cache_dir)
     assert rebuilt.loaded_from_disk is False
     assert "Anvils are blue." in rebuilt.prefix.system
-    answer = rebuilt.ask(QUESTIONS[0], max_new_tokens=4)
+    answer = rebuilt.answer(QUESTIONS[0], max_new_tokens=4)
     assert answer.facts["cache_rebuilt_because"] == ["knowledge or instructions changed"]
     # The rebuilt cache was saved: the next open loads it from disk, no longer stale.
     again = CagSession.open(cache_dir, rebuild_stale=False)
@@ -134,8 +135,10 @@ def test_another_model_makes_the_cache_stale(
 ):
     cache_dir = tmp_path / "cache"
     build_cache([knowledge_file], str(long_context_model_dir), cache_dir, device="cpu")
+    with pytest.raises(CacheError, match=r"built for model .*--rebuild"):
+        CagSession.open(cache_dir, model=str(other_model_dir))
     with pytest.raises(CacheError, match=r"model changed \(.*weights_probe_sha256"):
-        CagSession.open(cache_dir, model=str(other_model_dir), rebuild_stale=False)
+        CagSession.open(cache_dir, model=str(other_model_dir), rebuild_stale=False, rebuild=True)
 
 
 def test_knowledge_that_does_not_fit_names_the_numbers(tiny_model_dir, tmp_path):
@@ -151,7 +154,7 @@ def test_missing_cache_and_missing_sources_are_cache_errors(
     long_context_model_dir, knowledge_file, tmp_path
 ):
     with pytest.raises(CacheError, match="No CAG cache in"):
-        ask("anything", tmp_path / "nowhere")
+        cag_answer("anything", tmp_path / "nowhere")
     cache_dir = tmp_path / "cache"
     build_cache([knowledge_file], str(long_context_model_dir), cache_dir, device="cpu")
     knowledge_file.unlink()
@@ -161,8 +164,8 @@ def test_missing_cache_and_missing_sources_are_cache_errors(
 
 def test_unreadable_knowledge_file_fails_before_loading_a_model(tmp_path):
     binary = tmp_path / "blob.md"
-    binary.write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(DataError, match="blob.md is not UTF-8"):
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00bad")
+    with pytest.raises(DataError, match="blob.md: binary file"):
         build_cache([binary], "no-such-model", tmp_path / "cache")
 
 
@@ -178,8 +181,8 @@ def test_fast_path_gives_the_exact_path_answers_and_keeps_the_cache_at_the_knowl
     assert fast.cache_length == knowledge == exact.knowledge_tokens
     # Room for 16 tokens after the knowledge: a 40-token answer makes the cache grow first.
     for question, tokens in [(QUESTIONS[0], 40), (QUESTIONS[1], 12), (QUESTIONS[2], 12)] * 2:
-        expected = exact.ask(question, max_new_tokens=tokens)
-        got = fast.ask(question, max_new_tokens=tokens)
+        expected = exact.answer(question, max_new_tokens=tokens)
+        got = fast.answer(question, max_new_tokens=tokens)
         assert got.facts["answer_token_ids"] == expected.facts["answer_token_ids"]
         assert got.text == expected.text and got.facts["decoding"] == "static cache"
         assert got.facts["cache_length_after"] == knowledge == fast.cache_length
@@ -189,12 +192,12 @@ def test_fast_path_gives_the_exact_path_answers_and_keeps_the_cache_at_the_knowl
 def test_fast_session_saves_and_reloads_with_the_same_answer(chat, knowledge_file, tmp_path):
     system = system_message(knowledge_text(read_knowledge_files([knowledge_file])))
     fast = CagSession.build(chat, system, sources=[str(knowledge_file)], fast=True)
-    answer = fast.ask(QUESTIONS[1], max_new_tokens=10)
+    answer = fast.answer(QUESTIONS[1], max_new_tokens=10)
     fast.save(tmp_path / "cache")
     for reload_fast in (True, False):
         again = CagSession.open(tmp_path / "cache", model=chat, fast=reload_fast)
         assert again.loaded_from_disk and again.knowledge_tokens == fast.knowledge_tokens
-        got = again.ask(QUESTIONS[1], max_new_tokens=10)
+        got = again.answer(QUESTIONS[1], max_new_tokens=10)
         assert got.facts["answer_token_ids"] == answer.facts["answer_token_ids"]
 
 

@@ -97,7 +97,7 @@ def test_inspect_reports_lengths_warnings_samples_and_plot(capsys, tmp_path, tin
     assert trained.startswith("45 days.")
     warnings = " ".join(report["warnings"])
     assert "longer than max_seq_len 64" in warnings and "duplicates" in warnings
-    assert "empty answer" in warnings
+    assert "have no answer (empty, null or missing)" in warnings
 
 
 def test_inspect_human_output_marks_trained_part(capsys, alpaca_file, tiny_model_dir, tmp_path):

@@ -79,7 +79,7 @@ def test_system_prompt_and_extension(tmp_path):
 def test_malformed_jsonl_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": \n')
-    with pytest.raises(DataError, match=r"bad\.jsonl, line 2: malformed JSON"):
+    with pytest.raises(DataError, match=r"bad\.jsonl, line 2: invalid JSON"):
         load_dataset_file(path)
 
 

@@ -31,7 +31,7 @@ REPLIES = {
 
 def scripted_reply(messages):
     user = messages[-1]["content"]
-    return next(text for key, text in REPLIES.items() if f"# {key}" in user)
+    return next(text for key, text in REPLIES.items() if key in user)
 
 
 def test_parse_qa_pairs_reads_common_shapes():
@@ -51,11 +51,17 @@ def test_validate_pair_reasons():
     assert not synth.is_grounded("19", "It lasts 119 days.")
 
 
-def test_split_into_chunks_keeps_sections_and_budget():
-    text = "# A\n\n" + "word " * 50 + "\n\n# B\n\n" + "more " * 50
-    chunks = synth.split_into_chunks(text, max_chars=200)
-    assert len(chunks) == 2 and chunks[0].startswith("# A") and chunks[1].startswith("# B")
-    assert all(len(c) <= 300 for c in chunks)
+def test_documents_are_cut_by_the_knowledge_chunker_by_section_and_budget():
+    from infuse.knowledge import Document
+    from infuse.knowledge.chunking import count_tokens
+
+    text = "# A\n\n" + "word " * 50 + "\n\n# B\n\n" + "more " * 200
+    chunks = synth.document_chunks(Document(text=text, source="a.md", title="Guide"), max_tokens=80)
+    assert chunks[0].startswith("Guide > A") and "more" not in chunks[0]
+    assert all(chunk.startswith("Guide > B") for chunk in chunks[1:]) and len(chunks) >= 4
+    assert all(count_tokens(chunk) <= 80 for chunk in chunks)
+    # no overlap: each word of section B is asked about once
+    assert sum(chunk.count("more") for chunk in chunks) == 200
 
 
 def test_synthesize_with_a_real_http_model(tmp_path):
@@ -86,8 +92,8 @@ def test_bad_settings_and_inputs(tmp_path):
         synth.synthesize_qa([("a.md", "text")], None, holdout=1.5)
     with pytest.raises(DataError, match="does not exist"):
         synth.read_documents([tmp_path / "missing"])
-    (tmp_path / "bin.md").write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(DataError, match="bin.md is not UTF-8"):
+    (tmp_path / "bin.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00bad")
+    with pytest.raises(DataError, match="No text found .*bin.md: binary file"):
         synth.read_documents([tmp_path / "bin.md"])
 
 

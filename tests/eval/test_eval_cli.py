@@ -8,6 +8,8 @@ import pytest
 from tiny_models import build_tiny_model, build_tiny_tokenizer
 
 from infuse.cli import main
+from infuse.train.config import RunConfig
+from infuse.train.runs import RunRecord
 
 KNOWLEDGE = "# Refunds\n\nThe refund window is 45 days.\n"
 QUESTIONS = [
@@ -33,7 +35,7 @@ def inputs(tmp_path):
     questions = tmp_path / "qa.jsonl"
     questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS), encoding="utf-8")
     run = tmp_path / "run"
-    run.mkdir()
+    RunRecord(config=RunConfig(), status="running").write(run)  # a run still training: no adapter yet
     run.joinpath("metrics.jsonl").write_text(
         "".join(json.dumps({"step": s, "loss": 3.0 - s / 10, "eval_loss": 3.1 - s / 20}) + "\n"
                 for s in range(1, 6)), encoding="utf-8")
@@ -61,6 +63,10 @@ def test_eval_json_with_base_and_cag(inputs, long_context_model_dir, capsys):
     assert saved["methods"] == payload["methods"]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert '<figure id="plot-loss"><svg' in html and ">cag<" in html
+    profile = json.loads((out / "profile.json").read_text(encoding="utf-8"))
+    assert {m["name"] for m in profile["methods"]} == {"base", "cag", "rag"}
+    assert all(m["low"] <= m["score"] <= m["high"] for m in profile["methods"])
+    assert profile["winner"] in {"base", "cag", "rag"} and profile["rebuild"]["kb"] == str(out / "kb")
 
 
 def test_eval_cag_that_does_not_fit_is_diagnosed(inputs, tiny_model_dir, capsys):
@@ -70,7 +76,7 @@ def test_eval_cag_that_does_not_fit_is_diagnosed(inputs, tiny_model_dir, capsys)
                  "--max-new-tokens", "4", "--output", str(inputs / "r2")])
     assert code == 0
     text = capsys.readouterr().out
-    assert "skipped cag" in text and "context window is 512 tokens" in text
+    assert "skipped cag" in text and "512-token context window" in text
     assert "does not fit the context window" in text
     assert "report.html" in text
 
@@ -82,7 +88,7 @@ def test_eval_bad_input_is_one_clear_line(inputs, capsys):
     assert "unknown rgx" in capsys.readouterr().err
     (inputs / "bad.jsonl").write_text('{"question": "Q?", "answer": "A"}\n{oops\n')
     assert main(["eval", "--questions", str(inputs / "bad.jsonl")]) == 1
-    assert "bad.jsonl line 2: not valid JSON" in capsys.readouterr().err
+    assert "bad.jsonl, line 2: invalid JSON" in capsys.readouterr().err
 
 
 def test_retrieval_subcommand_is_attached_when_its_module_exists(monkeypatch, capsys):

@@ -11,19 +11,21 @@ from eval_fakes import QUESTIONS, DictMethod
 from infuse.errors import DataError
 from infuse.eval import diagnosis
 from infuse.eval.methods import DOES_NOT_FIT, MISSING, SkippedMethod
-from infuse.eval.runinfo import RunInfo, load_run
+from infuse.eval.runinfo import load_run
 from infuse.eval.runner import run_eval
+from infuse.train.config import RunConfig
+from infuse.train.runs import RunRecord
 
 RIGHT = {"q1": "38 days", "q2": "Oskar Lindqvist", "q3": "Pip", "q4": "64"}
 
 
 def _results(*methods, skipped=()):
-    return run_eval(QUESTIONS, list(methods), skipped=list(skipped), progress=False)
+    return run_eval(QUESTIONS, list(methods), skipped=list(skipped))
 
 
-def _run(tmp_path: Path, metrics=(), summary=None, template=None) -> RunInfo:
-    return RunInfo(run_dir=tmp_path, metrics=list(metrics), summary=dict(summary or {}),
-                   chat_template=template)
+def _run(tmp_path: Path, metrics=(), summary=None, template=None) -> RunRecord:
+    return RunRecord(config=RunConfig(), run_dir=tmp_path, metrics=list(metrics), chat_template=template,
+                     **dict(summary or {}))
 
 
 def _codes(results, run=None):
@@ -173,22 +175,28 @@ def test_healthy_run_has_no_findings(tmp_path):
 
 # --- reading a run folder -----------------------------------------------------------------------
 
-def test_load_run_reads_metrics_config_summary_and_template(tmp_path):
+def test_load_run_reads_the_record_train_writes(tmp_path):
+    record = RunRecord(config=RunConfig(model="smollm2", lora_r=16), train_examples=204, training_s=61.5,
+                       model_parameters=135_000_000, chat_template="{{ messages }}")
+    record.write(tmp_path)
     (tmp_path / "metrics.jsonl").write_text(
         "\n".join(json.dumps(r) for r in _curve([None, 1.5], [2.0, 1.0])) + "\n", encoding="utf-8"
     )
-    (tmp_path / "config.toml").write_text('model = "smollm2"\nlora_r = 16\n', encoding="utf-8")
-    (tmp_path / "summary.json").write_text(json.dumps({"num_examples": 204, "train_runtime": 61.5}))
-    (tmp_path / "chat_template.jinja").write_text("{{ messages }}", encoding="utf-8")
     run = load_run(tmp_path)
     assert run.curve() == [{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1.0, "eval_loss": 1.5}]
-    assert run.fact("train_examples") == 204 and run.training_s == 61.5
-    assert run.config["lora_r"] == 16 and run.chat_template == "{{ messages }}"
+    assert run.train_examples == 204 and run.training_s == 61.5 and run.model_parameters == 135_000_000
+    assert run.config.lora_r == 16 and run.chat_template == "{{ messages }}"
 
 
 def test_load_run_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="not an infuse run"):
+        load_run(tmp_path)
+    RunRecord(config=RunConfig()).write(tmp_path)
     with pytest.raises(DataError, match="no metrics.jsonl"):
         load_run(tmp_path)
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2}\n{"loss": 1}\n')
-    with pytest.raises(DataError, match=r"metrics.jsonl line 2: each line needs an integer 'step'"):
+    with pytest.raises(DataError, match=r"metrics.jsonl, line 2: each line needs an integer 'step'"):
+        load_run(tmp_path)
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"run.json: not valid JSON"):
         load_run(tmp_path)

@@ -40,7 +40,7 @@ def test_json_list_file(tmp_path):
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        (['{"question": "Q?", "answer": "A"}', "{not json"], r"qa.jsonl line 2: not valid JSON"),
+        (['{"question": "Q?", "answer": "A"}', "{not json"], r"qa.jsonl, line 2: invalid JSON"),
         ([{"question": "Q?", "answer": ""}], r"line 1: the reference answer is empty"),
         ([{"text": "hello"}], r"line 1: no question found.*\['text'\]"),
         ([{"id": "a", "question": "Q?", "answer": "A"}, {"id": "a", "question": "Q2?", "answer": "B"}],

@@ -40,7 +40,7 @@ def _methods():
 @pytest.fixture(scope="module")
 def results() -> EvalResults:
     skipped = [SkippedMethod("lora+rag", "no RAG function given")]
-    return run_eval(QUESTIONS, _methods(), skipped=skipped, progress=False)
+    return run_eval(QUESTIONS, _methods(), skipped=skipped)
 
 
 def test_scores_per_method(results):
@@ -81,7 +81,7 @@ def test_setup_failure_and_question_errors_are_recorded():
                 raise BackendError("server at http://127.0.0.1:9 refused the connection")
             return super().answer(question)
 
-    results = run_eval(QUESTIONS, [Broken("broken", {}), Flaky("flaky", RIGHT)], progress=False)
+    results = run_eval(QUESTIONS, [Broken("broken", {}), Flaky("flaky", RIGHT)])
     assert [m.name for m in results.methods] == ["flaky"]
     assert results.skipped[0].name == "broken" and "weights missing" in results.skipped[0].reason
     flaky = results.method("flaky")
@@ -154,7 +154,7 @@ def test_report_files_are_complete_and_consistent(results, tmp_path):
 
 def test_html_escapes_answers(tmp_path):
     method = DictMethod("base", {"q1": "<script>alert(1)</script> 38 days"})
-    results = run_eval(QUESTIONS[:1], [method], progress=False)
+    results = run_eval(QUESTIONS[:1], [method])
     html = render_html(results)
     assert "<script>" not in html and "&lt;script&gt;" in html
 
@@ -162,7 +162,7 @@ def test_html_escapes_answers(tmp_path):
 def test_report_with_cag_skipped_for_size(tmp_path):
     skip = SkippedMethod("cag", "the knowledge is 9,000 tokens", DOES_NOT_FIT,
                          {"knowledge_tokens": 9000, "context_window": 8192})
-    results = run_eval(QUESTIONS, _methods()[:1], skipped=[skip], progress=False)
+    results = run_eval(QUESTIONS, _methods()[:1], skipped=[skip])
     html = render_html(results)
     assert "cag" in html and "9,000 tokens" in html
 
@@ -177,7 +177,7 @@ def test_judge_scores_reach_summary_and_table():
             return Generation(text="Score: 5" if "38 days" in messages[-1]["content"].split(
                 "Candidate answer:")[1] else "Score: 1")
 
-    results = run_eval(QUESTIONS, [DictMethod("cag", RIGHT)], judge=Judge(), progress=False)
+    results = run_eval(QUESTIONS, [DictMethod("cag", RIGHT)], judge=Judge())
     assert [r.judge_score for r in results.per_question] == [5, 1, 1, 1]
     assert results.method("cag").judge_mean == 2.0
     assert "judge_mean" in shown_columns(results)

@@ -27,7 +27,7 @@ def test_pack_layout(pack):
 
 
 def test_every_answer_is_in_its_source_document(pack):
-    questions = load_questions(pack.questions)
+    questions = [q for q in load_questions(pack.questions) if q.answerable]
     assert len(questions) == 40 and len({q.id for q in questions}) == 40
     texts = {p.name: p.read_text(encoding="utf-8") for p in pack.documents}
     for question in questions:
@@ -35,10 +35,17 @@ def test_every_answer_is_in_its_source_document(pack):
         assert answer_in_context([texts[question.source]], question.answer), question.id
 
 
+def test_pack_has_unanswerable_questions_the_documents_do_not_answer(pack):
+    unanswerable = [q for q in load_questions(pack.questions) if not q.answerable]
+    assert len(unanswerable) >= 8 and all(q.source is None for q in unanswerable)
+    assert len([q for q in unanswerable if "cpu" in q.tags]) >= 3
+
+
 def test_cpu_subset_is_a_fixed_dozen_spread_over_documents(pack):
     subset = load_questions(pack.questions, tag="cpu")
-    assert len(subset) == 12
-    assert len({q.source for q in subset}) >= 5
+    answerable = [q for q in subset if q.answerable]
+    assert len(answerable) == 12 and len(subset) == 15
+    assert len({q.source for q in answerable}) >= 5
 
 
 def test_train_covers_the_facts_in_other_words(pack):
@@ -51,7 +58,8 @@ def test_train_covers_the_facts_in_other_words(pack):
     train_answers = [r["messages"][1]["content"] for r in rows]
     for question in load_questions(pack.questions):
         assert normalize_answer(question.question) not in train_questions, question.id
-        assert answer_in_context(train_answers, question.answer), question.id
+        if question.answerable:
+            assert answer_in_context(train_answers, question.answer), question.id
 
 
 def test_pack_is_small_enough_for_cag(pack):

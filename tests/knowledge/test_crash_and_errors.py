@@ -13,12 +13,12 @@ import pytest
 
 from infuse.errors import StoreError
 from infuse.knowledge.kb import KnowledgeBase
-from infuse.knowledge.store import open_store
+from infuse.knowledge.stores import open_store
 
 INGEST = """
 import sys
 from infuse.knowledge.kb import KnowledgeBase
-KnowledgeBase(sys.argv[1], embedder=sys.argv[2], chunk_tokens=32, overlap_tokens=0, commit_chunks=4).add([sys.argv[3]])
+KnowledgeBase(sys.argv[1], create=True, embedder=sys.argv[2], chunk_tokens=32, overlap_tokens=0, commit_chunks=4).add([sys.argv[3]])
 """
 
 
@@ -106,7 +106,7 @@ def test_kb_location_that_is_a_file(tmp_path):
 
 
 def test_missing_paths_are_reported(tmp_path, tiny_embedder):
-    with KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder) as kb:
+    with KnowledgeBase(tmp_path / "kb", create=True, embedder=tiny_embedder) as kb:
         report = kb.add([tmp_path / "nothing.md", str(tmp_path / "*.pdf")])
     assert [item["path"] for item in report.skipped] == [
         str(tmp_path / "nothing.md"),

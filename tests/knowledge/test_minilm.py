@@ -23,7 +23,7 @@ def test_minilm_finds_paraphrases_and_rejects_unrelated_questions(tmp_path):
     (docs / "office.md").write_text(
         "# Office\n\nOur headquarters are in Springfield, next to the river."
     )
-    with KnowledgeBase(tmp_path / "kb") as kb:
+    with KnowledgeBase(tmp_path / "kb", create=True) as kb:
         assert kb.add([docs]).chunks_written == 3
         assert kb.embedder.dimension == 384
         dense = kb.search("How long do I have to send an item back?", k=3, mode="dense")

@@ -55,7 +55,7 @@ def test_metrics_by_hand():
 
 
 def test_bad_mode_and_k(tmp_path, tiny_embedder):
-    with KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder) as kb:
+    with KnowledgeBase(tmp_path / "kb", create=True, embedder=tiny_embedder) as kb:
         with pytest.raises(ConfigError, match="hybrid, bm25, dense"):
             retrieve(kb.store, "q", embedder=tiny_embedder, mode="fuzzy")
         with pytest.raises(ConfigError, match="at least one"):
@@ -108,7 +108,7 @@ def test_evaluate_retrieval_side_by_side(tmp_path, tiny_embedder, tiny_reranker_
     )
     from infuse.knowledge.readers import RowOptions
 
-    with KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder) as kb:
+    with KnowledgeBase(tmp_path / "kb", create=True, embedder=tiny_embedder) as kb:
         kb.add([corpus], row_options=RowOptions(text_columns=["text"], id_column="_id"))
         report = evaluate_retrieval(kb, tmp_path / "queries.jsonl", tmp_path / "qrels.tsv")
         assert report.queries == 5

@@ -29,7 +29,7 @@ def docs(tmp_path):
 
 @pytest.fixture
 def kb(store_location, tiny_embedder):
-    knowledge = KnowledgeBase(store_location, embedder=tiny_embedder)
+    knowledge = KnowledgeBase(store_location, create=True, embedder=tiny_embedder)
     yield knowledge
     knowledge.close()
 
@@ -148,7 +148,7 @@ def test_reranker_path_runs(kb, docs, tiny_reranker_dir):
 
 
 def test_reopen_uses_recorded_embedder_and_rejects_another(store_location, tiny_embedder, docs):
-    with KnowledgeBase(store_location, embedder=tiny_embedder) as knowledge:
+    with KnowledgeBase(store_location, create=True, embedder=tiny_embedder) as knowledge:
         knowledge.add([docs / "office.txt"])
     with KnowledgeBase(store_location) as reopened:
         assert reopened.embedder_spec == tiny_embedder.spec

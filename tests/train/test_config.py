@@ -61,7 +61,7 @@ def test_unknown_target_module_lists_real_ones(fast_config, qa_file):
 
     config = fast_config(qa_file, target_modules=["q_proj", "qkv_proj"])
     with pytest.raises(ConfigError, match="qkv_proj not found.*gate_proj"):
-        train(config, show_progress=False)
+        train(config)
     _no_training_happened(config)
 
 
@@ -72,7 +72,7 @@ def test_missing_dataset_column(fast_config, tmp_path):
     data.write_text('{"question": "Q?", "answer": "A."}\n')
     config = fast_config(data, merged_prompt="{question} {context}", output_column="answer")
     with pytest.raises(ColumnError, match="context"):
-        train(config, show_progress=False)
+        train(config)
     _no_training_happened(config)
 
 
@@ -83,7 +83,7 @@ def test_prompt_longer_than_max_seq_len(fast_config, tmp_path):
     data.write_text('{"instruction": "' + "refund window " * 60 + '", "output": "45 days."}\n')
     config = fast_config(data, max_seq_len=32)
     with pytest.raises(ConfigError, match=r"row 0: the prompt is \d+ tokens.*max_seq_len=32.*--max-seq-len"):
-        train(config, show_progress=False)
+        train(config)
     _no_training_happened(config)
 
 
@@ -93,8 +93,8 @@ def test_everything_masked_is_an_error(fast_config, tmp_path):
     data = tmp_path / "no_answers.jsonl"
     data.write_text('{"messages": [{"role": "user", "content": "Anyone there?"}]}\n' * 3)
     config = fast_config(data)
-    with pytest.raises(DataError, match="every label is masked"):
-        train(config, show_progress=False)
+    with pytest.raises(DataError, match="every one of the 3 rows has an empty, null or missing answer"):
+        train(config)
     _no_training_happened(config)
 
 
@@ -102,15 +102,15 @@ def test_hardware_checks(fast_config, qa_file):
     from infuse.train import train
 
     with pytest.raises(ConfigError, match="4-bit|QLoRA"):
-        train(fast_config(qa_file, load_in_4bit=True), show_progress=False)
+        train(fast_config(qa_file, load_in_4bit=True))
     with pytest.raises(ConfigError, match="fp16"):
-        train(fast_config(qa_file, dtype="fp16"), show_progress=False)
+        train(fast_config(qa_file, dtype="fp16"))
 
 
 def test_existing_run_needs_resume(fast_config, qa_file):
     from infuse.train import train
 
     config = fast_config(qa_file, max_steps=1)
-    train(config, show_progress=False)
+    train(config)
     with pytest.raises(ConfigError, match="--resume"):
-        train(config, show_progress=False)
+        train(config)

@@ -23,7 +23,7 @@ def trained_run(tiny_model_dir, tmp_path_factory):
     config = RunConfig(model=str(tiny_model_dir), data=str(data), output=str(folder / "run"), max_steps=5,
                        batch_size=2, grad_accum=1, learning_rate=2e-2, warmup_steps=0,
                        gradient_checkpointing=False, max_seq_len=128, device="cpu")
-    return train(config, show_progress=False).run_dir
+    return train(config).run_dir
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,8 @@ def test_resume_after_kill_matches_uninterrupted_run(fast_config, qa_file, tmp_p
         pytest.fail(f"the run ended before the kill: {process.stderr.read().decode()[-2000:]}")
     assert not (tmp_path / "killed" / "adapter_model.safetensors").exists()  # really interrupted
 
-    resumed = train(killed, resume=True, show_progress=False)
-    straight = train(fast_config(qa_file, output=str(tmp_path / "straight"), **common), show_progress=False)
+    resumed = train(killed, resume=True)
+    straight = train(fast_config(qa_file, output=str(tmp_path / "straight"), **common))
 
     assert resumed.steps == straight.steps == STEPS
     ours = load_file(str(resumed.run_dir / "adapter_model.safetensors"))

@@ -24,7 +24,7 @@ def test_smollm2_adapter_changes_the_answer(tmp_path):
                        batch_size=1, grad_accum=1, learning_rate=2e-3, warmup_steps=0,
                        lr_schedule="constant", gradient_checkpointing=False, max_seq_len=128,
                        device="cpu")
-    result = train(config, show_progress=False)
+    result = train(config)
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["loss"] < rows[0]["loss"] / 2
 

@@ -21,7 +21,7 @@ def test_lora_learns_a_fact_it_did_not_know(fast_config, fact_file):
     )
     assert ANSWER not in before.text
 
-    result = train(config, show_progress=False)
+    result = train(config)
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 30 and all("loss" in row for row in rows)
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.5
@@ -35,10 +35,10 @@ def test_run_folder_holds_everything(fast_config, qa_file):
     from infuse.train import train
 
     config = fast_config(qa_file, max_steps=4, save_every=2, eval_split=0.25, eval_every=2, lora_r=4)
-    result = train(config, show_progress=False)
+    result = train(config)
     run = result.run_dir
     for name in ("adapter_model.safetensors", "adapter_config.json", "config.toml", "chat_template.jinja",
-                 "metrics.jsonl", "loss.png", "run_info.json"):
+                 "metrics.jsonl", "loss.png", "run.json", "run.lock"):
         assert (run / name).exists(), name
     assert (run / "checkpoints" / "step-2" / "optimizer.pt").exists()
     assert (run / "checkpoints" / "step-4" / "trainer_state.json").exists()

@@ -1,0 +1,201 @@
+"""What every answer method is, and the two small methods that are not sessions of their own.
+
+    AnswerMethod        the protocol: name, facts, answer(question, history=...), stream(...), close()
+    ModelMethod         a chat model answering alone (the base model, or base + LoRA adapter)
+    LazyMethod          a method opened on first use (`setup()`), or a skip with its reason
+    SkippedMethod       a method that was asked for but cannot run here, and why
+
+Sessions (`infuse.rag.RagSession`, `infuse.methods.cag.CagMethod`) satisfy the same protocol.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from infuse.answer import Answer, stream_answer
+from infuse.conversation import chat_messages
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Answer the question in one short sentence. "
+    "If you do not know the answer, say \"I don't know\"."
+)
+
+# Why a method was skipped; eval's diagnosis reads `DOES_NOT_FIT`.
+MISSING = "missing"  # the code or the input it needs is not there
+DOES_NOT_FIT = "does_not_fit"  # the knowledge is longer than the model's context (CAG)
+FAILED = "failed"  # opening it raised an error
+
+
+@runtime_checkable
+class AnswerMethod(Protocol):
+    """An answer method: opened once, asked many times, safe to share between threads."""
+
+    name: str
+    facts: dict[str, Any]
+
+    def answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[dict[str, str]] | None = None,
+        max_new_tokens: int | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Answer: ...
+
+    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class SkippedMethod:
+    """A method that was asked for but cannot run here, and why (in plain words)."""
+
+    name: str
+    reason: str
+    code: str = MISSING
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"name": self.name, "reason": self.reason, "code": self.code, "facts": dict(self.facts)}
+
+
+class SkipMethod(Exception):
+    """Raised when opening a method finds it cannot run here; carries the SkippedMethod."""
+
+    def __init__(self, skip: SkippedMethod) -> None:
+        super().__init__(skip.reason)
+        self.skip = skip
+
+
+class ModelMethod:
+    """A chat model answering from what it knows (the base model, or base + LoRA adapter).
+
+    The model object may be shared with other methods; a local model serialises its own
+    generation, so this is safe to call from several threads.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: Any,
+        *,
+        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        facts: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.system_prompt = system_prompt
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.facts: dict[str, Any] = {"model": getattr(model, "name", ""), **(facts or {})}
+
+    def messages(
+        self, question: str, history: Sequence[dict[str, str]] | None = None
+    ) -> list[dict[str, str]]:
+        """The chat messages sent for one question: system prompt, earlier turns, the question."""
+        return chat_messages(question, history, self.system_prompt)
+
+    def answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[dict[str, str]] | None = None,
+        max_new_tokens: int | None = None,
+        on_token: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+    ) -> Answer:
+        """Generate an answer; returns its text with time to first token and total time."""
+        messages = self.messages(question, history)
+        started = time.perf_counter()
+        first: list[float] = []
+
+        def timed_on_token(piece: str) -> None:
+            if not first:
+                first.append(time.perf_counter() - started)
+            if on_token is not None:
+                on_token(piece)
+
+        generation = self.model.generate(
+            messages,
+            max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            temperature=self.temperature if temperature is None else temperature,
+            on_token=timed_on_token,
+        )
+        timings = {"total_s": time.perf_counter() - started}
+        ttft = generation.time_to_first_token_s
+        if ttft is None and first:
+            ttft = first[0]
+        if ttft is not None:
+            timings["time_to_first_token_s"] = ttft
+        facts = {
+            key: value
+            for key, value in (
+                ("model", getattr(self.model, "name", "")),
+                ("prompt_tokens", generation.prompt_tokens),
+                ("completion_tokens", generation.completion_tokens),
+            )
+            if value is not None
+        }
+        return Answer(text=generation.text.strip(), method=self.name, timings=timings, facts=facts)
+
+    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
+        """Like `answer`, as text pieces while they are generated, then the final Answer."""
+        return stream_answer(self.answer, question, **options)
+
+    def close(self) -> None:
+        """Nothing to release: the model may be shared and stays loaded."""
+
+
+class LazyMethod:
+    """A method opened on first use: `setup()` calls `open()` once (thread-safe) and keeps the
+    method it returns; `open()` raises SkipMethod when the method cannot run here.
+
+    `facts` are known before opening and merged with the opened method's facts.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        open: Callable[[], Any],
+        *,
+        facts: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self._open = open
+        self._lock = threading.Lock()
+        self.method: Any = None
+        self.facts: dict[str, Any] = dict(facts or {})
+
+    def setup(self) -> Any:
+        """Open the method now (once); returns it. Raises SkipMethod when it cannot run."""
+        if self.method is None:
+            with self._lock:
+                if self.method is None:
+                    method = self._open()
+                    self.facts = {**getattr(method, "facts", {}), **self.facts}
+                    method.facts = self.facts  # one dict: later facts show up on both
+                    self.method = method
+        return self.method
+
+    def answer(self, question: str, **options: Any) -> Answer:
+        """Open the method if needed, then answer; the Answer carries this method's name."""
+        result = self.setup().answer(question, **options)
+        result.method = self.name
+        return result
+
+    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
+        """Like `answer`, as text pieces while they are generated, then the final Answer."""
+        return stream_answer(self.answer, question, **options)
+
+    def close(self) -> None:
+        """Close the opened method (if it was opened)."""
+        if self.method is not None:
+            self.method.close()

