@@ -29,7 +29,10 @@ fi
 if [ "$FAST" = 1 ]; then
   started=$(date +%s)
   echo "building llama.cpp (llama-cpp-python) from source; this takes minutes..."
-  .venv/bin/python -m pip install -q -e '.[llamacpp]'
+  # Portable x86 flags, not -march=native: a VM can report AMX yet fault on its first tile
+  # instruction (seen here: "Illegal instruction" in ggml's AMX matmul). Override with CMAKE_ARGS.
+  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON}" \
+    .venv/bin/python -m pip install -q --no-cache-dir -e '.[llamacpp]'  # no cached wheel of other flags
   echo "llama.cpp ready in $(( $(date +%s) - started )) s: GGUF models now run on it"
 fi
 echo "infuse installed in .venv ($(.venv/bin/python -c 'import infuse; print(infuse.__version__)'))"
