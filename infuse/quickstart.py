@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import ConfigError
+from infuse.models import DEFAULT_MODEL
 
 QUESTION_FILES = ("questions.jsonl", "train.jsonl")  # a folder's own data, not documents
 CPU_SUBSET = "cpu"
@@ -57,13 +58,21 @@ def plan_quickstart(
     folder: str | Path | None = None,
     *,
     output: str | Path = "infuse-quickstart",
-    model: str = "smollm2",
+    model: str = DEFAULT_MODEL,
     on_gpu: bool | None = None,
     epochs: int | None = None,
     max_new_tokens: int = 32,
     all_questions: bool = False,
 ) -> QuickstartPlan:
-    """Decide inputs and budget. Raises ConfigError when the folder has no documents."""
+    """Decide inputs and budget. Raises ConfigError when the folder has no documents, a setting
+    is out of range or the output folder cannot be written (before any work starts)."""
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: must be at least 1.")
+    if max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")
+    from infuse.files import check_writable_folder
+
+    check_writable_folder(output, setting="--output folder")
     if on_gpu is None:
         import torch
 

@@ -47,6 +47,17 @@ def knowledge_files_from_kb(location: str | Path) -> list[Path]:
     return files
 
 
+def knowledge_files(paths: list[Path | str]) -> list[Path]:
+    """Files and folders -> the files the knowledge base would read (`find_files`), so a cache
+    records files it can check later. Raises DataError naming a path that does not exist."""
+    from infuse.knowledge.reading import find_files
+
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"Knowledge file {path} does not exist (or is not a file).")
+    return find_files(paths)[0]
+
+
 def read_knowledge_files(paths: list[Path | str]) -> list[tuple[str, str]]:
     """Read knowledge files and folders as (file name, text) pairs, one per file, through the
     knowledge base's reader (`infuse.knowledge.read_paths`: text, Markdown, HTML, PDF, DOCX,

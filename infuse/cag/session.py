@@ -26,6 +26,7 @@ from infuse.cag.knowledge import (
     DEFAULT_INSTRUCTIONS,
     KnowledgePrefix,
     build_prefix,
+    knowledge_files,
     knowledge_text,
     read_knowledge_files,
     sha256_text,
@@ -45,6 +46,7 @@ from infuse.cag.store import (
 from infuse.conversation import check_history
 from infuse.errors import CacheError, ConfigError, ContextTooLongError
 from infuse.llm.local import LocalChatModel
+from infuse.models import DEFAULT_MODEL
 
 QUESTION_ROOM = 256  # tokens kept free for a question (its chat-template wrapping included)
 ANSWER_ROOM = 512  # tokens kept free for an answer
@@ -77,7 +79,7 @@ def check_fit(
 
 def build_cache(
     files: list[Path | str],
-    model: str | LocalChatModel = "smollm2",
+    model: str | LocalChatModel = DEFAULT_MODEL,
     output: Path | str = "cag-cache",
     *,
     instructions: str = DEFAULT_INSTRUCTIONS,
@@ -98,6 +100,9 @@ def build_cache(
         if value < 1:
             raise ConfigError(f"{flag} {value}: must be at least 1 token.")
     check_output(Path(output), _spec(model, None), rebuild=rebuild)
+    from infuse.files import check_writable_folder
+
+    check_writable_folder(output, setting="--output folder")  # before the minutes of prefill
     session = CagSession.from_files(
         files,
         model,
@@ -281,7 +286,7 @@ class CagSession:
     def from_files(
         cls,
         files: list[Path | str],
-        model: str | LocalChatModel = "smollm2",
+        model: str | LocalChatModel = DEFAULT_MODEL,
         *,
         instructions: str = DEFAULT_INSTRUCTIONS,
         device: str | None = None,
@@ -295,7 +300,7 @@ class CagSession:
         The files are read before the model loads, so a bad file fails fast. Raises
         ContextTooLongError when the knowledge does not fit the model's context.
         """
-        sources = [str(Path(path).resolve()) for path in files]
+        sources = [str(path) for path in knowledge_files(list(files))]  # folders -> their files
         system = system_message(knowledge_text(read_knowledge_files(sources)), instructions)
         chat = _local_chat(model, device)
         return cls.build(

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("infuse.cli.ask:ask", "Answer a question with RAG or CAG."),
     "cag": ("infuse.cli.cag:cag", "Build a CAG cache: the whole knowledge in the KV cache."),
     "eval": ("infuse.cli.eval:eval_group", "Compare methods (or retrieval) on a question set."),
+    "scrape": ("infuse.cli.scrape:scrape", "Crawl web pages into knowledge; extract structured records."),
     "serve": ("infuse.cli.serve:serve", "Serve the assistant: OpenAI-compatible API and MCP server."),
 }
 

@@ -6,6 +6,7 @@ import click
 
 from infuse.cli.options import conversation_options, parse_role_aliases, unescape_prompt
 from infuse.cli.output import console, err_console, print_json
+from infuse.models import DEFAULT_MODEL
 
 
 @click.group()
@@ -17,7 +18,7 @@ def data() -> None:
 @click.argument("file", type=click.Path())
 @click.option(
     "--model",
-    default="smollm2",
+    default=DEFAULT_MODEL,
     show_default=True,
     help="Model whose tokenizer and chat template measure the data (folder or packaged name).",
 )
@@ -85,7 +86,7 @@ def _print_report(report) -> None:
     console.print(
         f"over max_seq_len {report.max_seq_len}: {report.over_max_len} rows; "
         f"trained tokens: {report.trained_token_share:.1%}; duplicates: {report.duplicates}; "
-        f"empty answers: {report.empty_answers}; very short answers: {report.short_answers}"
+        f"empty or null answers: {report.empty_answers}; very short answers: {report.short_answers}"
     )
     if report.histogram_png:
         console.print(f"histogram: {report.histogram_png}")

@@ -150,9 +150,16 @@ def add(
     """
     from infuse.knowledge.kb import KnowledgeBase
     from infuse.knowledge.readers import RowOptions
+    from infuse.knowledge.reading import find_files
 
     options = RowOptions(list(text_columns), list(metadata_columns), id_column, title_column)
     metadata = parse_pairs(meta_pairs, "--meta")
+    files, _missing = find_files(paths)
+    if not files:  # refused before a knowledge base is created for nothing
+        raise DataError(
+            f"Nothing to add: {', '.join(paths)} matched no files (check the paths; supported: "
+            "Markdown, text, HTML, PDF, DOCX, CSV/TSV/JSON/JSONL)."
+        )
     with KnowledgeBase(
         location,
         create=True,
@@ -267,12 +274,16 @@ def remove(targets, location, as_json) -> None:
 )
 @json_option
 def sync(location, prune, as_json) -> None:
-    """Re-read every known file: update changed ones, remove those that disappeared."""
+    """Re-read every known file and re-crawl every web page: update changed ones, remove those
+    that disappeared (web pages: conditional requests; 404/410 or out of scope is gone)."""
     from infuse.knowledge.kb import KnowledgeBase
+    from infuse.scrape.refresh import UrlRefresher
 
     with KnowledgeBase(location) as knowledge:
         with progress_bar("Syncing", not as_json) as on_progress:
-            report = knowledge.sync(prune=prune, on_progress=on_progress)
+            report = knowledge.sync(
+                refreshers=[UrlRefresher()], prune=prune, on_progress=on_progress
+            )
     if as_json:
         print_json(report.to_dict())
         return

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import click
 
 from infuse.cli.output import console, err_console, print_json
+from infuse.models import DEFAULT_MODEL
 
 # flag name -> RunConfig field; only flags the user actually gave override the TOML/defaults.
 _TRAIN_OPTIONS = [
-    click.option("--model", help="Base model: a local folder, a .gguf file or a packaged name (default smollm2)."),
+    click.option("--model", help=f"Base model: a local folder, a .gguf file or a packaged name (default {DEFAULT_MODEL})."),
     click.option("--data", help="Dataset file (JSON, JSONL, CSV, Parquet; alpaca, sharegpt or messages)."),
     click.option("--output", help="Run folder to write (adapter, config, template, metrics, checkpoints)."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of settings; flags win."),
@@ -76,8 +81,8 @@ def train(config_file, resume, force, as_json, quiet, **flags):
 
     flags["merged_prompt"] = unescape_prompt(flags.get("merged_prompt"))
     config = resolve_run_config(flags, config_file=config_file, resume=resume)
-    with TrainBar(enabled=not (quiet or as_json)) as bar:
-        result = run_training(config, resume=resume, force=force, on_progress=bar.update)
+    with training_progress(enabled=not (quiet or as_json)) as on_progress:
+        result = run_training(config, resume=resume, force=force, on_progress=on_progress)
     if result.rank != 0:  # several processes (torchrun): rank 0 speaks for the run
         return
     if as_json:
@@ -93,61 +98,25 @@ def train(config_file, resume, force, as_json, quiet, **flags):
                   "metrics.jsonl, loss.png)")
 
 
-class TrainBar:
-    """Draws `on_progress(done, total, loss=, tokens_per_s=, warning=)` of a run on stderr.
+@contextmanager
+def training_progress(*, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """The `on_progress` of a run: the shared CLI bar (with the latest loss) and warnings on stderr.
 
-    A rich bar on a terminal, one plain line per 10% otherwise; warnings always show.
+    Warnings always show, also under --quiet and --json.
     """
+    from rich.markup import escape
 
-    def __init__(self, *, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self._progress = None
-        self._task = None
-        self._last_decile = -1
+    from infuse.cli.progress import progress_bar
 
-    def __enter__(self) -> TrainBar:
-        if self.enabled and err_console.is_terminal:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
+    with progress_bar("train", enabled=enabled) as draw:
+        def on_progress(done: int, total: int, *, loss: float | None = None, warning: str | None = None,
+                        **_info: Any) -> None:
+            if warning:
+                err_console.print(f"[yellow]Warning:[/yellow] {escape(warning)}", highlight=False)
+                return
+            draw(done, total, **({"name": f"loss {loss:.4f}"} if loss is not None else {}))
 
-            self._progress = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
-                TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
-            )
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def update(self, done: int, total: int, *, loss: float | None = None, tokens_per_s: float | None = None,
-               warning: str | None = None, **_info) -> None:
-        if warning:
-            from rich.markup import escape
-
-            err_console.print(f"[yellow]Warning:[/yellow] {escape(warning)}", highlight=False)
-            return
-        if not self.enabled:
-            return
-        loss_text = "-" if loss is None else f"{loss:.4f}"
-        speed = "-" if tokens_per_s is None else f"{tokens_per_s:,.0f}"
-        if self._progress is not None:
-            if self._task is None:
-                self._task = self._progress.add_task("train", total=total, completed=done, loss=loss_text,
-                                                     speed=speed)
-            self._progress.update(self._task, completed=done, total=total, loss=loss_text, speed=speed)
-            return
-        decile = done * 10 // max(total, 1)
-        if decile != self._last_decile:
-            self._last_decile = decile
-            err_console.print(f"train {done}/{total} steps, loss {loss_text}, {speed} tok/s", highlight=False)
+        yield on_progress
 
 
 @click.command()

@@ -238,6 +238,7 @@ def to_conversations(
                 f"{loaded.path}: free-form columns ({', '.join(loaded.columns)}); say how to build "
                 "a conversation with --merged-prompt '...{column}...' and --output-column NAME."
             )
+        _check_text_columns(loaded.path, dataset, output_column)
         sharegpt = to_sharegpt(
             dataset,
             merged_prompt=merged_prompt,
@@ -255,6 +256,20 @@ def to_conversations(
             for convo in conversations
         ]
     return Dataset.from_dict({"conversations": conversations})
+
+
+def _check_text_columns(path: Path, dataset, column: str) -> None:
+    """The answer column must hold text (or numbers, or nothing): an object or a list would be
+    trained as its Python spelling. Names the first row that is not (1-based)."""
+    if column not in dataset.column_names:
+        return  # to_sharegpt names the missing column
+    for row, value in enumerate(column_values(dataset, column), start=1):
+        if isinstance(value, (dict, list)):
+            raise DataError(
+                f"{path}, row {row}: the answer column {column!r} holds a "
+                f"{'JSON object' if isinstance(value, dict) else 'list'}, not text. Give text "
+                "answers (or choose another column with --output-column)."
+            )
 
 
 def _needs_role_mapping(dataset) -> bool:

@@ -47,6 +47,10 @@ def evaluate(
     `infuse serve --profile` reads.
     """
     options = options or MethodOptions()
+    if output_dir is not None:  # refused now, not after every question was answered
+        from infuse.files import check_writable_folder
+
+        check_writable_folder(output_dir, setting="--output folder")
     if isinstance(questions, (str, Path)):
         source = str(questions)
         items = load_questions(questions, limit=limit, tag=tag)

@@ -13,9 +13,21 @@ _HYPHEN_BREAK = re.compile(r"(\w)-\n[ \t]*(\w)")
 # Symbols that look alike but would not match what a user types: minus, hyphens, curly quotes.
 _SYMBOLS = str.maketrans(
     {
-        "\u2212": "-", "\u2010": "-", "\u2011": "-", "\ufe63": "-", "\uff0d": "-",
-        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
-        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+        "\u2212": "-",
+        "\u2010": "-",
+        "\u2011": "-",
+        "\ufe63": "-",
+        "\uff0d": "-",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
         "\u00ad": None,
     }
 )
@@ -82,13 +94,23 @@ def fix_mojibake(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """Normalise Unicode (NFKC: ligatures `ﬁ` -> `fi`), minus signs and curly quotes to ASCII,
-    drop control characters, join words hyphenated across a line end, tidy whitespace."""
+    drop control characters, join words hyphenated across a line end, tidy whitespace (code
+    inside ``` fences keeps its indentation)."""
     text = fix_mojibake(text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = unicodedata.normalize("NFKC", text).translate(_SYMBOLS)
     text = _CONTROL.sub("", text)
     text = _HYPHEN_BREAK.sub(_join_hyphenated, text)
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    lines = []
+    in_code = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+            lines.append(line.strip())
+        elif in_code:
+            lines.append(line.rstrip())  # indentation is meaning in code
+        else:
+            lines.append(_SPACES.sub(" ", line).strip())
     text = "\n".join(lines)
     return _MANY_NEWLINES.sub("\n\n", text).strip()
 

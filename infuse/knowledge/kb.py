@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infuse.errors import ConfigError, DataError, StoreError
+from infuse.errors import ConfigError, DataError
 from infuse.knowledge.chunking import chunk_document, heading_prefix
 from infuse.knowledge.documents import Chunk, Document, DocumentRecord, SearchHit
 from infuse.knowledge.embeddings import DEFAULT_EMBEDDER, Embedder
@@ -30,11 +30,13 @@ from infuse.knowledge.retrieval import retrieve
 from infuse.knowledge.sources import (
     EXTRA_METADATA,
     FILE,
+    SAFE_SHARE,
     TEXT,
     FileRefresher,
     RefreshResult,
     SourceRefresher,
-    missing_roots,
+    SyncRefusedError,
+    check_removal,
     read_source_file,
     source_kind,
 )
@@ -44,8 +46,8 @@ from infuse.knowledge.stores import open_store
 DEFAULT_CHUNK_TOKENS = 200
 DEFAULT_OVERLAP_TOKENS = 40
 MIN_CHUNK_TOKENS = 16
-SAFE_SHARE = 0.25  # sync removes at most this share of the documents without `prune`
 ProgressCallback = Callable[..., None]
+__all__ = ["IngestReport", "KnowledgeBase", "SyncRefusedError", "check_chunking"]
 
 
 @dataclass
@@ -68,16 +70,23 @@ class IngestReport:
         return asdict(self)
 
 
-class SyncRefusedError(StoreError):
-    """`sync` would remove more than a safe share of the documents (their roots are missing?).
-
-    `gone` holds the document ids it would remove, `roots` where their sources lived.
-    """
-
-    def __init__(self, message: str, gone: list[str], roots: dict[str, int]):
-        super().__init__(message)
-        self.gone = gone
-        self.roots = roots
+def _leave_out(
+    folder: Path, files: list[Path], skipped: list[dict[str, str]]
+) -> tuple[list[Path], list[dict[str, str]]]:
+    """The knowledge base's own folder is never indexed: drop its files (and the skip notes
+    about them) and say so once."""
+    kept = [file for file in files if not file.is_relative_to(folder)]
+    notes = [
+        item for item in skipped if not Path(os.path.realpath(item["path"])).is_relative_to(folder)
+    ]
+    if len(kept) < len(files) or len(notes) < len(skipped):
+        notes.append(
+            {
+                "path": str(folder),
+                "reason": f"{folder}: the knowledge base's own folder; not indexed.",
+            }
+        )
+    return kept, notes
 
 
 def check_chunking(chunk_tokens: int, overlap_tokens: int) -> None:
@@ -278,6 +287,9 @@ class KnowledgeBase:
         files, missing = find_files(paths)
         files = list(dict.fromkeys(Path(os.path.realpath(file)) for file in files))
         report = IngestReport(skipped=missing)
+        if not is_database_url(self.location):
+            own_folder = Path(os.path.realpath(self.location))
+            files, report.skipped = _leave_out(own_folder, files, report.skipped)
         reader_options = dict(row_options.to_dict()) if row_options else {}
         if metadata:
             reader_options[EXTRA_METADATA] = dict(metadata)
@@ -371,7 +383,7 @@ class KnowledgeBase:
                     report.skipped += results[kind].skipped
             gone_ids = [record.doc_id for record in records if record.source in gone]
             if not prune:
-                self._refuse_mass_removal(gone, gone_ids, len(records), safe_share)
+                check_removal(str(self.location), gone, gone_ids, len(records), safe_share)
             if gone:
                 self.store.remove_sources(sorted(gone))
                 report.removed += gone_ids
@@ -385,26 +397,6 @@ class KnowledgeBase:
                 self._refreshed(by_kind, results, gone, report), len(sources), report, on_progress
             )
         return report
-
-    def _refuse_mass_removal(
-        self, gone: set[str], gone_ids: list[str], total: int, safe_share: float
-    ) -> None:
-        if len(gone_ids) <= max(1, safe_share * total):
-            return
-        roots = missing_roots(sorted(gone))
-        where = ", ".join(
-            f"{root} ({count}{', folder missing' if source_kind(root) == FILE and not Path(root).exists() else ''})"
-            for root, count in list(roots.items())[:5]
-        )
-        more = f" and {len(roots) - 5} more places" if len(roots) > 5 else ""
-        raise SyncRefusedError(
-            f"kb sync would remove {len(gone_ids)} of {total} documents of {self.location}: their "
-            f"sources are gone from {where}{more}. Nothing was changed. If a drive is unmounted "
-            "or a site is down, bring it back and sync again; if they were removed on purpose, "
-            "run `infuse kb sync --prune`.",
-            gone_ids,
-            roots,
-        )
 
     def _refreshed(
         self,

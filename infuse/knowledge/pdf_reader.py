@@ -11,6 +11,7 @@ breaks a word at a line end with U+0002, which is joined here.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from infuse.errors import DataError
@@ -37,9 +38,37 @@ def repair_pdf_text(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "-")
 
 
+_PDFIUM_LOCK = threading.Lock()  # PDFium is not thread-safe: one document at a time
+
+
 def read_pdf(path: Path, data: bytes, warnings: list[dict] | None = None) -> tuple[str, str]:
     """PDF bytes -> (title, text). Raises DataError for damaged, encrypted or image-only PDFs;
-    appends a warning when some pages (but not all) have no text layer."""
+    appends a warning when some pages (but not all) have no text layer. Safe to call from
+    several threads (PDFium itself is not; calls are serialised)."""
+    with _PDFIUM_LOCK:
+        title, pages = _extract_pages(path, data)
+    empty = [number for number, text in enumerate(pages, start=1) if not text.strip()]
+    if pages and len(empty) == len(pages):
+        raise DataError(
+            f"{path}: no text layer (a scanned or image-only PDF); run OCR first "
+            "(e.g. `ocrmypdf in.pdf out.pdf`); skipped."
+        )
+    if not pages:
+        raise DataError(f"{path}: a PDF with no pages; skipped.")
+    if empty and warnings is not None and len(empty) * 4 >= len(pages):
+        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        warnings.append(
+            {
+                "path": str(path),
+                "warning": f"{path}: {len(empty)} of {len(pages)} pages have no text layer "
+                f"(pages {shown}; scanned?): their words are missing; OCR them to include them.",
+            }
+        )
+    pages = remove_repeated_lines([clean_text(page) for page in pages])
+    return title, clean_text("\n\n".join(pages))
+
+
+def _extract_pages(path: Path, data: bytes) -> tuple[str, list[str]]:
     import pypdfium2 as pdfium
 
     try:
@@ -66,22 +95,4 @@ def read_pdf(path: Path, data: bytes, warnings: list[dict] | None = None) -> tup
         raise DataError(f"{path}: not a readable PDF ({error}); skipped.") from error
     finally:
         document.close()
-    empty = [number for number, text in enumerate(pages, start=1) if not text.strip()]
-    if pages and len(empty) == len(pages):
-        raise DataError(
-            f"{path}: no text layer (a scanned or image-only PDF); run OCR first "
-            "(e.g. `ocrmypdf in.pdf out.pdf`); skipped."
-        )
-    if not pages:
-        raise DataError(f"{path}: a PDF with no pages; skipped.")
-    if empty and warnings is not None and len(empty) * 4 >= len(pages):
-        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
-        warnings.append(
-            {
-                "path": str(path),
-                "warning": f"{path}: {len(empty)} of {len(pages)} pages have no text layer "
-                f"(pages {shown}; scanned?): their words are missing; OCR them to include them.",
-            }
-        )
-    pages = remove_repeated_lines([clean_text(page) for page in pages])
-    return title, clean_text("\n\n".join(pages))
+    return title, pages

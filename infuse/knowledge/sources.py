@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from infuse.errors import DataError
+from infuse.errors import DataError, StoreError
 from infuse.knowledge.documents import Document, DocumentRecord
+from infuse.knowledge.readers import RowOptions, read_file
 
 FILE, URL, TEXT = "file", "url", "text"
 EXTRA_METADATA = "metadata"  # key in reader_options: metadata given at add time (`--meta`)
+SAFE_SHARE = 0.25  # sync removes at most this share of the documents without `prune`
 
 
 def source_kind(source: str) -> str:
@@ -57,9 +59,7 @@ class SourceRefresher(Protocol):
         ...
 
 
-def _row_options(options: dict[str, Any]) -> Any:
-    from infuse.knowledge.readers import RowOptions
-
+def _row_options(options: dict[str, Any]) -> RowOptions | None:
     known = {item.name for item in fields(RowOptions)}
     chosen = {key: value for key, value in options.items() if key in known}
     return RowOptions(**chosen) if chosen else None
@@ -71,8 +71,6 @@ def read_source_file(path: Path, reader_options: dict[str, Any] | None = None) -
     Metadata given at add time (`reader_options["metadata"]`) is put back on every document, so a
     re-read file keeps it and hashes the same.
     """
-    from infuse.knowledge.readers import read_file
-
     options = dict(reader_options or {})
     extra = options.pop(EXTRA_METADATA, None) or {}
     documents = read_file(path, _row_options(options))
@@ -141,3 +139,43 @@ def missing_roots(sources: list[str]) -> dict[str, int]:
             root = source
         roots[root] = roots.get(root, 0) + 1
     return dict(sorted(roots.items(), key=lambda item: (-item[1], item[0])))
+
+
+class SyncRefusedError(StoreError):
+    """`sync` would remove more than a safe share of the documents (an unmounted drive?).
+
+    `gone` holds the document ids it would remove, `roots` where their sources lived
+    (see `missing_roots`).
+    """
+
+    def __init__(self, message: str, gone: list[str], roots: dict[str, int]):
+        super().__init__(message)
+        self.gone = gone
+        self.roots = roots
+
+
+def check_removal(
+    location: str,
+    gone_sources: set[str],
+    gone_ids: list[str],
+    total: int,
+    safe_share: float = SAFE_SHARE,
+) -> None:
+    """Raise SyncRefusedError, naming where the sources lived, when removing `gone_ids` would
+    take more than `safe_share` of the `total` documents (one document may always go)."""
+    if len(gone_ids) <= max(1, safe_share * total):
+        return
+    roots = missing_roots(sorted(gone_sources))
+    places = []
+    for root, count in list(roots.items())[:5]:
+        missing = source_kind(root) == FILE and not Path(root).exists()
+        places.append(f"{root} ({count}{', folder missing' if missing else ''})")
+    more = f" and {len(roots) - 5} more places" if len(roots) > 5 else ""
+    raise SyncRefusedError(
+        f"kb sync would remove {len(gone_ids)} of {total} documents of {location}: their "
+        f"sources are gone from {', '.join(places)}{more}. Nothing was changed. If a drive is "
+        "unmounted or a site is down, bring it back and sync again; if they were removed on "
+        "purpose, run `infuse kb sync --prune`.",
+        gone_ids,
+        roots,
+    )

@@ -1,7 +1,9 @@
 """LoRA fine-tuning: config, the training loop, checkpoints, chat with a run, and export.
 
     RunConfig                     every setting of a run (infuse.train.config)
-    train(config, resume=False)   the training loop (infuse.train.loop) -> TrainResult
+    resolve_run_config(settings, config_file=, resume=)  settings in layers, as `infuse train` takes them
+    train(config, resume=False, on_progress=None)   the training loop (infuse.train.loop) -> TrainResult
+    RunRecord.read(run) / .write(run)   the run record eval, chat and export read (infuse.train.runs)
     generate_from_run(run, prompt)  base + adapter with the run's exact template (infuse.train.runs)
     export_run(run, out, format=)   adapter | merged | gguf (infuse.train.export)
 
@@ -14,10 +16,13 @@ from typing import Any
 
 from infuse.train.config import RunConfig
 
-__all__ = ["RunConfig", "train", "generate_from_run", "load_run_model", "export_run"]
+__all__ = ["RunConfig", "RunRecord", "resolve_run_config", "train", "generate_from_run", "load_run_model",
+           "export_run"]
 
 _LAZY = {
     "train": "infuse.train.loop",
+    "RunRecord": "infuse.train.runs",
+    "resolve_run_config": "infuse.train.runs",
     "generate_from_run": "infuse.train.runs",
     "load_run_model": "infuse.train.runs",
     "export_run": "infuse.train.export",

@@ -115,6 +115,11 @@ def check_existing_run(run_dir: Path, config: RunConfig, resume: bool) -> None:
         raise ConfigError(
             f"{run_dir} already holds a run. Continue it with --resume, or pick another --output."
         )
+    if resume and not has_run and not (run_dir / RECORD_FILE).exists():
+        raise ConfigError(
+            f"--resume: {run_dir} holds no run to continue (no {RECORD_FILE} or checkpoints). "
+            "Check --output, or drop --resume to start a new run there."
+        )
     if resume and (run_dir / RECORD_FILE).exists():
         record = RunRecord.read(run_dir, metrics=False)
         same_length = (config.max_steps, config.num_epochs) == (record.config.max_steps,
@@ -146,6 +151,7 @@ def train(config: RunConfig, *, resume: bool = False, force: bool = False,
     # ---- checks and setup: everything that can fail, fails here ----
     config.validate()
     run_dir = check_output_folder(Path(config.output).expanduser(), force=force)
+    distributed.refuse_unsupported(config, distributed.read_launch().world_size)  # before any device check
     placement = lora_model.choose_placement(config)
     dist, placement = distributed.start(config, placement)  # one process: rank 0 of 1, mode 'none'
     try:
@@ -162,7 +168,7 @@ def _train(config, run_dir, placement, dist, resume, on_progress) -> TrainResult
     """The run itself, on this process: model, data, the loop, the run folder."""
     import torch
 
-    from infuse.llm.models import resolve_chat_model
+    from infuse.models import resolve_chat_model
     from infuse.train import distributed
     from infuse.train import model as lora_model
     from infuse.train.data_parallel import wrap
@@ -179,10 +185,11 @@ def _train(config, run_dir, placement, dist, resume, on_progress) -> TrainResult
         base = distributed.load_base_model(config, model_path, placement, dist)
         model = lora_model.add_lora(config, base)
     trainable_count, all_count = count_parameters(model)
-    if placement.fused_kernels:
+    if placement.fused_kernels:  # also under DDP/FSDP (FSDP: installed on the CPU/meta model, run sharded)
         from infuse.train.kernels import apply_fused_kernels
 
-        apply_fused_kernels(model, compile_layers=config.compile_layers)
+        apply_fused_kernels(model, compile_layers=config.compile_layers and dist.mode != "fsdp",
+                            device=placement.device)
     plan = BatchPlan.build(data.train, batch_size=config.batch_size, max_seq_len=config.max_seq_len,
                            packing=config.packing, seed=config.seed)
     dist.check_same(json.dumps(plan.groups), "The data order (tokenized rows grouped into micro-batches)")
@@ -204,6 +211,9 @@ def _train(config, run_dir, placement, dist, resume, on_progress) -> TrainResult
                 "resume. Train it longer with --resume and a higher --max-steps, or use another --output."
             )
     warnings = skipped + list(data.warnings) + dist.warnings
+    if resume and checkpoint is None:
+        warnings.insert(0, f"{run_dir} has no checkpoint yet (the run stopped before its first save): "
+                           "training starts from step 0.")
 
     def report(**info) -> None:
         if on_progress is not None and dist.is_main:

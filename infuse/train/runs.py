@@ -143,8 +143,14 @@ class RunRecord:
                 raise DataError(f"{record_path}: not valid JSON ({error}); the run record is damaged.") from None
             if not isinstance(facts, dict):
                 raise DataError(f"{record_path}: expected a JSON object; the run record is damaged.")
-        known = {f.name for f in dataclasses.fields(cls)} - set(cls._NOT_STORED)
-        record = cls(config=config, run_dir=run_dir, **{k: v for k, v in facts.items() if k in known})
+        stored = {f.name: str(f.type) for f in dataclasses.fields(cls) if f.name not in cls._NOT_STORED}
+        values = {key: value for key, value in facts.items() if key in stored}
+        for key, value in values.items():
+            expected = _expected_types(stored[key])
+            if value is not None and expected and not isinstance(value, expected):
+                raise DataError(f"{record_path}: '{key}' should be {stored[key]}, got {value!r}; "
+                                "the run record is damaged.")
+        record = cls(config=config, run_dir=run_dir, **values)
         template = run_dir / TEMPLATE_FILE
         if template.exists():
             record.chat_template = template.read_text(encoding="utf-8")
@@ -165,6 +171,19 @@ class RunRecord:
             if len(point) > 1:
                 points.append(point)
         return sorted(points, key=lambda p: p["step"])
+
+
+def _expected_types(annotation: str) -> tuple[type, ...]:
+    """Python types a stored field may hold, from its annotation text (bool is no number here)."""
+    if annotation.startswith("bool"):
+        return (bool,)
+    if annotation.startswith(("int", "float")):
+        return (int, float)
+    if annotation.startswith("str"):
+        return (str,)
+    if annotation.startswith("list"):
+        return (list,)
+    return ()
 
 
 def _now() -> str:
@@ -234,6 +253,11 @@ def resolve_run_config(settings: dict[str, Any], *, config_file: str | Path | No
     output = settings.get("output")
     if resume and output and (Path(output) / CONFIG_FILE).exists():
         values.update(load_config_file(Path(output) / CONFIG_FILE))
+    elif resume and output and not settings.get("data") and not config_file:
+        raise ConfigError(
+            f"--resume: {output} holds no run to resume (no {CONFIG_FILE}). Check --output, or "
+            "start a new run with --data FILE."
+        )
     if config_file:
         values.update(load_config_file(config_file))
     values.update({key: value for key, value in settings.items() if value is not None})
@@ -249,7 +273,7 @@ def run_template(run_dir: str | Path, requested: str | None = None) -> str:
     stored = path.read_text(encoding="utf-8")
     if requested:
         config = read_run_config(run_dir)
-        from infuse.llm.models import resolve_chat_model
+        from infuse.models import resolve_chat_model
         from infuse.train.examples import apply_chat_template_choice
         from infuse.train.model import load_tokenizer_for
 

@@ -110,3 +110,27 @@ def test_cli_build_without_knowledge_is_one_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["cag", "build", "--output", str(tmp_path / "c")])
     assert result.exit_code != 0
     assert "Give knowledge FILES or --kb DIR" in str(result.exception or result.output)
+
+
+def test_the_standard_methods_through_a_server_keep_the_conversation(chat_server, knowledge_file):
+    """eval and serve build base and cag over an OpenAI-compatible server the same way."""
+    from infuse.methods import MethodOptions, build_methods
+
+    options = MethodOptions(model="served", base_url=chat_server.base_url,
+                            knowledge=[knowledge_file], max_new_tokens=16)
+    (base, cag), skipped = build_methods(["base", "cag"], options)
+    assert skipped == []
+    history = [{"role": "user", "content": "What does Acme sell?"},
+               {"role": "assistant", "content": "Rockets and anvils."}]
+    for method in (cag, cag, base):
+        result = method.answer("Where do they ship from?", history=history)
+        assert result.method == method.name and result.text.startswith("You asked:")
+        sent = chat_server.requests[-1]["messages"]
+        assert [m["role"] for m in sent][-3:] == ["user", "assistant", "user"]
+        assert sent[-3:-1] == history and sent[-1]["content"] == "Where do they ship from?"
+    cag_requests = chat_server.requests[:2]
+    assert all("The refund window is 45 days." in r["messages"][0]["content"] for r in cag_requests)
+    cag.answer("What does Acme sell?")
+    second = cag.answer("How long is the refund window?")
+    knowledge_words = len(chat_server.requests[-1]["messages"][0]["content"].split())
+    assert second.facts["cached_tokens"] == knowledge_words  # the server's prefix cache held it

@@ -115,3 +115,18 @@ def test_eval_retrieval_command(kb_env, tmp_path, capsys):
     assert payload["queries"] == 2
     assert set(payload["metrics"]) == {"bm25", "dense", "hybrid", "hybrid+rerank"}
     assert payload["metrics"]["hybrid"]["recall@10"] == 1.0
+
+
+def test_kb_show_gives_the_full_text_and_chunks(kb_env, capsys):
+    docs, embedder = kb_env
+    assert main(["kb", "add", str(docs / "policies.md"), "--embedder", embedder, "--json"]) == 0
+    capsys.readouterr()
+    assert main(["kb", "show", str(docs / "policies.md"), "--json"]) == 0
+    shown = _json(capsys)
+    assert shown["text"] == (docs / "policies.md").read_text().strip()
+    assert shown["source"] == str(docs / "policies.md")
+    assert [chunk["position"] for chunk in shown["chunks"]] == [0]
+    assert main(["kb", "show", str(docs / "policies.md"), "--chunks"]) == 0
+    assert "chunk 1/1" in capsys.readouterr().out
+    assert main(["kb", "show", "nope.md"]) == 1
+    assert "No document 'nope.md'" in capsys.readouterr().err

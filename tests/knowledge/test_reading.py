@@ -49,7 +49,9 @@ HTML = """<!doctype html><html><head><title>Widget settings</title><script>var x
 <table><tr><th>plan</th><th>price</th></tr><tr><td>basic</td><td>EUR 12</td></tr></table>
 <footer>Copyright 2026</footer></body></html>"""
 
-DIVS_ONLY = "<html><body><div><div>Only divs here: the gateway is called Orinoco.</div></div></body></html>"
+DIVS_ONLY = (
+    "<html><body><div><div>Only divs here: the gateway is called Orinoco.</div></div></body></html>"
+)
 
 
 def make_pdf(path: Path) -> None:
@@ -90,17 +92,27 @@ def make_image_only_pdf(path: Path) -> None:
 def docs(tmp_path) -> Path:
     folder = tmp_path / "docs"
     (folder / "man").mkdir(parents=True)
-    (folder / "README").write_text("Widgets\n\nThe widget daemon is started by widgetd.\n", encoding="utf-8")
-    (folder / "CDB_README").write_text("The constant database lives in /var/cdb.\n", encoding="utf-8")
+    (folder / "README").write_text(
+        "Widgets\n\nThe widget daemon is started by widgetd.\n", encoding="utf-8"
+    )
+    (folder / "CDB_README").write_text(
+        "The constant database lives in /var/cdb.\n", encoding="utf-8"
+    )
     (folder / "guide.rst").write_text(RST, encoding="utf-8")
     (folder / "man" / "mytool.1").write_text(ROFF, encoding="utf-8")
-    (folder / "man" / "other.8.gz").write_bytes(gzip.compress(ROFF.replace("MYTOOL", "OTHER").encode()))
+    (folder / "man" / "other.8.gz").write_bytes(
+        gzip.compress(ROFF.replace("MYTOOL", "OTHER").encode())
+    )
     (folder / "settings.html").write_text(HTML, encoding="utf-8")
     (folder / "divs.html").write_text(DIVS_ONLY, encoding="utf-8")
-    (folder / "term.txt").write_bytes(b"N\bNA\bAM\bME\bE\n       m\bmy\byt\bto\boo\bol\bl - _\bw_\bi_\bd_\bg_\be_\bt_\bs\n")
+    (folder / "term.txt").write_bytes(
+        b"N\bNA\bAM\bME\bE\n       m\bmy\byt\bto\boo\bol\bl - _\bw_\bi_\bd_\bg_\be_\bt_\bs\n"
+    )
     make_pdf(folder / "manual.pdf")
     (folder / "notes.md").write_bytes(b"")  # empty
-    (folder / "blob.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))  # binary
+    (folder / "blob.txt").write_bytes(
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+    )  # binary
     (folder / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     (folder / ".hidden.md").write_text("never read", encoding="utf-8")
     return folder
@@ -114,8 +126,15 @@ def test_a_folder_of_real_world_document_kinds_is_read_whole(docs):
     result = read_paths([docs])
     texts = by_name(result)
     assert sorted(texts) == [
-        "CDB_README", "README", "divs.html", "guide.rst", "manual.pdf", "mytool.1", "other.8.gz",
-        "settings.html", "term.txt",
+        "CDB_README",
+        "README",
+        "divs.html",
+        "guide.rst",
+        "manual.pdf",
+        "mytool.1",
+        "other.8.gz",
+        "settings.html",
+        "term.txt",
     ]
     # extensionless text files, recognised by content
     assert "started by widgetd" in texts["README"] and "/var/cdb" in texts["CDB_README"]
@@ -201,23 +220,34 @@ def test_globs_missing_paths_and_named_files_of_any_suffix(docs, tmp_path):
     script = docs / "setup.asy"
     script.write_text("size(100); // draws a widget", encoding="utf-8")
     result = read_paths([docs / "*.rst", tmp_path / "nothing-here", script])
-    assert [Path(document.source).name for document in result.documents] == ["guide.rst", "setup.asy"]
+    assert [Path(document.source).name for document in result.documents] == [
+        "guide.rst",
+        "setup.asy",
+    ]
     assert result.skipped[0]["reason"].endswith("no such file, folder or matching files.")
     seen = []
-    read_paths([docs / "README", docs / "guide.rst"], on_progress=lambda done, total, **info: seen.append((done, total, Path(info["path"]).name)))
+    read_paths(
+        [docs / "README", docs / "guide.rst"],
+        on_progress=lambda done, total, **info: seen.append((done, total, Path(info["path"]).name)),
+    )
     assert seen == [(1, 2, "README"), (2, 2, "guide.rst")]
 
 
 def test_eval_knowledge_and_kb_add_index_the_same_documents(docs, tmp_path, tiny_embedder):
-    from infuse.methods.build import knowledge_files
     from infuse.knowledge.kb import KnowledgeBase
+    from infuse.methods.build import knowledge_files
 
     eval_files = knowledge_files([docs])  # what `infuse eval --knowledge DIR` reads
     with KnowledgeBase(tmp_path / "kb", embedder=tiny_embedder, create=True) as kb:
         report = kb.add([docs])
         indexed = sorted({record.source for record in kb.documents()})
         assert sorted(map(str, eval_files)) == sorted(
-            indexed + [item["path"] for item in report.skipped if "empty" in item["reason"] or "binary" in item["reason"]]
+            indexed
+            + [
+                item["path"]
+                for item in report.skipped
+                if "empty" in item["reason"] or "binary" in item["reason"]
+            ]
         )
         assert any(source.endswith("manual.pdf") for source in indexed)
         # the same folder through a symbolic link is the same documents, not a second copy
@@ -225,3 +255,43 @@ def test_eval_knowledge_and_kb_add_index_the_same_documents(docs, tmp_path, tiny
         link.symlink_to(docs, target_is_directory=True)
         again = kb.add([link])
         assert again.added == [] and len(again.unchanged) == len(indexed)
+
+
+def test_encrypted_and_partly_scanned_pdfs_are_named(tmp_path):
+    from reportlab.pdfgen import canvas
+
+    locked = tmp_path / "locked.pdf"
+    pdf = canvas.Canvas(str(locked), encrypt="secret")
+    pdf.drawString(72, 760, "Classified.")
+    pdf.showPage()
+    pdf.save()
+    partly = tmp_path / "partly.pdf"
+    pdf = canvas.Canvas(str(partly))
+    pdf.drawString(72, 760, "Page one has words.")
+    pdf.showPage()
+    pdf.rect(100, 100, 300, 400, fill=1)  # page two: a scan
+    pdf.showPage()
+    pdf.save()
+    result = read_paths([locked, partly])
+    assert "encrypted PDF" in result.skipped[0]["reason"]
+    assert [Path(d.source).name for d in result.documents] == ["partly.pdf"]
+    [warning] = result.warnings
+    assert "1 of 2 pages have no text layer (pages 2; scanned?)" in warning["warning"]
+
+
+def test_code_keeps_its_indentation(tmp_path):
+    page = tmp_path / "code.html"
+    page.write_text("<html><body><p>Example:</p><pre>def f():\n    return 1\n</pre></body></html>")
+    [document] = read_file(page)
+    assert "```\ndef f():\n    return 1\n```" in document.text
+
+
+def test_pdfs_read_from_several_threads_at_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "manual.pdf"
+    make_pdf(path)
+    expected = read_file(path)[0].text
+    with ThreadPoolExecutor(4) as pool:
+        texts = list(pool.map(lambda _: read_file(path)[0].text, range(16)))
+    assert texts == [expected] * 16

@@ -300,3 +300,84 @@ def test_same_folder_through_a_symlink_is_stored_once(tmp_path, tiny_embedder):
         assert sorted(record.source for record in kb.documents()) == sorted(map(str, docs))
         removed, _ = kb.remove([tmp_path / "link" / docs[1].name])
         assert removed == [str(docs[1])]
+
+
+def test_a_second_writer_waits_for_the_first(store_location, tiny_embedder, tmp_path):
+    import threading
+
+    docs = write_docs(tmp_path / "docs", 2)
+    first = KnowledgeBase(store_location, create=True, embedder=tiny_embedder)
+    second = KnowledgeBase(store_location, embedder=tiny_embedder)
+    events: list[str] = []
+
+    def on_progress(done, total, **info):
+        events.append(info["stage"])
+
+    try:
+        with first.store.writing():
+            worker = threading.Thread(target=lambda: second.add(docs, on_progress=on_progress))
+            worker.start()
+            worker.join(timeout=3)
+            assert worker.is_alive() and events == ["waiting"]  # blocked on the lock
+            assert first.store.count() == 0
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+        assert events == ["waiting", "indexing", "indexing"]
+        assert len(first.documents()) == 2
+    finally:
+        first.close()
+        second.close()
+
+
+def test_knowledge_bases_from_before_full_texts_still_open_and_upgrade(
+    store_location, tiny_embedder
+):
+    page = "# Returns\n\nThe refund window is 45 days.\n\n## Gifts\n\nGift cards are final."
+    with KnowledgeBase(store_location, create=True, embedder=tiny_embedder) as kb:
+        kb.add_documents([Document(text=page, source="old-page", title="Returns")])
+        if hasattr(kb.store, "_open_table"):
+            kb.store._open_table().drop_columns(["document_text"])
+        else:
+            kb.store._execute("ALTER TABLE infuse_chunks DROP COLUMN document_text")
+    with KnowledgeBase(store_location, create=True, embedder=tiny_embedder) as kb:
+        rebuilt = kb.document("old-page").text  # from the chunks: every sentence is there
+        assert "45 days" in rebuilt and "Gift cards are final." in rebuilt
+        kb.add_documents([Document(text="Shipping takes three days.", source="new-note")])
+        assert kb.document("new-note").text == "Shipping takes three days."
+        assert "Gift cards are final." in kb.document("old-page").text
+        assert kb.search("refund window", k=1, mode="bm25")[0].chunk.doc_id == "old-page"
+
+
+def test_kb_add_of_nothing_is_an_error_and_creates_nothing(tmp_path, capsys):
+    location = tmp_path / "kb"
+    assert (
+        main(["kb", "add", str(tmp_path / "typo"), str(tmp_path / "*.md"), "--kb", str(location)])
+        == 1
+    )
+    assert "Nothing to add" in capsys.readouterr().err
+    assert not location.exists()
+
+
+def test_the_knowledge_base_never_indexes_its_own_folder(tmp_path, tiny_embedder):
+    docs = write_docs(tmp_path / "project", 2)
+    location = tmp_path / "project" / "kb"
+    with KnowledgeBase(location, create=True, embedder=tiny_embedder) as kb:
+        kb.add([tmp_path / "project"])
+        again = kb.add([tmp_path / "project"])
+        assert sorted(again.unchanged) == sorted(map(str, docs)) and again.added == []
+        assert [item["path"] for item in again.skipped] == [str(location)]
+        assert sorted(record.source for record in kb.documents()) == sorted(map(str, docs))
+
+
+def test_garbage_settings_file_is_a_one_line_error(tmp_path, tiny_embedder, capsys):
+    docs = write_docs(tmp_path / "docs", 1)
+    location = tmp_path / "kb"
+    with KnowledgeBase(location, create=True, embedder=tiny_embedder) as kb:
+        kb.add(docs)
+    (location / "kb.json").write_text('{"embedder": ')
+    capsys.readouterr()
+    assert main(["kb", "list", "--kb", str(location)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: {location / 'kb.json'} is unreadable") and "--embedder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err

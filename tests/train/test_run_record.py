@@ -90,3 +90,51 @@ def test_library_reports_progress_through_the_callback_and_prints_nothing(fast_c
     assert steps == [(1, 3), (2, 3), (3, 3)]
     assert calls[0][:2] == (0, 3)  # the start, before the first step
     assert result.record.status == "finished"
+
+
+def test_labels_masked_fires_from_the_record_of_a_run_that_trained_almost_nothing(
+        tiny_model_dir, tmp_path, capsys):
+    rows = [{"instruction": f"Item {i}: " + "background words " * 30 + "What is it?", "output": "A."}
+            for i in range(6)]
+    data = tmp_path / "long_prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    flags = train_flags(tiny_model_dir, data, tmp_path / "run", "--json")
+    flags[flags.index("--max-seq-len") + 1] = "1024"
+    assert main(flags) == 0
+    capsys.readouterr()
+    fraction = RunRecord.read(tmp_path / "run").supervised_token_fraction
+    assert 0 < fraction < 0.05
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question": "What is item 1?", "answer": "A thing"}) + "\n")
+    code = main(["eval", "--questions", str(questions), "--methods", "lora", "--run", str(tmp_path / "run"),
+                 "--max-new-tokens", "4", "--output", str(tmp_path / "report"), "--json"])
+    assert code == 0
+    findings = {f["code"]: f for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert findings["labels_masked"]["signal"]["supervised_token_fraction"] == fraction
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("{not json", "run.json: not valid JSON"),
+    ("[1, 2]", "run.json: expected a JSON object"),
+    ('{"train_examples": "many"}', "run.json: 'train_examples' should be int | None, got 'many'"),
+])
+def test_damaged_record_is_a_named_error(tmp_path, text, expected):
+    from infuse.errors import DataError
+
+    RunRecord(config=RunConfig()).write(tmp_path)
+    (tmp_path / "run.json").write_text(text)
+    with pytest.raises(DataError, match=expected.replace("|", r"\|").replace("[", r"\[")):
+        RunRecord.read(tmp_path)
+
+
+def test_not_a_run_and_lost_settings_are_named(tmp_path):
+    from infuse.errors import DataError, ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        RunRecord.read(tmp_path / "nowhere")
+    with pytest.raises(ModelNotFoundError, match="is not an infuse run"):
+        RunRecord.read(tmp_path)
+    RunRecord(config=RunConfig()).write(tmp_path)
+    (tmp_path / "config.toml").unlink()
+    with pytest.raises(DataError, match="config.toml is missing"):
+        RunRecord.read(tmp_path)

@@ -213,6 +213,13 @@ def test_cli_draws_progress_and_warnings_on_stderr_only(tiny_model_dir, qa_file,
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, out, err = run_cli(capsys, *train_flags(tiny_model_dir, data, tmp_path / "run"))
     assert code == 0
-    assert "train 4/4 steps, loss" in err  # plain lines when stderr is not a terminal
+    assert "train: 4/4 done in" in err and "(loss " in err  # plain lines when stderr is not a terminal
     assert "Warning: 1 of 8 rows have an empty or null answer" in err
     assert "Trained 4 steps" in out and "Warning" not in out
+
+
+def test_resume_with_nothing_to_resume(tiny_model_dir, qa_file, tmp_path, capsys):
+    missing = tmp_path / "typo"
+    code, _, err = run_cli(capsys, *train_flags(tiny_model_dir, qa_file, missing, "--resume", "--quiet"))
+    assert code == 1 and "holds no run to continue" in one_line_error(err)
+    assert not (missing / "adapter_model.safetensors").exists()
