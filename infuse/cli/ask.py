@@ -60,7 +60,13 @@ from infuse.errors import ConfigError
     default=None,
     help="RAG: passages below this cosine similarity are not used (default 0.25).",
 )
-@click.option("--max-new-tokens", type=int, default=256, show_default=True)
+@click.option(
+    "--max-new-tokens",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Longest answer in tokens (an answer that starts repeating itself stops sooner).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no streaming).")
 def ask(
     question,

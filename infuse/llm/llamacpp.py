@@ -63,23 +63,28 @@ class LlamaCppChatModel:
         self.repetition_window = repetition_window
         self.lock = threading.RLock()
         threads = n_threads or len(os.sched_getaffinity(0))
-        try:
-            probe = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
-            trained = probe._model.n_ctx_train()
-            probe.close()
-            self.llm = Llama(
+        def load(context: int):
+            return Llama(
                 model_path=str(self.path),
-                n_ctx=n_ctx or min(trained, DEFAULT_MAX_CONTEXT),
+                n_ctx=context,
                 n_threads=threads,
                 n_threads_batch=threads,
                 verbose=False,
             )
+
+        try:
+            self.llm = load(n_ctx or DEFAULT_MAX_CONTEXT)
+            trained = self.llm._model.n_ctx_train()
+            if n_ctx is None and 0 < trained < self.llm.n_ctx():
+                # A model trained on a shorter window: never let prompts run past it.
+                self.llm.close()
+                self.llm = load(trained)
         except ValueError as error:  # llama-cpp-python's "Failed to load model from file"
             raise BackendError(f"llama.cpp cannot load {self.path}: {error}.") from error
 
     @property
     def context_window(self) -> int:
-        """Tokens the loaded context holds (the model's own window, at most DEFAULT_MAX_CONTEXT)."""
+        """Tokens the loaded context holds: the model's trained window, at most DEFAULT_MAX_CONTEXT."""
         return self.llm.n_ctx()
 
     def close(self) -> None:

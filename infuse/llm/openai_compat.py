@@ -276,10 +276,10 @@ class OpenAIChatModel:
                     prompt_tokens=prompt_tokens,
                     context_window=window,
                 )
-            if "response_format" in body and re.search(
-                r"response_format|json_schema", detail, re.IGNORECASE
-            ):
-                raise _FormatRefused(detail)
+        if "response_format" in body and re.search(
+            r"response_format|json_schema", detail, re.IGNORECASE
+        ):  # llama-cpp-python's server answers 500 for a request it could not validate
+            raise _FormatRefused(detail)
         hint = " Check --api-key." if response.status_code in (401, 403) else ""
         if response.status_code == 404:
             hint = " Is this an OpenAI-compatible server, and is the model name right?"

@@ -3,8 +3,8 @@
 Small models (the packaged 135M one above all) fall into loops: a sentence said again and again,
 or a fragment like "anvil_anvil_anvil" until the token limit, which costs minutes on a CPU. The
 guard watches the answer's text as it grows: when its last `window` characters already appeared
-earlier in the answer, the answer is repeating, and it is cut where the repeat began, so one copy
-of the repeated part is kept.
+earlier in the answer, the answer is repeating, and it is cut where the repeat began (at the end
+of a word, not inside one), so one copy of the repeated part is kept.
 
 It works on text, not token ids, so one rule serves every backend: the local token loop, llama.cpp
 and a streamed OpenAI-compatible server. Sampling penalties (repeat/frequency penalty) change which
@@ -49,8 +49,17 @@ class RepetitionGuard:
             tail_start = end - window
             tail = text[tail_start:end]
             if text.find(tail, 0, end - 1) != -1:
-                return tail_start
+                return _word_end(text, tail_start)
         return None
+
+
+def _word_end(text: str, cut: int, reach: int = 16) -> int:
+    """`cut`, moved to the end of the word it falls inside (within `reach` characters)."""
+    if 0 < cut < len(text) and text[cut - 1].isalnum() and text[cut].isalnum():
+        for index in range(cut, min(len(text), cut + reach)):
+            if not text[index].isalnum():
+                return index
+    return cut
 
 
 def trim_repetition(text: str, window: int | None = DEFAULT_WINDOW) -> tuple[str, bool]:

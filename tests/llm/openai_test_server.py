@@ -7,7 +7,7 @@ number of leading prompt words it saw in the previous request.
 Asked for a JSON Schema `response_format`, it answers the first instance of the schema (enums
 take their first value, strings "x", numbers 1, arrays one item); with
 `refuse_json_schema=True` it refuses the `json_schema` form as llama-cpp-python's server does
-(HTTP 422) and accepts `{"type": "json_object", "schema": ...}`. Some model names misbehave on
+(HTTP 500, as its validation handler answers) and accepts `{"type": "json_object", "schema": ...}`. Some model names misbehave on
 purpose: "broken" (HTTP 500), "html" (an HTML page with status 200, as a proxy's login page),
 "plain" (text/plain lines that are not events), "small-context" (the context-length error of
 llama-cpp-python's server), "ignores-format" (echoes, whatever the format), "wrong-json"
@@ -116,7 +116,7 @@ def _handler_for(server: ChatServer):
                 return
             form = (body.get("response_format") or {}).get("type")
             if server.refuse_json_schema and form == "json_schema":
-                self._send_json(422, {"detail": [{"loc": ["body", "response_format", "type"],
+                self._send_json(500, {"detail": [{"loc": ["body", "response_format", "type"],
                                                   "msg": "Input should be 'text' or 'json_object'"}]})
                 return
             pieces, usage = server.answer(body)

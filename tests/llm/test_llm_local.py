@@ -126,3 +126,50 @@ def test_packaged_smollm2_knows_the_capital_of_france():
         [{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=24
     )
     assert "Paris" in generation.text
+
+
+def test_generation_holds_the_model_lock_so_threads_take_turns(chat):
+    import threading
+
+    seen: list[bool] = []
+
+    def try_lock_from_another_thread(piece: str) -> None:
+        if seen:
+            return
+        got: list[bool] = []
+        other = threading.Thread(target=lambda: got.append(chat.lock.acquire(blocking=False)))
+        other.start()
+        other.join()
+        seen.append(got[0])
+
+    chat.generate(MESSAGES, max_new_tokens=8, on_token=try_lock_from_another_thread)
+    assert seen == [False]  # another thread could not start generating meanwhile
+    answers: list[list[int]] = []
+    threads = [
+        threading.Thread(
+            target=lambda: answers.append(chat.generate(MESSAGES, max_new_tokens=12).extra["token_ids"])
+        )
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    alone = chat.generate(MESSAGES, max_new_tokens=12).extra["token_ids"]
+    assert answers == [alone] * 3
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_generating(tiny_tokenizer):
+    from conftest import build_tiny_model
+
+    from infuse.errors import PromptTooLongError
+    from infuse.llm.local import LocalChatModel
+
+    short = LocalChatModel(build_tiny_model(tiny_tokenizer, max_position_embeddings=64), tiny_tokenizer)
+    long_question = [{"role": "user", "content": "What is the capital of France? " * 20}]
+    with pytest.raises(PromptTooLongError, match=r"The prompt is \d+ tokens but .* reads at most 64") as caught:
+        short.generate(long_question, max_new_tokens=8)
+    assert caught.value.context_window == 64 and caught.value.prompt_tokens > 64
+    # A prompt that fits gets only the room the window leaves for the answer.
+    fits = short.generate([{"role": "user", "content": "What is the capital?"}], max_new_tokens=500)
+    assert fits.prompt_tokens + fits.completion_tokens <= 64
