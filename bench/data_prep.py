@@ -187,7 +187,7 @@ def main() -> None:
     import tokenizers
     import transformers
 
-    from infuse.llm.models import load_tokenizer
+    from infuse.models import load_tokenizer
 
     tokenizer = load_tokenizer(args.model)
     rows = make_rows(args.rows)

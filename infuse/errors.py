@@ -7,6 +7,7 @@
     ├── TemplateError           a chat template is missing, unknown or inconsistent
     ├── ConfigError             a setting is invalid (caught before any heavy work starts)
     ├── ModelNotFoundError      a model path or packaged model is missing (never a download)
+    ├── PromptTooLongError      a prompt does not fit the model's context window (checked first)
     ├── StoreError              the knowledge store cannot be read/written or its server is down
     ├── CacheError              a CAG cache is stale, missing or does not fit the context
     └── BackendError            an LLM server or other backend answered badly or not at all
@@ -44,6 +45,20 @@ class ConfigError(InfuseError, ValueError):
 
 class ModelNotFoundError(InfuseError):
     """A model is neither at the given path nor installed as a package."""
+
+
+class PromptTooLongError(InfuseError):
+    """A prompt does not fit the model's context window; found before any generation.
+
+    `prompt_tokens` and `context_window` carry the numbers (None when a server did not say).
+    """
+
+    def __init__(
+        self, message: str, *, prompt_tokens: int | None = None, context_window: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.context_window = context_window
 
 
 class StoreError(InfuseError):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import ConfigError
+from infuse.models import DEFAULT_MODEL
 
 QUESTION_FILES = ("questions.jsonl", "train.jsonl")  # a folder's own data, not documents
 CPU_SUBSET = "cpu"
@@ -57,7 +58,7 @@ def plan_quickstart(
     folder: str | Path | None = None,
     *,
     output: str | Path = "infuse-quickstart",
-    model: str = "smollm2",
+    model: str = DEFAULT_MODEL,
     on_gpu: bool | None = None,
     epochs: int | None = None,
     max_new_tokens: int = 32,

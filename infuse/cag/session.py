@@ -46,6 +46,7 @@ from infuse.cag.store import (
 from infuse.conversation import check_history
 from infuse.errors import CacheError, ConfigError, ContextTooLongError
 from infuse.llm.local import LocalChatModel
+from infuse.models import DEFAULT_MODEL
 
 QUESTION_ROOM = 256  # tokens kept free for a question (its chat-template wrapping included)
 ANSWER_ROOM = 512  # tokens kept free for an answer
@@ -78,7 +79,7 @@ def check_fit(
 
 def build_cache(
     files: list[Path | str],
-    model: str | LocalChatModel = "smollm2",
+    model: str | LocalChatModel = DEFAULT_MODEL,
     output: Path | str = "cag-cache",
     *,
     instructions: str = DEFAULT_INSTRUCTIONS,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from infuse.cli.output import console, print_json
+from infuse.models import DEFAULT_MODEL
 
 
 @click.group()
@@ -24,7 +25,7 @@ def cag() -> None:
 @click.option(
     "--model",
     "model",
-    default="smollm2",
+    default=DEFAULT_MODEL,
     show_default=True,
     help="Packaged model name, saved transformers folder or .gguf file.",
 )

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from infuse.models import DEFAULT_MODEL
+
 
 @click.command("synth")
 @click.option("--knowledge", "knowledge", multiple=True, required=True, type=click.Path(path_type=Path),
@@ -14,7 +16,7 @@ import click
 @click.option("--output", required=True, type=click.Path(path_type=Path),
               help="JSONL file for the training pairs; the held-out split goes beside it "
                    "(QA.jsonl -> QA.heldout.jsonl).")
-@click.option("--model", default="smollm2", show_default=True,
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Model writing the pairs: packaged name, folder, .gguf (served name with --base-url).")
 @click.option("--base-url", default=None, help="OpenAI-compatible server to write the pairs with.")
 @click.option("--api-key", default=None, envvar="INFUSE_API_KEY", help="Key for --base-url.")

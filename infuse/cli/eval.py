@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from infuse.errors import ConfigError
+from infuse.models import DEFAULT_MODEL
 
 
 class EvalGroup(click.Group):
@@ -66,7 +67,7 @@ def parse_methods(text: str) -> list[str]:
               help="Comma-separated methods to compare.")
 @click.option("--limit", type=int, default=None, help="Only the first N questions.")
 @click.option("--subset", default=None, help="Only questions tagged so (e.g. 'cpu').")
-@click.option("--model", default="smollm2", show_default=True,
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Base model: packaged name, transformers folder or .gguf (served name with --base-url).")
 @click.option("--base-url", default=None, help="OpenAI-compatible server for the base model.")
 @click.option("--api-key", default=None, envvar="INFUSE_API_KEY", help="Key for --base-url.")

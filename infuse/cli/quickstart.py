@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from infuse.cli.output import console, print_json
+from infuse.models import DEFAULT_MODEL
 
 
 @click.command()
@@ -20,7 +21,7 @@ from infuse.cli.output import console, print_json
 )
 @click.option(
     "--model",
-    default="smollm2",
+    default=DEFAULT_MODEL,
     show_default=True,
     help="Base model (packaged name or local folder).",
 )

@@ -9,10 +9,11 @@ from typing import Any
 import click
 
 from infuse.cli.output import console, err_console, print_json
+from infuse.models import DEFAULT_MODEL
 
 # flag name -> RunConfig field; only flags the user actually gave override the TOML/defaults.
 _TRAIN_OPTIONS = [
-    click.option("--model", help="Base model: a local folder, a .gguf file or a packaged name (default smollm2)."),
+    click.option("--model", help=f"Base model: a local folder, a .gguf file or a packaged name (default {DEFAULT_MODEL})."),
     click.option("--data", help="Dataset file (JSON, JSONL, CSV, Parquet; alpaca, sharegpt or messages)."),
     click.option("--output", help="Run folder to write (adapter, config, template, metrics, checkpoints)."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of settings; flags win."),

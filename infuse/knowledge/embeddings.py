@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import ModelNotFoundError
-
-DEFAULT_EMBEDDER = "minilm"
+from infuse.models import DEFAULT_EMBEDDER
 
 
 class Embedder:
@@ -21,7 +20,7 @@ class Embedder:
     def __init__(
         self, spec: str = DEFAULT_EMBEDDER, *, device: str | None = None, batch_size: int = 64
     ):
-        from infuse.llm.models import resolve_embedder
+        from infuse.models import resolve_embedder
 
         self.spec = spec
         self.path: Path = resolve_embedder(spec)

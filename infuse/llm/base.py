@@ -3,6 +3,11 @@
 Backends implement `ChatModel.generate`; callers pass OpenAI-style messages
 (`[{"role": ..., "content": ...}]`) and get a `Generation` back. Streaming is a callback
 (`on_token`) so the same call serves the CLI (print as it comes) and eval (just time it).
+
+Every backend stops an answer that starts repeating itself (`infuse.llm.repetition`;
+`finish_reason` "repetition"), checks the prompt against the context window before generating
+(`PromptTooLongError`), and with `response_format` (a JSON Schema dict) returns text that is
+JSON valid against it (`infuse.llm.structured`) or raises BackendError.
 """
 
 from __future__ import annotations
@@ -41,4 +46,5 @@ class ChatModel(Protocol):
         temperature: float = 0.0,
         stop: list[str] | None = None,
         on_token: Callable[[str], None] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Generation: ...

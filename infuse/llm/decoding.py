@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from infuse.llm.repetition import DEFAULT_WINDOW, RepetitionGuard
+
 
 @dataclass
 class Decoded:
@@ -113,12 +115,17 @@ def decode(
     on_token: Callable[[str], None] | None = None,
     end_ids: set[int] | None = None,
     generator=None,
+    repetition_window: int | None = DEFAULT_WINDOW,
+    constraint=None,
 ) -> Decoded:
     """Generate after `input_ids`, whose prefix may already sit in `cache` (only the rest is fed).
 
     `input_ids` are the tokens not yet in the cache. Greedy when `temperature` is 0, else
     sampling from softmax(logits / temperature). Text is streamed to `on_token` as it becomes
-    final (held back while it could still turn into a stop string). Returns `Decoded`.
+    final (held back while it could still turn into a stop string or be cut as a repeat).
+    Stops when the answer repeats itself (`infuse.llm.repetition`; `repetition_window=None`
+    turns that off). `constraint` (`infuse.llm.structured.SchemaConstraint`) masks the logits
+    before each pick. Returns `Decoded`.
     """
     return decode_steps(
         CacheStepper(model, cache),
@@ -130,6 +137,8 @@ def decode(
         on_token=on_token,
         end_ids=end_token_ids(model, tokenizer) if end_ids is None else end_ids,
         generator=generator,
+        repetition_window=repetition_window,
+        constraint=constraint,
     )
 
 
@@ -144,18 +153,24 @@ def decode_steps(
     on_token: Callable[[str], None] | None = None,
     end_ids: set[int],
     generator=None,
+    repetition_window: int | None = DEFAULT_WINDOW,
+    constraint=None,
 ) -> Decoded:
     """The token loop of `decode` over any `stepper` with `prefill(ids)` and `step(token_id)`.
 
     Both return logits [1, vocab]: `CacheStepper` (any transformers cache, eager) or
     `infuse.llm.static_prefix.StaticPrefixCache` (static cache, CUDA-graph steps).
+    `finish_reason` is "stop" (end token, stop string, or complete JSON), "repetition" (the
+    answer began repeating itself and was cut before the repeat) or "length".
     """
     import torch
 
     started = time.perf_counter()
     stops = [text for text in (stop or []) if text]
-    hold_back = max((len(text) for text in stops), default=1) - 1
+    guard = RepetitionGuard(None if constraint is not None else repetition_window)
+    hold_back = max(max((len(text) for text in stops), default=1) - 1, guard.hold_back)
     new_ids: list[int] = []
+    repeated = 0
     emitted = 0
     text = ""
     finish_reason = "length"
@@ -164,12 +179,16 @@ def decode_steps(
     logits = stepper.prefill(input_ids)
     with torch.inference_mode():
         for _step in range(max_new_tokens):
+            if constraint is not None:
+                constraint.mask(logits)
             token_id = _pick(logits, temperature, generator)
             if first_token_at is None:
                 first_token_at = time.perf_counter()
             if token_id in end_ids:
                 finish_reason = "stop"
                 break
+            if constraint is not None:
+                constraint.accept(token_id)
             new_ids.append(token_id)
             text = tokenizer.decode(new_ids, skip_special_tokens=True)
             cut = _first_stop(text, stops)
@@ -177,8 +196,17 @@ def decode_steps(
                 text = text[:cut]
                 finish_reason = "stop"
                 break
+            keep = guard.check(text)
+            if keep is not None:
+                repeated = _drop_tokens_past(tokenizer, new_ids, keep)
+                text = text[:keep]
+                finish_reason = "repetition"
+                break
+            if constraint is not None and constraint.is_finished():
+                finish_reason = "stop"
+                break
             # Emit what can no longer change: a partly decoded character shows as U+FFFD.
-            safe_end = len(text) - hold_back if stops else len(text)
+            safe_end = len(text) - hold_back
             if text.endswith("\ufffd"):
                 safe_end = min(safe_end, len(text) - 1)
             if on_token is not None and safe_end > emitted:
@@ -196,7 +224,17 @@ def decode_steps(
         finish_reason=finish_reason,
         time_to_first_token_s=(first_token_at or finished) - started,
         total_s=finished - started,
+        extra={"repeated_tokens": repeated} if repeated else {},
     )
+
+
+def _drop_tokens_past(tokenizer, token_ids: list[int], keep_chars: int) -> int:
+    """Drop trailing ids whose text lies past `keep_chars` (the repeat); return how many."""
+    dropped = 0
+    while token_ids and len(tokenizer.decode(token_ids[:-1], skip_special_tokens=True)) >= keep_chars:
+        token_ids.pop()
+        dropped += 1
+    return dropped
 
 
 def _pick(logits, temperature: float, generator) -> int:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from infuse.errors import ModelNotFoundError
+from infuse.errors import ConfigError, ModelNotFoundError
 from infuse.llm.base import ChatModel
-from infuse.llm.models import DEFAULT_CHAT_MODEL, resolve_chat_model
+from infuse.models import DEFAULT_MODEL, resolve_chat_model, resolve_gguf
+
+BACKENDS = ("auto", "llamacpp", "transformers")
 
 
 def load_chat_model(
-    spec: str = DEFAULT_CHAT_MODEL,
+    spec: str = DEFAULT_MODEL,
     *,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -19,23 +21,64 @@ def load_chat_model(
     device: str | None = None,
     dtype=None,
     timeout_s: float = 120.0,
+    backend: str = "auto",
 ) -> ChatModel:
     """Return a chat model: an OpenAI-compatible client when `base_url` is given, else a local one.
 
     `spec` is the served model's name with `base_url`; otherwise a packaged name (`smollm2`), a
     saved transformers folder, a .gguf file, or a peft adapter folder (its base model is read
     from `adapter_config.json`). `adapter` loads a peft adapter folder on top of the model.
-    Raises ModelNotFoundError (never downloads).
+    `backend` "auto" runs a GGUF model (the packaged one included) with llama.cpp when
+    llama-cpp-python is installed and no adapter or GPU is asked for, else with transformers;
+    "llamacpp" or "transformers" insists. Raises ModelNotFoundError (never downloads).
     """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}.")
     if base_url:
         from infuse.llm.openai_compat import OpenAIChatModel
 
         return OpenAIChatModel(base_url, spec, api_key=api_key, timeout_s=timeout_s)
+    if backend != "transformers":
+        gguf = resolve_gguf(spec)
+        if backend == "llamacpp" and (gguf is None or adapter):
+            raise ConfigError(
+                f"backend='llamacpp' runs a GGUF file without an adapter; '{spec}' "
+                f"{'has an adapter' if adapter else 'is not one'}. Use backend='transformers'."
+            )
+        if gguf is not None and adapter is None and _llamacpp_wanted(backend, device):
+            from infuse.llm.llamacpp import LlamaCppChatModel
+
+            return LlamaCppChatModel(gguf, name=spec)
     return load_local_chat_model(spec, adapter=adapter, device=device, dtype=dtype)
 
 
+def _llamacpp_wanted(backend: str, device: str | None) -> bool:
+    if backend == "llamacpp":
+        return True
+    from infuse.llm.llamacpp import llama_cpp_available
+
+    return llama_cpp_available() and (device is None or device == "cpu") and not _has_cuda()
+
+
+def _has_cuda() -> bool:
+    """True on a machine with a CUDA GPU (transformers is faster there than CPU llama.cpp).
+
+    Looks for the NVIDIA driver first, so a CPU machine does not pay for importing torch.
+    """
+    import importlib.util
+    import os
+
+    if not os.path.exists("/proc/driver/nvidia/version"):
+        return False
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def load_local_chat_model(
-    spec: str = DEFAULT_CHAT_MODEL,
+    spec: str = DEFAULT_MODEL,
     *,
     adapter: str | None = None,
     device: str | None = None,
@@ -45,7 +88,7 @@ def load_local_chat_model(
     from transformers import AutoTokenizer
 
     from infuse.llm.local import LocalChatModel
-    from infuse.llm.models import load_causal_lm
+    from infuse.models import load_causal_lm
 
     folder = resolve_chat_model(spec)
     if (

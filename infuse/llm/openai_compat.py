@@ -3,19 +3,28 @@
 Speaks `POST {base_url}/v1/chat/completions` with httpx; streams through server-sent events
 when `on_token` is given. Servers with a prefix cache (vLLM) report how many prompt tokens it
 served in `usage.prompt_tokens_details.cached_tokens`; that becomes `Generation.cached_tokens`.
+
+A streamed answer that starts repeating itself is cut and the connection closed (the server
+stops generating); a whole answer is cut the same way when it arrives. A JSON Schema
+`response_format` is sent as OpenAI's `{"type": "json_schema", ...}`; a server that refuses that
+form (llama-cpp-python's) is asked once more with `{"type": "json_object", "schema": ...}`, and
+that choice is kept. The JSON is validated either way. A stream that is not server-sent events
+(an HTML error page from a proxy, say) is a BackendError naming the URL, never an empty answer.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from infuse.errors import BackendError
+from infuse.errors import BackendError, PromptTooLongError
 from infuse.llm.base import Generation, Message
+from infuse.llm.repetition import DEFAULT_WINDOW, RepetitionGuard, trim_repetition
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -40,10 +49,13 @@ class OpenAIChatModel:
         timeout_s: float = 120.0,
         connect_timeout_s: float = 5.0,
         extra_body: dict[str, Any] | None = None,
+        repetition_window: int | None = DEFAULT_WINDOW,
     ) -> None:
         self.url = chat_completions_url(base_url)
         self.name = model
         self.extra_body = dict(extra_body or {})
+        self.repetition_window = repetition_window
+        self._schema_form = "json_schema"  # or "json_object" once a server refused json_schema
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             headers=headers, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s)
@@ -67,8 +79,13 @@ class OpenAIChatModel:
         temperature: float = 0.0,
         stop: list[str] | None = None,
         on_token: Callable[[str], None] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Generation:
-        """Send `messages`; stream when `on_token` is given. Raises BackendError naming the URL."""
+        """Send `messages`; stream when `on_token` is given. Raises BackendError naming the URL.
+
+        With `response_format` (a JSON Schema dict) the server is asked for JSON matching it and
+        the answer is validated. A prompt the server says is too long is a PromptTooLongError.
+        """
         body: dict[str, Any] = {
             "model": self.name,
             "messages": messages,
@@ -78,11 +95,51 @@ class OpenAIChatModel:
         }
         if stop:
             body["stop"] = list(stop)
+        schema = None
+        if response_format is not None:
+            from infuse.llm.structured import check_schema
+
+            schema = check_schema(response_format)
+        generation = self._send(body, schema, on_token)
+        if schema is not None:
+            from infuse.llm.structured import validate_json
+
+            validate_json(
+                generation.text,
+                schema,
+                source=f"The chat server at {self.url}",
+                finish_reason=generation.extra.get("finish_reason"),
+            )
+        return generation
+
+    def _send(
+        self, body: dict[str, Any], schema: dict[str, Any] | None, on_token
+    ) -> Generation:
+        """One request, asked again in the other structured form if the server refuses the first."""
+        from infuse.llm.structured import openai_response_format
+
+        guard = RepetitionGuard(None if schema is not None else self.repetition_window)
+        for attempt in range(2):
+            if schema is not None:
+                body["response_format"] = (
+                    openai_response_format(schema)
+                    if self._schema_form == "json_schema"
+                    else {"type": "json_object", "schema": schema}
+                )
+            try:
+                return self._request(body, guard, on_token)
+            except _FormatRefused:
+                if attempt or self._schema_form != "json_schema":
+                    raise
+                self._schema_form = "json_object"
+        raise AssertionError("unreachable")
+
+    def _request(self, body: dict[str, Any], guard: RepetitionGuard, on_token) -> Generation:
         started = time.perf_counter()
         try:
             if on_token is None:
-                return self._complete(body, started)
-            return self._stream(body, on_token, started)
+                return self._complete(body, guard, started)
+            return self._stream(body, guard, on_token, started)
         except httpx.TimeoutException as error:
             raise BackendError(
                 f"The chat server at {self.url} did not answer in time ({error!r}). "
@@ -93,10 +150,14 @@ class OpenAIChatModel:
                 f"Cannot reach the chat server at {self.url}: {error}. Start the server or fix --base-url."
             ) from error
 
-    def _complete(self, body: dict[str, Any], started: float) -> Generation:
+    def _complete(self, body: dict[str, Any], guard: RepetitionGuard, started: float) -> Generation:
         response = self._client.post(self.url, json=body)
-        self._raise_for_status(response)
-        payload = _json(response, self.url)
+        self._raise_for_status(response, body)
+        return self._whole_answer(_json(response, self.url), guard, started, None)
+
+    def _whole_answer(
+        self, payload: dict[str, Any], guard: RepetitionGuard, started: float, on_token
+    ) -> Generation:
         try:
             choice = payload["choices"][0]
             text = choice["message"].get("content") or ""
@@ -105,26 +166,55 @@ class OpenAIChatModel:
                 f"The chat server at {self.url} answered without choices[0].message: "
                 f"{str(payload)[:200]}"
             ) from error
+        finish_reason = choice.get("finish_reason")
+        text, repeated = trim_repetition(text, guard.window)
+        if repeated:
+            finish_reason = "repetition"
+        if on_token is not None and text:
+            on_token(text)
         total = time.perf_counter() - started
-        return _generation(text, payload.get("usage"), None, total, choice.get("finish_reason"))
+        return _generation(text, payload.get("usage"), None, total, finish_reason)
 
     def _stream(
-        self, body: dict[str, Any], on_token: Callable[[str], None], started: float
+        self,
+        body: dict[str, Any],
+        guard: RepetitionGuard,
+        on_token: Callable[[str], None],
+        started: float,
     ) -> Generation:
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        pieces: list[str] = []
+        text = ""
+        emitted = 0
         usage: dict[str, Any] | None = None
         finish_reason = None
         first_token_at: float | None = None
+        events = 0
         with self._client.stream("POST", self.url, json=body) as response:
             if response.status_code >= 400:
                 response.read()
-                self._raise_for_status(response)
+                self._raise_for_status(response, body)
+            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type == "application/json":
+                # Some servers ignore `stream` and answer whole: take the answer as it is.
+                response.read()
+                return self._whole_answer(_json(response, self.url), guard, started, on_token)
+            if content_type and content_type != "text/event-stream":
+                response.read()
+                raise BackendError(
+                    f"The chat server at {self.url} answered a streamed request with "
+                    f"{content_type}, not server-sent events (text/event-stream): "
+                    f"{_snippet(response.text)}. Is --base-url the OpenAI-compatible API "
+                    "(usually ending in /v1), not a web page or a proxy's error page?"
+                )
+            other_lines: list[str] = []
             for line in response.iter_lines():
                 if not line.startswith("data:"):
+                    if line.strip() and not line.startswith((":", "event:", "id:", "retry:")):
+                        other_lines.append(line)
                     continue  # blank separators, comments, `event:` lines
                 data = line[len("data:") :].strip()
                 if data == "[DONE]":
+                    events += 1
                     break
                 try:
                     event = json.loads(data)
@@ -132,31 +222,93 @@ class OpenAIChatModel:
                     raise BackendError(
                         f"The chat server at {self.url} sent an event that is not JSON: {data[:200]}"
                     ) from error
+                events += 1
+                if not isinstance(event, dict):
+                    raise BackendError(
+                        f"The chat server at {self.url} sent an event that is not an object: "
+                        f"{data[:200]}"
+                    )
                 if event.get("error"):
                     raise BackendError(f"The chat server at {self.url} failed: {event['error']}")
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or []:
                     piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        if first_token_at is None:
-                            first_token_at = time.perf_counter()
-                        pieces.append(piece)
-                        on_token(piece)
                     finish_reason = choice.get("finish_reason") or finish_reason
+                    if not piece:
+                        continue
+                    if first_token_at is None:
+                        first_token_at = time.perf_counter()
+                    text += piece
+                    keep = guard.check(text)
+                    if keep is not None:
+                        text, finish_reason = text[:keep], "repetition"
+                        break
+                    safe_end = len(text) - guard.hold_back
+                    if safe_end > emitted:
+                        on_token(text[emitted:safe_end])
+                        emitted = safe_end
+                if finish_reason == "repetition":
+                    break  # leaving the block closes the connection: the server stops
+            if events == 0:
+                raise BackendError(
+                    f"The chat server at {self.url} sent no server-sent events"
+                    + (f", only: {_snippet(chr(10).join(other_lines))}" if other_lines else "")
+                    + ". Is --base-url an OpenAI-compatible API?"
+                )
+        if len(text) > emitted:
+            on_token(text[emitted:])
         total = time.perf_counter() - started
         ttft = None if first_token_at is None else first_token_at - started
-        return _generation("".join(pieces), usage, ttft, total, finish_reason)
+        return _generation(text, usage, ttft, total, finish_reason)
 
-    def _raise_for_status(self, response: httpx.Response) -> None:
+    def _raise_for_status(self, response: httpx.Response, body: dict[str, Any]) -> None:
         if response.status_code < 400:
             return
         detail = response.text[:300].strip()
+        if response.status_code in (400, 413, 422):
+            too_long = _context_exceeded(detail)
+            if too_long is not None:
+                prompt_tokens, window = too_long
+                raise PromptTooLongError(
+                    f"The chat server at {self.url} says the prompt does not fit its context "
+                    f"window: {detail}. Shorten the question or the knowledge given with it "
+                    "(fewer passages, -k), or serve a model with a longer context.",
+                    prompt_tokens=prompt_tokens,
+                    context_window=window,
+                )
+            if "response_format" in body and re.search(
+                r"response_format|json_schema", detail, re.IGNORECASE
+            ):
+                raise _FormatRefused(detail)
         hint = " Check --api-key." if response.status_code in (401, 403) else ""
         if response.status_code == 404:
             hint = " Is this an OpenAI-compatible server, and is the model name right?"
         raise BackendError(
             f"The chat server at {self.url} answered HTTP {response.status_code}: {detail}.{hint}"
         )
+
+
+class _FormatRefused(BackendError):
+    """The server refused the response_format's form (asked again in the other form)."""
+
+
+def _context_exceeded(detail: str) -> tuple[int | None, int | None] | None:
+    """(prompt tokens, context window) when a server's error says the prompt is too long."""
+    if not re.search(r"context (length|window)|maximum context|too long|too many tokens", detail, re.I):
+        return None
+    window = re.search(r"maximum context length is (\d+)|context window of (\d+)", detail)
+    prompt = re.search(r"\((\d+) in the messages|\((\d+) in your prompt", detail)
+
+    def first(match):
+        return None if match is None else int(next(group for group in match.groups() if group))
+
+    return first(prompt), first(window)
+
+
+def _snippet(text: str) -> str:
+    """The start of a body, tags and runs of space squeezed, for an error message."""
+    squeezed = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)).strip()
+    return repr(squeezed[:160] or text[:160])
 
 
 def _json(response: httpx.Response, url: str) -> dict[str, Any]:

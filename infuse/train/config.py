@@ -16,6 +16,7 @@ from typing import Any
 
 from infuse.errors import ConfigError
 from infuse.files import write_text_atomic  # noqa: F401  (re-exported for the train package)
+from infuse.models import DEFAULT_MODEL
 
 SCHEDULES = ("linear", "cosine", "constant")
 BACKENDS = ("auto", "hf", "unsloth")
@@ -33,7 +34,7 @@ class RunConfig:
     # what to train on
     data: str = ""
     output: str = ""
-    model: str = "smollm2"
+    model: str = DEFAULT_MODEL
     chat_template: str | None = None  # None: the tokenizer's own template
     merged_prompt: str | None = None
     output_column: str | None = None

@@ -76,7 +76,7 @@ def merged_model(run_dir: str | Path, *, dtype: str = "fp32"):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from infuse.llm.models import resolve_chat_model
+    from infuse.models import resolve_chat_model
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)

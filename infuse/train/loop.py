@@ -167,7 +167,7 @@ def _train(config, run_dir, placement, dist, resume, on_progress) -> TrainResult
     """The run itself, on this process: model, data, the loop, the run folder."""
     import torch
 
-    from infuse.llm.models import resolve_chat_model
+    from infuse.models import resolve_chat_model
     from infuse.train import distributed
     from infuse.train import model as lora_model
     from infuse.train.data_parallel import wrap

@@ -273,7 +273,7 @@ def run_template(run_dir: str | Path, requested: str | None = None) -> str:
     stored = path.read_text(encoding="utf-8")
     if requested:
         config = read_run_config(run_dir)
-        from infuse.llm.models import resolve_chat_model
+        from infuse.models import resolve_chat_model
         from infuse.train.examples import apply_chat_template_choice
         from infuse.train.model import load_tokenizer_for
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+
 from badinput.corpus import CASES, TRACEBACK, classify, passes
 
 

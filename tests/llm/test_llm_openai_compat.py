@@ -95,3 +95,100 @@ def test_endpoint_url_accepts_base_with_or_without_v1():
     assert (
         chat_completions_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
     )
+
+
+NESTED_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "kind": {"enum": ["policy", "product"]},
+        "facts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["name", "days"],
+            },
+        },
+    },
+    "required": ["title", "kind", "facts"],
+}
+
+
+def test_json_schema_response_format_is_sent_and_the_answer_validated(server):
+    import json
+
+    chat = load_chat_model("served-model", base_url=server.base_url)
+    generation = chat.generate(MESSAGES, response_format=NESTED_SCHEMA)
+    sent = server.requests[0]["response_format"]
+    assert sent["type"] == "json_schema"
+    assert sent["json_schema"]["schema"] == NESTED_SCHEMA
+    assert json.loads(generation.text) == {
+        "title": "x", "kind": "policy", "facts": [{"name": "x", "days": 1}]
+    }
+
+
+def test_a_server_that_refuses_json_schema_is_asked_with_json_object_once():
+    with ChatServer(refuse_json_schema=True) as running:
+        chat = load_chat_model("m", base_url=running.base_url)
+        first = chat.generate(MESSAGES, response_format=NESTED_SCHEMA)
+        second = chat.generate(MESSAGES, response_format=NESTED_SCHEMA, on_token=lambda p: None)
+    forms = [request["response_format"]["type"] for request in running.requests]
+    assert forms == ["json_schema", "json_object", "json_object"]
+    assert running.requests[1]["response_format"]["schema"] == NESTED_SCHEMA
+    assert first.text == second.text and '"kind": "policy"' in first.text
+
+
+def test_an_answer_that_breaks_the_schema_is_a_backend_error(server):
+    schema = {"type": "object", "properties": {"kind": {"enum": ["a", "b"]}}, "required": ["kind"]}
+    ignores = load_chat_model("ignores-format", base_url=server.base_url)
+    with pytest.raises(BackendError, match=r"at http://127.0.0.1:\d+/v1/chat/completions answered text that is not JSON"):
+        ignores.generate(MESSAGES, response_format=schema)
+    wrong = load_chat_model("wrong-json", base_url=server.base_url)
+    with pytest.raises(BackendError, match=r"does not match the schema at kind: 'c' is not one of"):
+        wrong.generate(MESSAGES, response_format=schema, on_token=lambda piece: None)
+
+
+def test_a_schema_that_is_not_json_schema_is_refused_before_sending(server):
+    from infuse.errors import ConfigError
+
+    chat = load_chat_model("served-model", base_url=server.base_url)
+    with pytest.raises(ConfigError, match="not a valid JSON Schema"):
+        chat.generate(MESSAGES, response_format={"type": "objekt"})
+    assert server.requests == []
+
+
+def test_a_repeating_stream_is_cut_and_the_connection_closed(server):
+    sentence = "The refund window is 45 days."
+    chat = load_chat_model("served-model", base_url=server.base_url)
+    question = [{"role": "user", "content": " ".join([sentence] * 30)}]
+    pieces: list[str] = []
+    streamed = chat.generate(question, on_token=pieces.append)
+    assert streamed.text == f"You asked: {sentence}"
+    assert "".join(pieces) == streamed.text
+    assert streamed.extra["finish_reason"] == "repetition"
+    assert server.closed_early.wait(5), "the client kept reading after the repeat"
+    whole = chat.generate(question)
+    assert whole.text == streamed.text and whole.extra["finish_reason"] == "repetition"
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [("html", r"text/html, not server-sent events.*'Sign in'"),
+     ("plain", r"text/plain, not server-sent events")],
+)
+def test_a_stream_that_is_not_server_sent_events_names_the_url(server, model, expected):
+    chat = load_chat_model(model, base_url=server.base_url)
+    with pytest.raises(BackendError, match=expected) as caught:
+        chat.generate(MESSAGES, on_token=lambda piece: None)
+    assert f"{server.base_url}/chat/completions" in str(caught.value)
+
+
+def test_a_context_length_error_is_a_prompt_too_long_error(server):
+    from infuse.errors import PromptTooLongError
+
+    chat = load_chat_model("small-context", base_url=server.base_url)
+    for on_token in (None, lambda piece: None):
+        with pytest.raises(PromptTooLongError, match="does not fit its context window") as caught:
+            chat.generate(MESSAGES, on_token=on_token)
+        assert caught.value.context_window == 64 and caught.value.prompt_tokens == 290

