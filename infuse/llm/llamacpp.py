@@ -65,7 +65,12 @@ class LlamaCppChatModel:
         threads = n_threads or len(os.sched_getaffinity(0))
         try:
             probe = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
-            trained = probe._model.n_ctx_train()
+            # a vocab-only load reports n_ctx_train 0: read the window from the GGUF metadata
+            # (a 0 would leave llama.cpp at 512 tokens, and overflowing that aborts the process)
+            meta = probe.metadata or {}
+            arch = meta.get("general.architecture", "llama")
+            trained = int(meta.get(f"{arch}.context_length") or 0) or probe._model.n_ctx_train()
+            trained = trained or DEFAULT_MAX_CONTEXT
             probe.close()
             self.llm = Llama(
                 model_path=str(self.path),
