@@ -258,7 +258,11 @@ def extraction_accuracy(model_spec: str) -> list[list[str]]:
     from infuse.scrape.content import parse_html
     from infuse.scrape.structured import extract_record, normalise
 
-    model = load_chat_model(model_spec)
+    # The transformers backend constrains decoding with the JSON grammar (xgrammar).
+    params = inspect.signature(load_chat_model).parameters
+    model = load_chat_model(
+        model_spec, **({"backend": "transformers"} if "backend" in params else {})
+    )
     constrained = "response_format" in inspect.signature(model.generate).parameters
     correct = wrong = nulled = 0
     started = time.perf_counter()

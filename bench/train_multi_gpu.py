@@ -5,12 +5,21 @@ Each configuration runs under `torchrun --nproc-per-node N` with infuse's own di
 r=16 / alpha 16 on all seven linear projections, bf16, gradient checkpointing, AdamW, random
 tokens. The global batch is fixed (batch x grad_accum sequences per optimizer step, as
 `infuse train` keeps it), so N GPUs each do grad_accum / N micro-batches per step: this is the
-strong scaling a user sees when adding GPUs to the same run. Fused kernels are off on every row
-(infuse turns them off under DDP/FSDP), so 1 GPU and N GPUs run the same code.
+strong scaling a user sees when adding GPUs to the same run.
 
-Rows: Llama-3.1-8B shape on 1, 2, 4, ... GPUs (1 = one process, N = DDP), the same shape with
-FSDP2 on the most GPUs, and the Llama-3.1-70B shape with FSDP2 on the most GPUs (random-initialised
-on the meta device and filled shard by shard: nothing is downloaded or read from disk).
+Two backends, each on every row: `infuse` (infuse's fast path: its own decoder forward with the
+fused LoRA kernels and checkpoints offloaded to CPU memory, the default of `infuse train` on
+CUDA, now also under DDP and FSDP2) and `peft` (plain transformers + peft, HF gradient
+checkpointing). Scaling efficiency is given against the same backend on 1 GPU and against
+infuse on 1 GPU (the best single-GPU path).
+
+Every row starts from the same weights: the model is built on the meta device and each parameter
+is filled from its own seeded generator (full tensor, then this process's shard), so 1 process,
+DDP and FSDP2 train the same model on the same global micro-batches and their losses agree.
+
+Rows: the Llama-3.1-8B shape on each GPU count (1 = one process, N = DDP and FSDP2), and the
+Llama-3.1-70B shape with FSDP2 on the most GPUs (built on the meta device and materialised
+sharded: never whole on one GPU or in host memory; nothing is downloaded or read from disk).
 
     python bench/train_multi_gpu.py                         # all lent GPUs
     python bench/train_multi_gpu.py --gpus 1,2 --shapes 8b  # a subset
@@ -45,40 +54,77 @@ SHAPES = {
 
 
 # ---------------------------------------------------------------- one configuration (each process)
+def fill_weights(model, device, model_config) -> None:
+    """The same random weights at every process count and engine: each parameter from its own seed.
+
+    The full tensor is drawn on `device` (one at a time), then this process keeps its shard
+    (FSDP2: a DTensor's local part; otherwise the whole). Base weights N(0, 0.02), norms 1,
+    LoRA A N(0, 1/sqrt(in)), LoRA B 0 (as peft starts it). Rotary frequencies are recomputed.
+    """
+    import torch
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    with torch.no_grad():
+        for index, (name, parameter) in enumerate(model.named_parameters()):
+            full = torch.empty(parameter.shape, dtype=parameter.dtype, device=device)
+            generator = torch.Generator(device=device).manual_seed(10_000 + index)
+            if "lora_B" in name:
+                full.zero_()
+            elif "norm" in name:
+                full.fill_(1.0)
+            elif "lora_A" in name:
+                full.normal_(0.0, parameter.shape[-1] ** -0.5, generator=generator)
+            else:
+                full.normal_(0.0, 0.02, generator=generator)
+            if isinstance(parameter, DTensor):
+                shard = distribute_tensor(full, parameter.device_mesh, parameter.placements, src_data_rank=None)
+                parameter.to_local().copy_(shard.to_local())
+            else:
+                parameter.copy_(full)
+            del full
+        for module in model.modules():
+            if hasattr(module, "inv_freq"):
+                fresh = type(module)(model_config).to(device)
+                module.inv_freq.copy_(fresh.inv_freq)
+                module.original_inv_freq = fresh.inv_freq.clone()
+
+
 def build_model(args, context, placement):
-    """The LoRA model of `args.shape` with random weights, wrapped as `context.mode` says."""
+    """The LoRA model of `args.shape`, same seeded weights everywhere, wrapped as `context.mode` says."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from infuse.train.config import RunConfig
     from infuse.train.data_parallel import wrap
+    from infuse.train.kernels import apply_fused_kernels
     from infuse.train.model import add_lora
 
     model_config = LlamaConfig(bos_token_id=0, eos_token_id=1, pad_token_id=2, **SHAPES[args.shape])
     run = RunConfig(data="-", output="-", lora_r=16, lora_alpha=16, gradient_checkpointing=True)
     device = torch.device(placement.device, torch.cuda.current_device()) if placement.device == "cuda" \
         else torch.device("cpu")
-    torch.manual_seed(0)
     torch.set_default_dtype(placement.dtype)
-    build_on = torch.device("meta") if context.mode == "fsdp" else device
-    with build_on:
+    with torch.device("meta"):  # every row: built without memory, then filled the same way
         base = LlamaForCausalLM(model_config)
     torch.set_default_dtype(torch.float32)
     base.config.use_cache = False
     model = add_lora(run, base)
+    applied: list[str] = []
+    if context.mode != "fsdp":
+        model.to_empty(device=device)
+        fill_weights(model, device, model_config)
+    if args.backend == "infuse":  # infuse's fast path; on CPU (--tiny) installed directly
+        if placement.device == "cuda":
+            applied = apply_fused_kernels(model, device=placement.device, compile_layers=False)
+        else:
+            from infuse.train.fast_decoder import install_fast_decoder
+
+            applied = ["fast_decoder"] if install_fast_decoder(model) is not None else []
+        if not applied or not applied[0].startswith("fast_decoder"):
+            raise SystemExit(f"infuse's fast path did not install on the {args.shape} shape: {applied}")
     engine = wrap(model, context, placement, weights_from_rank0=False)
-    if context.mode == "fsdp":  # fill this process's shards (random base, LoRA B = 0 as peft does)
-        with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if "lora_B" in name:
-                    parameter.to_local().zero_()
-                else:
-                    parameter.to_local().normal_(0.0, 0.02)
-            for module in model.modules():
-                if hasattr(module, "inv_freq"):
-                    fresh = type(module)(model_config).to(device)
-                    module.inv_freq.copy_(fresh.inv_freq)
-                    module.original_inv_freq = fresh.inv_freq.clone()
+    if context.mode == "fsdp":  # fill this process's shards only: never a whole model anywhere
+        fill_weights(model, device, model_config)
     return model, engine
 
 
@@ -94,10 +140,11 @@ def worker(args) -> None:
     from infuse.train.model import Placement
 
     cuda = torch.cuda.is_available()
+    fused = args.backend == "infuse" and cuda
     placement = Placement(device="cuda" if cuda else "cpu", dtype_name="bf16" if cuda else "fp32",
-                          backend="hf", fused_kernels=False)
+                          backend="hf", fused_kernels=fused)
     run = RunConfig(data="-", output="-", grad_accum=args.grad_accum, batch_size=args.batch,
-                    distributed=args.mode, fused_kernels=False)
+                    distributed=args.mode, fused_kernels=fused)
     context, placement = distributed.start(run, placement)
     distributed.use_mode(context, args.mode if context.world_size > 1 else "none")
     distributed.per_rank_grad_accum(args.grad_accum, context.world_size, args.batch)  # N must divide it
@@ -120,7 +167,7 @@ def worker(args) -> None:
     step_tokens = args.grad_accum * args.batch * args.seq  # all processes together
     trained = int(context.sum(sum(int((b["targets"] != -100).sum()) for b in batches)))
     model.train()
-    losses, timed_s = [], 0.0
+    losses, timed_s, first_step_s = [], 0.0, 0.0
     for step in range(args.warmup + args.steps):
         if cuda:
             torch.cuda.synchronize()
@@ -138,6 +185,8 @@ def worker(args) -> None:
             torch.cuda.synchronize()
         if step >= args.warmup:
             timed_s += time.perf_counter() - tick
+        elif step == 0:
+            first_step_s = time.perf_counter() - tick
         losses.append(round(context.sum(step_loss) / trained, 4))
     timed_s = context.sum(timed_s) / context.world_size  # mean over processes (they wait for each other)
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else \
@@ -148,7 +197,8 @@ def worker(args) -> None:
         tdist.all_gather_object(peaks, peak)
     if context.is_main:
         print("RESULT " + json.dumps({
-            "shape": args.shape, "mode": context.mode, "gpus": context.world_size,
+            "shape": args.shape, "backend": args.backend, "mode": context.mode, "gpus": context.world_size,
+            "first_step_s": round(first_step_s, 1), "grad_accum": args.grad_accum, "losses": losses,
             "tokens_per_s": step_tokens * args.steps / timed_s, "step_s": timed_s / args.steps,
             "peak_gib_max": max(peaks), "peak_gib_min": min(peaks), "first_loss": losses[0],
             "last_loss": losses[-1], "build_s": round(build_s, 1), "memory": "GPU" if cuda else "RSS",
@@ -158,18 +208,20 @@ def worker(args) -> None:
 
 
 # ---------------------------------------------------------------- parent: every configuration, one table
-def run_one(args, shape: str, mode: str, gpus: int) -> dict:
+def run_one(args, shape: str, mode: str, gpus: int, backend: str) -> dict:
+    grad_accum = args.big_grad_accum if shape == args.fsdp_shape and shape != args.ddp_shape else args.grad_accum
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(gpus),
                __file__, "--worker", "--shape", shape, "--mode", mode, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--batch", str(args.batch), "--seq", str(args.seq),
-               "--grad-accum", str(args.grad_accum)]
+               "--grad-accum", str(grad_accum), "--backend", backend]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        return {"shape": shape, "mode": mode, "gpus": gpus, "error": f"timeout after {args.timeout}s"}
+        return {"shape": shape, "mode": mode, "gpus": gpus, "backend": backend,
+                "error": f"timeout after {args.timeout}s"}
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line[7:])
@@ -178,8 +230,8 @@ def run_one(args, shape: str, mode: str, gpus: int) -> dict:
     text = done.stderr or done.stdout
     reason = "out of memory (does not fit)" if "OutOfMemoryError" in text or "out of memory" in text \
         else (text.strip().splitlines() or ["no output"])[-1][:200]
-    print(f"--- {shape}/{mode}/{gpus} failed (exit {done.returncode}):\n{text[-2000:]}", file=sys.stderr)
-    return {"shape": shape, "mode": mode, "gpus": gpus, "error": reason}
+    print(f"--- {shape}/{backend}/{mode}/{gpus} failed (exit {done.returncode}):\n{text[-3000:]}", file=sys.stderr)
+    return {"shape": shape, "mode": mode, "gpus": gpus, "backend": backend, "error": reason}
 
 
 def environment() -> str:
@@ -196,37 +248,45 @@ def environment() -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| shape | engine | GPUs | tokens/s (all) | tokens/s per GPU | scaling efficiency | "
-             "peak memory per GPU | first / last loss |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    single = {r["shape"]: r["tokens_per_s"] for r in results if r.get("gpus") == 1 and "tokens_per_s" in r}
+    lines = ["| shape | backend | engine | GPUs | tokens/s (all) | tokens/s per GPU | scaling vs same backend "
+             "on 1 GPU | vs infuse on 1 GPU | peak memory per GPU | first / last loss | time to first step |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    single = {(r["shape"], r["backend"]): r["tokens_per_s"] for r in results
+              if r.get("gpus") == 1 and "tokens_per_s" in r}
     for r in results:
         engine = "1 process" if r.get("mode") == "none" else r.get("mode", "?").upper()
+        name = r.get("backend", "?")
         if "tokens_per_s" not in r:
-            lines.append(f"| {r['shape']} | {engine} | {r['gpus']} | failed: {r['error']} | | | | |")
+            lines.append(f"| {r['shape']} | {name} | {engine} | {r['gpus']} | failed: {r['error']} | | | | | | |")
             continue
-        base = single.get(r["shape"])
-        efficiency = f"{100 * r['tokens_per_s'] / (r['gpus'] * base):.0f}%" if base else "- (no 1-GPU run)"
+
+        def efficiency(base, r=r):
+            return f"{100 * r['tokens_per_s'] / (r['gpus'] * base):.0f}%" if base else "-"
+
         unit = "GiB" if r["memory"] == "GPU" else "GiB RSS"
-        lines.append(f"| {r['shape']} | {engine} | {r['gpus']} | {r['tokens_per_s']:,.0f} | "
-                     f"{r['tokens_per_s'] / r['gpus']:,.0f} | {efficiency} | {r['peak_gib_max']:.2f} {unit} | "
-                     f"{r['first_loss']} / {r['last_loss']} |")
+        lines.append(f"| {r['shape']} | {name} | {engine} | {r['gpus']} | {r['tokens_per_s']:,.0f} | "
+                     f"{r['tokens_per_s'] / r['gpus']:,.0f} | {efficiency(single.get((r['shape'], name)))} | "
+                     f"{efficiency(single.get((r['shape'], 'infuse')))} | {r['peak_gib_max']:.2f} {unit} | "
+                     f"{r['first_loss']} / {r['last_loss']} | {r['build_s'] + r['first_step_s']:.0f} s |")
     return "\n".join(lines)
 
 
-def plan(args, available: int) -> list[tuple[str, str, int]]:
-    """(shape, mode, GPUs) of every run: the DDP shape on each count, FSDP on the most GPUs."""
+def plan(args, available: int) -> list[tuple[str, str, int, str]]:
+    """(shape, mode, GPUs, backend) of every run: the DDP shape on each count with DDP and FSDP2,
+    the FSDP shape with FSDP2 on the most GPUs."""
     counts = [n for n in (int(x) for x in args.gpus.split(",")) if n <= available] if args.gpus else \
         [n for n in (1, 2, 4, 8, 16) if n <= available]
     if not counts:
         raise SystemExit(f"no GPU count in --gpus {args.gpus} fits the {available} available")
-    shapes = args.shapes.split(",")
+    shapes, backends = args.shapes.split(","), args.backends.split(",")
     runs = []
     if args.ddp_shape in shapes:
-        runs += [(args.ddp_shape, "none" if n == 1 else "ddp", n) for n in counts]
-        if max(counts) > 1:
-            runs.append((args.ddp_shape, "fsdp", max(counts)))
+        for backend in backends:
+            for n in counts:
+                runs += [(args.ddp_shape, "none", 1, backend)] if n == 1 else \
+                    [(args.ddp_shape, "ddp", n, backend), (args.ddp_shape, "fsdp", n, backend)]
     if args.fsdp_shape in shapes and max(counts) > 1:
-        runs.append((args.fsdp_shape, "fsdp", max(counts)))
+        runs += [(args.fsdp_shape, "fsdp", max(counts), backend) for backend in args.big_backends.split(",")]
     return list(dict.fromkeys(runs))  # --tiny: one shape for both engines
 
 
@@ -244,6 +304,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="sequences per micro-batch")
     parser.add_argument("--seq", type=int, default=2048)
     parser.add_argument("--grad-accum", type=int, default=8, help="micro-batches per step, all GPUs together")
+    parser.add_argument("--backend", default="infuse", help=argparse.SUPPRESS)
+    parser.add_argument("--backends", default="infuse,peft", help="infuse (fast path) and/or peft (plain)")
+    parser.add_argument("--big-backends", default="infuse", help="backends of the FSDP-shape (70B) rows")
+    parser.add_argument("--big-grad-accum", type=int, default=0,
+                        help="micro-batches per step of the FSDP-shape rows (default: --grad-accum)")
+    parser.add_argument("--json", help="also write every row (JSON lines, per-step losses included) here")
     parser.add_argument("--timeout", type=int, default=1200)
     parser.add_argument("--write", help="also write the table (markdown) to this file")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny shape, gloo, 1 and 2 processes")
@@ -260,16 +326,22 @@ def main() -> None:
         available = 2
     elif available == 0:
         raise SystemExit("no CUDA GPU visible; use --tiny for the CPU smoke test")
+    args.big_grad_accum = args.big_grad_accum or args.grad_accum
     results = []
-    for shape, mode, gpus in plan(args, available):
-        result = run_one(args, shape, mode, gpus)
+    for shape, mode, gpus, backend in plan(args, available):
+        result = run_one(args, shape, mode, gpus, backend)
         print(json.dumps(result), flush=True)
         results.append(result)
+        if args.json:
+            with open(args.json, "a", encoding="utf-8") as stream:
+                stream.write(json.dumps(result) + "\n")
     command = "python bench/train_multi_gpu.py " + " ".join(sys.argv[1:])
     report = (f"LoRA r=16 alpha 16, all 7 linear layers, {'fp32' if args.tiny else 'bf16'}, gradient "
               f"checkpointing, AdamW, global batch {args.batch} x {args.grad_accum} sequences of {args.seq} "
-              f"tokens per step (each of N GPUs: {args.grad_accum}/N micro-batches), {args.steps} timed "
-              f"steps after {args.warmup} warm-up; scaling efficiency = tokens/s / (N x 1-GPU tokens/s).\n"
+              f"tokens per step (each of N GPUs: {args.grad_accum}/N micro-batches; FSDP-shape rows: "
+              f"{args.big_grad_accum}), {args.steps} timed steps after {args.warmup} warm-up; scaling "
+              f"efficiency = tokens/s / (N x 1-GPU tokens/s); time to first step = model build + the first "
+              f"(warm-up) step, compilation included.\n"
               f"Hardware/versions: {environment()}\nCommand: `{command}`\n\n{table(results)}\n")
     print("\n" + report)
     if args.write:

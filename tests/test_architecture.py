@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "infuse"
 
 # Lower number = lower layer; a module may import its own layer or lower ones (ARCHITECTURE.md).
 LAYERS = {
-    "infuse": 0, "infuse.errors": 0, "infuse.files": 0, "infuse.models": 0, "infuse.answer": 0,
+    "infuse": 0, "infuse.errors": 0, "infuse.files": 0, "infuse.exports": 0, "infuse.models": 0, "infuse.answer": 0,
     "infuse.conversation": 0,
     "infuse.samples": 0,
     "infuse.data": 1, "infuse.knowledge": 1, "infuse.llm": 1,

@@ -6,28 +6,18 @@ answer(question, cache_dir) -> Answer                   one question (local, or 
 ServerCagSession                                      the same prefix every time, for server caches
 """
 
-from infuse.cag.knowledge import DEFAULT_INSTRUCTIONS, KnowledgePrefix, build_prefix
-from infuse.cag.session import CagSession, answer, build_cache, check_fit
-from infuse.cag.store import Manifest
+from __future__ import annotations
 
+from infuse.exports import lazy_exports
 
-def __getattr__(name: str):
-    # The server path needs httpx; import it only when asked for (the bench runs without it).
-    if name == "ServerCagSession":
-        from infuse.cag.server import ServerCagSession
-
-        return ServerCagSession
-    raise AttributeError(name)
-
-
-__all__ = [
-    "DEFAULT_INSTRUCTIONS",
-    "CagSession",
-    "KnowledgePrefix",
-    "Manifest",
-    "ServerCagSession",
-    "answer",
-    "build_cache",
-    "build_prefix",
-    "check_fit",
-]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "DEFAULT_INSTRUCTIONS": "infuse.cag.knowledge",
+    "KnowledgePrefix": "infuse.cag.knowledge",
+    "build_prefix": "infuse.cag.knowledge",
+    "CagSession": "infuse.cag.session",
+    "answer": "infuse.cag.session",
+    "build_cache": "infuse.cag.session",
+    "check_fit": "infuse.cag.session",
+    "Manifest": "infuse.cag.store",
+    "ServerCagSession": "infuse.cag.server",
+})

@@ -286,7 +286,7 @@ class CagSession:
     def from_files(
         cls,
         files: list[Path | str],
-        model: str | LocalChatModel = "smollm2",
+        model: str | LocalChatModel = DEFAULT_MODEL,
         *,
         instructions: str = DEFAULT_INSTRUCTIONS,
         device: str | None = None,

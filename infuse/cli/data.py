@@ -6,6 +6,7 @@ import click
 
 from infuse.cli.options import conversation_options, parse_role_aliases, unescape_prompt
 from infuse.cli.output import console, err_console, print_json
+from infuse.models import DEFAULT_MODEL
 
 
 @click.group()
@@ -17,7 +18,7 @@ def data() -> None:
 @click.argument("file", type=click.Path())
 @click.option(
     "--model",
-    default="smollm2",
+    default=DEFAULT_MODEL,
     show_default=True,
     help="Model whose tokenizer and chat template measure the data (folder or packaged name).",
 )

@@ -37,10 +37,14 @@ def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, object]:
     return result
 
 
-def _report_skips(skipped: list[dict[str, str]]) -> None:
+def _report_skips(skipped: list[dict[str, str]], warnings: list[dict[str, str]] = ()) -> None:
     for item in skipped:
         err_console.print(
             f"[yellow]Skipped[/yellow] {item['reason']}", highlight=False, markup=True
+        )
+    for item in warnings:
+        err_console.print(
+            f"[yellow]Warning[/yellow] {item['warning']}", highlight=False, markup=True
         )
 
 
@@ -158,7 +162,7 @@ def add(
     if not files:  # refused before a knowledge base is created for nothing
         raise DataError(
             f"Nothing to add: {', '.join(paths)} matched no files (check the paths; supported: "
-            "Markdown, text, HTML, PDF, DOCX, CSV/TSV/JSON/JSONL)."
+            "Markdown, text, reST, AsciiDoc, Org, man pages, HTML, PDF, DOCX, CSV/TSV/JSON/JSONL)."
         )
     with KnowledgeBase(
         location,
@@ -174,7 +178,7 @@ def add(
     if as_json:
         print_json(report.to_dict())
         return
-    _report_skips(report.skipped)
+    _report_skips(report.skipped, report.warnings)
     console.print(
         f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
         f"{len(report.removed)} removed, {len(report.skipped)} skipped ({report.chunks_written} chunks written) "

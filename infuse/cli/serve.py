@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from infuse.errors import ConfigError
+from infuse.models import DEFAULT_MODEL
 
 MB = 1024 * 1024
 
@@ -29,7 +30,7 @@ def serve_options(command: Callable) -> Callable:
                      help="Assistant profile written by `infuse eval` (enables infuse-auto)."),
         click.option("--cag-cache", type=click.Path(path_type=Path), default=None,
                      help="A CAG cache folder built with `infuse cag build` (infuse-cag)."),
-        click.option("--model", default="smollm2", show_default=True,
+        click.option("--model", default=DEFAULT_MODEL, show_default=True,
                      help="Base model: packaged name, folder, .gguf, or the served name with --base-url."),
         click.option("--base-url", default=None, help="Generate with an OpenAI-compatible server instead."),
         click.option("--api-key", default=None, envvar="INFUSE_API_KEY", help="Key for --base-url."),

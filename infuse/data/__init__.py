@@ -9,10 +9,10 @@ Public names (imported lazily, so `import infuse.data` stays cheap):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from infuse.exports import lazy_exports
 
 _EXPORTS = {
+    "synthesize_qa": "infuse.data.synth",
     "load_dataset_file": "infuse.data.loading",
     "to_conversations": "infuse.data.loading",
     "detect_format": "infuse.data.loading",
@@ -37,10 +37,4 @@ _EXPORTS = {
     "InspectReport": "infuse.data.inspection",
 }
 
-__all__ = list(_EXPORTS)  # noqa: PLE0604
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'infuse.data' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from infuse.models import DEFAULT_MODEL
+
 SHORT_ANSWER_CHARS = 3
 
 
@@ -164,7 +166,7 @@ def _template_text(tokenizer) -> str:
 def inspect_file(
     path: str | Path,
     *,
-    model: str = "smollm2",
+    model: str = DEFAULT_MODEL,
     chat_template: str | None = None,
     max_seq_len: int = 2048,
     n_samples: int = 3,

@@ -4,30 +4,21 @@ Light to import: heavy libraries (lancedb, psycopg, sentence-transformers, pypdf
 BeautifulSoup) load inside the functions that need them.
 """
 
-from infuse.knowledge.documents import Chunk, Document, DocumentRecord, SearchHit
-from infuse.knowledge.readers import RowOptions
-from infuse.knowledge.reading import ReadResult, find_files, read_file, read_paths
+from __future__ import annotations
 
-__all__ = [
-    "Chunk",
-    "Document",
-    "DocumentRecord",
-    "ReadResult",
-    "RowOptions",
-    "SearchHit",
-    "find_files",
-    "read_file",
-    "read_paths",
-]
+from infuse.exports import lazy_exports
 
-
-def __getattr__(name: str):
-    # KnowledgeBase pulls in the stores and retrieval: load it on first use only.
-    if name == "KnowledgeBase":
-        from infuse.knowledge.kb import KnowledgeBase
-
-        return KnowledgeBase
-    raise AttributeError(f"module 'infuse.knowledge' has no attribute {name!r}")
-
-
-__all__ += ["KnowledgeBase"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "Chunk": "infuse.knowledge.documents",
+    "Document": "infuse.knowledge.documents",
+    "DocumentRecord": "infuse.knowledge.documents",
+    "SearchHit": "infuse.knowledge.documents",
+    "RowOptions": "infuse.knowledge.readers",
+    "ReadResult": "infuse.knowledge.reading",
+    "find_files": "infuse.knowledge.reading",
+    "read_file": "infuse.knowledge.reading",
+    "read_paths": "infuse.knowledge.reading",
+    "KnowledgeBase": "infuse.knowledge.kb",
+    "IngestReport": "infuse.knowledge.kb",
+    "evaluate_retrieval": "infuse.knowledge.evaluation",
+})

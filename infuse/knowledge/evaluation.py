@@ -35,7 +35,9 @@ def _numbered(path: Path, what: str) -> list[tuple[int, Any]]:
         raise DataError(
             f"{what} {path} is not UTF-8 text (byte {error.start}); give a UTF-8 TSV or JSONL file."
         ) from None
-    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return [
+        (number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()
+    ]
 
 
 def load_queries(path: str | Path) -> dict[str, str]:

@@ -64,12 +64,30 @@ class IngestReport:
         default_factory=list
     )  # documents whose duplicate chunks sync deleted
     unchecked: list[str] = field(default_factory=list)  # documents of a kind no refresher checks
+    warnings: list[dict[str, str]] = field(default_factory=list)  # files read only in part
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
 
 
+def _leave_out(
+    folder: Path, files: list[Path], skipped: list[dict[str, str]]
+) -> tuple[list[Path], list[dict[str, str]]]:
+    """The knowledge base's own folder is never indexed: drop its files (and the skip notes
+    about them) and say so once."""
+    kept = [file for file in files if not file.is_relative_to(folder)]
+    notes = [
+        item for item in skipped if not Path(os.path.realpath(item["path"])).is_relative_to(folder)
+    ]
+    if len(kept) < len(files) or len(notes) < len(skipped):
+        notes.append(
+            {
+                "path": str(folder),
+                "reason": f"{folder}: the knowledge base's own folder; not indexed.",
+            }
+        )
+    return kept, notes
 
 
 def check_chunking(chunk_tokens: int, overlap_tokens: int) -> None:
@@ -270,6 +288,9 @@ class KnowledgeBase:
         files, missing = find_files(paths)
         files = list(dict.fromkeys(Path(os.path.realpath(file)) for file in files))
         report = IngestReport(skipped=missing)
+        if not is_database_url(self.location):
+            own_folder = Path(os.path.realpath(self.location))
+            files, report.skipped = _leave_out(own_folder, files, report.skipped)
         reader_options = dict(row_options.to_dict()) if row_options else {}
         if metadata:
             reader_options[EXTRA_METADATA] = dict(metadata)
@@ -277,7 +298,7 @@ class KnowledgeBase:
         def steps() -> Iterator[tuple[str, list[Document], str | None]]:
             for path in files:
                 try:
-                    documents = read_source_file(path, reader_options)
+                    documents = read_source_file(path, reader_options, warnings=report.warnings)
                 except DataError as error:
                     report.skipped.append({"path": str(path), "reason": str(error)})
                     yield path.name, [], None

@@ -176,7 +176,8 @@ class LanceStore(ChunkStore):
             return json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as error:
             raise StoreError(
-                f"{meta_path} is unreadable ({error}); delete it to reset the settings."
+                f"{meta_path} is unreadable ({error}). Restore it from a backup, or delete it "
+                "and pass --embedder with the model the knowledge base was built with."
             ) from error
 
     def write_meta(self, meta: dict[str, Any]) -> None:

@@ -18,11 +18,45 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 _ROFF_MACRO = re.compile(r"^[.'](\S+)\s*(.*)$")
 _ROFF_NAMED = {
-    "em": "—", "en": "–", "hy": "-", "mi": "-", "lq": "“", "rq": "”", "oq": "‘", "cq": "’",
-    "aq": "'", "dq": '"', "bu": "•", "co": "©", "rg": "®", "tm": "™", "de": "°", "ti": "~",
-    "ha": "^", "rs": "\\", "ga": "`", "sl": "/", "<=": "<=", ">=": ">=", "!=": "!=",
-    "->": "->", "<-": "<-", "mu": "×", "+-": "±", "pl": "+", "eq": "=", "fm": "′", "ba": "|",
-    "or": "|", "at": "@", "sh": "#", "Do": "$", "lB": "[", "rB": "]", "lC": "{", "rC": "}",
+    "em": "—",
+    "en": "–",
+    "hy": "-",
+    "mi": "-",
+    "lq": "“",
+    "rq": "”",
+    "oq": "‘",
+    "cq": "’",
+    "aq": "'",
+    "dq": '"',
+    "bu": "•",
+    "co": "©",
+    "rg": "®",
+    "tm": "™",
+    "de": "°",
+    "ti": "~",
+    "ha": "^",
+    "rs": "\\",
+    "ga": "`",
+    "sl": "/",
+    "<=": "<=",
+    ">=": ">=",
+    "!=": "!=",
+    "->": "->",
+    "<-": "<-",
+    "mu": "×",
+    "+-": "±",
+    "pl": "+",
+    "eq": "=",
+    "fm": "′",
+    "ba": "|",
+    "or": "|",
+    "at": "@",
+    "sh": "#",
+    "Do": "$",
+    "lB": "[",
+    "rB": "]",
+    "lC": "{",
+    "rC": "}",
 }
 _ROFF_STRINGS = {"R": "®", "lq": "“", "rq": "”", "Tm": "™", "(lq": "“", "(rq": "”"}
 _ROFF_ESCAPE = re.compile(
@@ -71,9 +105,26 @@ def _roff_escapes(text: str) -> str:
         one = match.group("one")
         if one is None:
             return ""
-        return {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "t": "\t",
-                "'": "'", "`": "`", ".": ".", "%": "", "&": "", "|": "", "^": "", "c": "",
-                "/": "", ",": "", "\n": ""}.get(one, one if not one.isalnum() else "")
+        return {
+            "-": "-",
+            "e": "\\",
+            "\\": "\\",
+            " ": " ",
+            "~": " ",
+            "0": " ",
+            "t": "\t",
+            "'": "'",
+            "`": "`",
+            ".": ".",
+            "%": "",
+            "&": "",
+            "|": "",
+            "^": "",
+            "c": "",
+            "/": "",
+            ",": "",
+            "\n": "",
+        }.get(one, one if not one.isalnum() else "")
 
     return _ROFF_ESCAPE.sub(replace, text)
 
@@ -96,10 +147,39 @@ def _macro_args(rest: str) -> list[str]:
     return args
 
 
-_MDOC_FLAGS = {"Fl": "-", "Ar": "", "Nm": "", "Cm": "", "Pa": "", "Ev": "", "Va": "", "Em": "",
-               "Sy": "", "Li": "", "Xr": "", "Op": "", "Oo": "", "Oc": "", "Ic": "", "Dv": "",
-               "Er": "", "Fn": "", "Fa": "", "Ft": "", "Cd": "", "Ql": "", "Dq": "", "Sq": "",
-               "Pq": "", "No": "", "Ns": "", "Aq": "", "Ux": "", "Bx": "", "At": ""}
+_MDOC_FLAGS = {
+    "Fl": "-",
+    "Ar": "",
+    "Nm": "",
+    "Cm": "",
+    "Pa": "",
+    "Ev": "",
+    "Va": "",
+    "Em": "",
+    "Sy": "",
+    "Li": "",
+    "Xr": "",
+    "Op": "",
+    "Oo": "",
+    "Oc": "",
+    "Ic": "",
+    "Dv": "",
+    "Er": "",
+    "Fn": "",
+    "Fa": "",
+    "Ft": "",
+    "Cd": "",
+    "Ql": "",
+    "Dq": "",
+    "Sq": "",
+    "Pq": "",
+    "No": "",
+    "Ns": "",
+    "Aq": "",
+    "Ux": "",
+    "Bx": "",
+    "At": "",
+}
 
 
 def _mdoc_words(args: list[str], name: str = "") -> str:
@@ -154,7 +234,7 @@ def roff_to_text(source: str) -> tuple[str, str]:
 
     joined = re.sub(r"\\\n", "", source.replace("\r\n", "\n"))  # `\` at a line end continues it
     for raw in joined.split("\n"):
-        if raw.startswith((".\\\"", "'\\\"", '\\"')) or raw.strip() in {".", "'"}:
+        if raw.startswith(('.\\"', "'\\\"", '\\"')) or raw.strip() in {".", "'"}:
             continue  # comments
         match = _ROFF_MACRO.match(raw)
         if not match:
@@ -239,9 +319,12 @@ def rst_to_text(text: str) -> str:
         overline = _RST_UNDERLINE.match(line) and index + 2 < len(lines)
         if overline and lines[index + 1].strip() and _RST_UNDERLINE.match(lines[index + 2]):
             marker, title, index = "o" + line.strip()[0], lines[index + 1].strip(), index + 3
-        elif line.strip() and _RST_UNDERLINE.match(following) and len(following.strip()) >= len(
+        elif (
             line.strip()
-        ) - 1 and not _RST_UNDERLINE.match(line):
+            and _RST_UNDERLINE.match(following)
+            and len(following.strip()) >= len(line.strip()) - 1
+            and not _RST_UNDERLINE.match(line)
+        ):
             marker, title, index = following.strip()[0], line.strip(), index + 2
         else:
             if not line.lstrip().startswith(".. ") or line.lstrip().startswith(".. note"):

@@ -34,12 +34,34 @@ MARKDOWN_SUFFIXES = {".md", ".markdown"}
 TEXT_SUFFIXES = {".txt", ".text", ".rst", ".rest", ".adoc", ".asciidoc", ".asc", ".org"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 ROW_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json"}
-SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | ROW_SUFFIXES | {".pdf", ".docx"}
+SUPPORTED_SUFFIXES = (
+    MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | ROW_SUFFIXES | {".pdf", ".docx"}
+)
 # Names of plain-text documents that often have no suffix or an odd one (README.Debian, INSTALL.unix).
 DOCUMENT_NAMES = {
-    "readme", "install", "news", "changes", "changelog", "copying", "license", "licence",
-    "authors", "todo", "hacking", "faq", "notes", "thanks", "bugs", "contributing", "history",
-    "credits", "copyright", "manifest", "usage", "intro", "overview",
+    "readme",
+    "install",
+    "news",
+    "changes",
+    "changelog",
+    "copying",
+    "license",
+    "licence",
+    "authors",
+    "todo",
+    "hacking",
+    "faq",
+    "notes",
+    "thanks",
+    "bugs",
+    "contributing",
+    "history",
+    "credits",
+    "copyright",
+    "manifest",
+    "usage",
+    "intro",
+    "overview",
 }
 _MAN_SUFFIX = re.compile(r"^\.([1-9][a-z0-9]{0,5}|man|mdoc|n|l)$", re.IGNORECASE)
 _MAX_GUNZIP_BYTES = 256 * 1024 * 1024
@@ -159,7 +181,9 @@ def read_file(
 
 
 _UNDERLINED_TITLE = re.compile(r"^[^\n]*\w[^\n]*\n(={3,}|-{3,}|~{3,})[ \t]*$", re.MULTILINE)
-_HTML_START = re.compile(rb"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.IGNORECASE | re.DOTALL)
+_HTML_START = re.compile(
+    rb"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.IGNORECASE | re.DOTALL
+)
 
 
 def _gunzip(path: Path, data: bytes) -> bytes:

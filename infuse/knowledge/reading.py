@@ -87,7 +87,10 @@ def _folder_verdict(path: Path) -> str | None:
     if not _EXTENSION.match(suffix):
         suffix = ""  # "git-doc.git-user-manual", "notes.2024-01": a name, not a type
     if name.lower().endswith(".gz") and not (
-        suffix in SUPPORTED_SUFFIXES or is_man_page_name(inner) or is_document_name(inner) or not suffix
+        suffix in SUPPORTED_SUFFIXES
+        or is_man_page_name(inner)
+        or is_document_name(inner)
+        or not suffix
     ):
         return f"{_shown(path)}: compressed file of an unknown type; pass it by name to try it."
     if suffix in SUPPORTED_SUFFIXES or is_man_page_name(inner):
@@ -125,7 +128,12 @@ def _walk(folder: Path, skipped: list[dict[str, str]]) -> list[Path]:
                 continue
             path = Path(root) / name
             if not path.is_file():
-                skipped.append({"path": _shown(path), "reason": f"{_shown(path)}: not a regular file (a broken link?); skipped."})
+                skipped.append(
+                    {
+                        "path": _shown(path),
+                        "reason": f"{_shown(path)}: not a regular file (a broken link?); skipped.",
+                    }
+                )
                 continue
             reason = _folder_verdict(path)
             if reason:
@@ -151,10 +159,17 @@ def find_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict[str, 
         elif path.is_dir():
             found = _walk(path, skipped)
         else:
-            found = sorted(Path(match) for match in glob.glob(str(path), recursive=True) if Path(match).is_file())
+            found = sorted(
+                Path(match)
+                for match in glob.glob(str(path), recursive=True)
+                if Path(match).is_file()
+            )
             if not found:
                 skipped.append(
-                    {"path": _shown(pattern), "reason": f"{_shown(pattern)}: no such file, folder or matching files."}
+                    {
+                        "path": _shown(pattern),
+                        "reason": f"{_shown(pattern)}: no such file, folder or matching files.",
+                    }
                 )
         for candidate in found:
             try:
@@ -188,7 +203,9 @@ def read_paths(
         else:
             kept = [document for document in documents if document.text.strip()]
             if not kept:
-                result.skipped.append({"path": str(path), "reason": f"{path}: no text found; skipped."})
+                result.skipped.append(
+                    {"path": str(path), "reason": f"{path}: no text found; skipped."}
+                )
             result.documents += kept
         if on_progress is not None:
             on_progress(done, len(files), path=str(path))

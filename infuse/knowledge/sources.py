@@ -65,15 +65,18 @@ def _row_options(options: dict[str, Any]) -> RowOptions | None:
     return RowOptions(**chosen) if chosen else None
 
 
-def read_source_file(path: Path, reader_options: dict[str, Any] | None = None) -> list[Document]:
+def read_source_file(
+    path: Path, reader_options: dict[str, Any] | None = None, *, warnings: list[dict] | None = None
+) -> list[Document]:
     """Read one file the way `reader_options` (as stored with its documents) says; DataError if unreadable.
+    `warnings` collects files read only in part (see `read_file`).
 
     Metadata given at add time (`reader_options["metadata"]`) is put back on every document, so a
     re-read file keeps it and hashes the same.
     """
     options = dict(reader_options or {})
     extra = options.pop(EXTRA_METADATA, None) or {}
-    documents = read_file(path, _row_options(options))
+    documents = read_file(path, _row_options(options), warnings=warnings)
     if extra:
         for document in documents:
             document.metadata.update(extra)

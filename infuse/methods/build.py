@@ -26,6 +26,7 @@ from infuse.methods.base import (
     SkipMethod,
     SkippedMethod,
 )
+from infuse.models import DEFAULT_MODEL
 
 METHOD_NAMES = ("base", "rag", "cag", "lora", "lora+rag")
 
@@ -40,7 +41,7 @@ class MethodOptions:
     `knowledge`).
     """
 
-    model: str = "smollm2"
+    model: str = DEFAULT_MODEL
     base_url: str | None = None
     api_key: str | None = None
     knowledge: list[Path] = field(default_factory=list)

@@ -13,3 +13,16 @@
 
 Light to import: httpx, trafilatura, lxml and Playwright load inside the functions.
 """
+
+from __future__ import annotations
+
+from infuse.exports import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "crawl": "infuse.scrape.crawl",
+    "CrawlConfig": "infuse.scrape.crawl",
+    "CrawlResult": "infuse.scrape.crawl",
+    "extract_pages": "infuse.scrape.extract",
+    "UrlRefresher": "infuse.scrape.refresh",
+    "Fetcher": "infuse.scrape.fetch",
+})

@@ -9,9 +9,12 @@ Model ids (what `/v1/models` lists and `ask` accepts):
     infuse-lora:<run>         a fine-tuned run's adapter alone
     infuse-lora+rag:<run>     the adapter answering from retrieval
 
-Methods come from `infuse.methods.build_methods` (the same builder eval uses); this module adds
-no method logic. Methods sharing one loaded model share one `GenerationWorker`, so each model
-generates one answer at a time behind its own bounded queue.
+rag, cag and base are the method sessions of `infuse.methods` (RagSession, CagMethod,
+ModelMethod) over one loaded base model and the served knowledge base object (so RAG sees
+every change at once, and CAG is rebuilt when the knowledge changes: `infuse.serve.freshness`);
+each run's lora and lora+rag come from `infuse.methods.build_methods`, the builder eval uses.
+This module adds no method logic. Methods sharing one loaded model share one
+`GenerationWorker`, so each model generates one answer at a time behind its own bounded queue.
 """
 
 from __future__ import annotations

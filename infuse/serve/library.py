@@ -55,6 +55,12 @@ class Library:
         self.guard = guard or AddGuard()
         self._write_lock = threading.Lock()
 
+    def _search_lock(self):
+        """The lock RAG sessions over this knowledge base take too: one embedder call at a time."""
+        from infuse.rag import search_lock
+
+        return search_lock(self.kb)
+
     @property
     def location(self) -> str:
         return str(self.kb.location)
@@ -64,7 +70,8 @@ class Library:
         if not query.strip():
             raise ValueError("The query is empty; give a few words to search for.")
         k = max(1, min(int(k), MAX_SEARCH_K))
-        hits = self.kb.search(query, k=k)
+        with self._search_lock():
+            hits = self.kb.search(query, k=k)
         return SearchResult(
             query=query,
             hits=[
@@ -105,7 +112,7 @@ class Library:
     def add(self, paths: list[str]) -> AddResult:
         """Add files (or folders) under the allowed roots; PathNotAllowedError for any other."""
         files = self.guard.files(paths)
-        with self._write_lock:
+        with self._write_lock, self._search_lock():
             report = self.kb.add([str(file) for file in files])
         return AddResult(**report.to_dict())
 

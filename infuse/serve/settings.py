@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infuse.errors import ConfigError
+from infuse.models import DEFAULT_MODEL
 from infuse.serve.guard import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -51,7 +52,7 @@ class ServeSettings:
     runs: Path | None = None
     profile: Path | None = None
     cag_cache: Path | None = None
-    model: str = "smollm2"
+    model: str = DEFAULT_MODEL
     base_url: str | None = None
     api_key: str | None = None
     host: str = "127.0.0.1"

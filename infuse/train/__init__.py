@@ -12,26 +12,14 @@ Heavy libraries (torch, transformers, peft) are imported inside the functions.
 
 from __future__ import annotations
 
-from typing import Any
+from infuse.exports import lazy_exports
 
-from infuse.train.config import RunConfig
-
-__all__ = ["RunConfig", "RunRecord", "resolve_run_config", "train", "generate_from_run", "load_run_model",
-           "export_run"]
-
-_LAZY = {
+__getattr__, __all__ = lazy_exports(__name__, {
+    "RunConfig": "infuse.train.config",
     "train": "infuse.train.loop",
     "RunRecord": "infuse.train.runs",
     "resolve_run_config": "infuse.train.runs",
     "generate_from_run": "infuse.train.runs",
     "load_run_model": "infuse.train.runs",
     "export_run": "infuse.train.export",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'infuse.train' has no attribute {name!r}")
+})

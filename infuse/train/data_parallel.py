@@ -81,6 +81,23 @@ class TrainEngine:
         return float(norm)
 
 
+def ddp_options(ddp_class) -> dict:
+    """DDP keyword arguments for the installed torch: no buffer sync on each forward, no init sync.
+
+    The buffers (rotary frequencies) are computed identically everywhere and the LoRA weights are
+    broadcast by `wrap`, so both syncs are wasted work. Torch 2.13 renamed `broadcast_buffers` to
+    `forward_sync_buffers` (and deprecated the old name); torch 2.11 knows only the old one, and
+    `init_sync` exists from torch 2.4 on, so the names are read from the signature.
+    """
+    import inspect
+
+    accepted = inspect.signature(ddp_class.__init__).parameters
+    options = {"forward_sync_buffers": False} if "forward_sync_buffers" in accepted else {"broadcast_buffers": False}
+    if "init_sync" in accepted:
+        options["init_sync"] = False
+    return options
+
+
 def wrap(model, context: DistContext, placement, *, weights_from_rank0: bool = True) -> TrainEngine:
     """Put the peft `model` under DDP or FSDP2 as `context.mode` says (build the optimizer after).
 
@@ -105,7 +122,7 @@ def wrap(model, context: DistContext, placement, *, weights_from_rank0: bool = T
                 dist.broadcast(parameter.data, src=0)
         runner = DistributedDataParallel(
             step_module, device_ids=[context.local_rank] if placement.device == "cuda" else None,
-            forward_sync_buffers=False, init_sync=False,
+            **ddp_options(DistributedDataParallel),
         )
         return TrainEngine(model=model, context=context, runner=runner)
 

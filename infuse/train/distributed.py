@@ -193,13 +193,36 @@ class DistContext:
         return "cuda" if self.device == "cuda" else "cpu"
 
 
+def refuse_unsupported(config, world_size: int, *, backend: str | None = None) -> None:
+    """ConfigError for settings that cannot run on `world_size` > 1 processes (no-op for one).
+
+    `train` calls it before resolving the device and backend, so a user who launches
+    `--backend unsloth` under torchrun hears why at once, not that unsloth is missing.
+    """
+    if world_size <= 1:
+        return
+    n = world_size
+    if config.distributed == "none":
+        raise ConfigError(f"distributed='none' but the launcher started {n} processes; use "
+                          "--distributed auto|ddp|fsdp, or run `infuse train` without torchrun.")
+    if (backend or config.backend) == "unsloth":
+        raise ConfigError(f"backend='unsloth' cannot train on {n} processes: the open Unsloth trains on "
+                          "one GPU only. Use --backend auto (infuse's own fused kernels, which run under "
+                          "DDP and FSDP) with torchrun/accelerate, or run `infuse train --backend unsloth` "
+                          "without a launcher on one GPU.")
+    if config.load_in_4bit:
+        raise ConfigError(f"load_in_4bit (QLoRA) is not supported on {n} processes yet; drop "
+                          "--load-in-4bit (FSDP shards the bf16 base weights instead).")
+
+
 def start(config, placement, environ: Mapping[str, str] | None = None):
     """Join the launcher's process group; return (DistContext, placement adjusted for it).
 
     With one process nothing happens. Raises ConfigError for what cannot run distributed:
     `distributed='none'` under a multi-process launch, the Unsloth backend, QLoRA, or a
-    `grad_accum` the process count does not divide. Our fused CUDA kernels are turned off
-    (with a warning): they are not verified under DDP/FSDP.
+    `grad_accum` the process count does not divide. infuse's fused CUDA kernels and its
+    CPU-offloaded checkpoints stay on: under FSDP each decoder layer's fast forward runs inside
+    the layer's own FSDP unit (`infuse.train.fast_decoder`), so the shards are gathered for it.
     """
     launch = read_launch(environ)
     requested = "fsdp" if config.distributed == "auto" and launch.accelerate_fsdp else config.distributed
@@ -212,22 +235,10 @@ def start(config, placement, environ: Mapping[str, str] | None = None):
             )
         return context, placement
     n = launch.world_size
-    if config.distributed == "none":
-        raise ConfigError(f"distributed='none' but the launcher started {n} processes; use "
-                          "--distributed auto|ddp|fsdp, or run `infuse train` without torchrun.")
-    if placement.backend == "unsloth":
-        raise ConfigError(f"backend='unsloth' cannot train on {n} processes (its open version is "
-                          "single-GPU); use --backend hf (or auto) under torchrun/accelerate.")
-    if config.load_in_4bit:
-        raise ConfigError(f"load_in_4bit (QLoRA) is not supported on {n} processes yet; drop "
-                          "--load-in-4bit (FSDP shards the bf16 base weights instead).")
+    refuse_unsupported(config, n, backend=placement.backend)
     per_rank_grad_accum(config.grad_accum, n, config.batch_size)
     context = DistContext(rank=launch.rank, world_size=n, local_rank=launch.local_rank,
                           requested=requested, device=placement.device)
-    if placement.fused_kernels:
-        placement = dataclasses.replace(placement, fused_kernels=False)
-        context.warnings.append("fused CUDA kernels are off under DDP/FSDP (not verified there yet); "
-                                "pass --no-fused-kernels to silence this.")
     import torch
     import torch.distributed as dist
 

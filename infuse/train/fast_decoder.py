@@ -11,6 +11,12 @@ records the plan on the model object. Nothing is patched: `decoder_states` then 
 on the real tokens only (padding dropped, packed sequences kept apart by cu_seqlens), with
 gradient checkpointing that offloads each layer's input to pinned CPU memory. A model it does
 not recognise keeps the ordinary transformers + peft path.
+
+Under DDP nothing changes (DDP only hooks the LoRA gradients). Under FSDP2 each decoder layer
+is its own `fully_shard` unit whose weights exist whole only inside the unit's forward and
+backward: there the fast layer runs *as the unit's forward* (`_through_unit`), the checkpoint
+inside it, so FSDP gathers the shards before it, re-gathers them before its backward (where the
+checkpoint recomputes the layer) and reduce-scatters the LoRA gradients after, as for any module.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class FastDecoder:
     layers: list[FastLayer]
     offload: bool = True
     notes: list[str] = field(default_factory=list)
+    modules: list = field(default_factory=list)  # the decoder layer modules, in order
 
 
 def _rms_norm(hidden, weight, eps: float):
@@ -128,7 +135,7 @@ def install_fast_decoder(model, *, offload: bool = True) -> FastDecoder | None:
     layers = [_plan_layer(layer) for layer in inner.get_decoder().layers]
     if not layers or any(layer is None for layer in layers):
         return None
-    plan = FastDecoder(layers=layers, offload=offload)
+    plan = FastDecoder(layers=layers, offload=offload, modules=list(inner.get_decoder().layers))
     setattr(inner, ATTRIBUTE, plan)
     return plan
 
@@ -189,6 +196,19 @@ def decoder_states(model, batch):
         hidden = hidden.detach().requires_grad_(True)
     count = len(plan.layers)
     for index, layer in enumerate(plan.layers):
+        module = plan.modules[index] if plan.modules else None
+        if _is_sharded(module):  # FSDP2: run inside the unit, on the weights it gathered
+            def unit_forward(h, module=module, index=index):
+                gathered = _plan_layer(module)
+
+                def run(x):
+                    return layer_forward(gathered, x, cos, sin, layout)
+
+                return run(h) if store is None else checkpointed(run, h, store, index, last=index == count - 1)
+
+            hidden = _through_unit(module, unit_forward, hidden)
+            continue
+
         def run(h, layer=layer):
             return layer_forward(layer, h, cos, sin, layout)
 
@@ -199,3 +219,28 @@ def decoder_states(model, batch):
     norm = decoder.norm
     hidden = _step("rms_norm", hidden.device.type)(hidden, norm.weight, norm.variance_epsilon)
     return hidden, targets
+
+
+def _is_sharded(module) -> bool:
+    """True when `module` is an FSDP2 unit (`fully_shard` was applied to it)."""
+    if module is None:
+        return False
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch without FSDP2
+        return False
+    return isinstance(module, FSDPModule)
+
+
+def _through_unit(module, forward, hidden):
+    """Call the FSDP unit `module` with `forward` as its forward, so its hooks wrap our layer.
+
+    FSDP2's hooks (gather before, re-gather before the backward, reduce-scatter after) sit on the
+    module call, not on its forward method: an instance attribute replaces the forward for this
+    one call and is removed again, so the module's own forward is untouched for anyone else.
+    """
+    module.forward = forward
+    try:
+        return module(hidden)
+    finally:
+        del module.forward

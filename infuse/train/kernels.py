@@ -64,7 +64,7 @@ def _is_swiglu_mlp(module) -> bool:
 
 
 def apply_fused_kernels(model, *, compile_layers: bool = False, fast_path: bool = True,
-                        offload: bool = True) -> list[str]:
+                        offload: bool = True, device: str | None = None) -> list[str]:
     """Put infuse's CUDA kernels on `model`; return what was applied.
 
     CUDA only (on CPU it changes nothing and returns []). With `fast_path` (the default) and a
@@ -72,12 +72,15 @@ def apply_fused_kernels(model, *, compile_layers: bool = False, fast_path: bool 
     (`infuse.train.fast_decoder`: fused LoRA autograd Functions, varlen flash attention, padding
     dropped, checkpoints offloaded to CPU when `offload`); `compile_layers` is then not needed.
     Otherwise the model's RMSNorm and SwiGLU modules get fused kernels and, with
-    `compile_layers`, each decoder layer is compiled whole with `torch.compile`.
+    `compile_layers`, each decoder layer is compiled whole with `torch.compile` (not under FSDP:
+    the caller passes False there). Call it before `infuse.train.data_parallel.wrap`.
     """
     import torch
 
-    device = next(model.parameters()).device
-    if device.type != "cuda":
+    # `device`: where the run computes, when the weights are not there yet (under FSDP rank 0
+    # holds them on the CPU and the other processes on the meta device until sharding).
+    device_type = device or next(model.parameters()).device.type
+    if device_type != "cuda":
         return []
     if fast_path:
         from infuse.train.fast_decoder import install_fast_decoder

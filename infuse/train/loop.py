@@ -151,6 +151,7 @@ def train(config: RunConfig, *, resume: bool = False, force: bool = False,
     # ---- checks and setup: everything that can fail, fails here ----
     config.validate()
     run_dir = check_output_folder(Path(config.output).expanduser(), force=force)
+    distributed.refuse_unsupported(config, distributed.read_launch().world_size)  # before any device check
     placement = lora_model.choose_placement(config)
     dist, placement = distributed.start(config, placement)  # one process: rank 0 of 1, mode 'none'
     try:
@@ -184,10 +185,11 @@ def _train(config, run_dir, placement, dist, resume, on_progress) -> TrainResult
         base = distributed.load_base_model(config, model_path, placement, dist)
         model = lora_model.add_lora(config, base)
     trainable_count, all_count = count_parameters(model)
-    if placement.fused_kernels:
+    if placement.fused_kernels:  # also under DDP/FSDP (FSDP: installed on the CPU/meta model, run sharded)
         from infuse.train.kernels import apply_fused_kernels
 
-        apply_fused_kernels(model, compile_layers=config.compile_layers)
+        apply_fused_kernels(model, compile_layers=config.compile_layers and dist.mode != "fsdp",
+                            device=placement.device)
     plan = BatchPlan.build(data.train, batch_size=config.batch_size, max_seq_len=config.max_seq_len,
                            packing=config.packing, seed=config.seed)
     dist.check_same(json.dumps(plan.groups), "The data order (tokenized rows grouped into micro-batches)")

@@ -36,3 +36,31 @@ def test_missing_and_unreadable_files(tmp_path):
         read_jsonl(tmp_path / "nope.jsonl")
     with pytest.raises(DataError, match="cannot be read"):
         read_jsonl(tmp_path)  # a folder
+
+
+def test_dataset_loader_on_random_bytes_raises_only_infuse_errors():
+    """Fuzz: any bytes in a .jsonl/.json/.csv file give rows or a one-line InfuseError."""
+    import tempfile
+    from pathlib import Path
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from infuse.data.loading import load_dataset_file
+    from infuse.errors import InfuseError
+
+    starts = [b"", b'{"a": 1}\n', b'[{"instruction": "x", "output": 1}]', b"a,b\n1,2\n",
+              b'{"messages": [{"role": "user"}]}\n']
+
+    @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from([".jsonl", ".json", ".csv"]), st.sampled_from(starts), st.binary(max_size=200))
+    def load(suffix, start, payload):
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"data{suffix}"
+            path.write_bytes(start + payload)
+            try:
+                load_dataset_file(path)
+            except InfuseError as error:
+                assert "\n" not in str(error).strip()
+
+    load()

@@ -115,3 +115,35 @@ def test_eval_retrieval_command(kb_env, tmp_path, capsys):
     assert payload["queries"] == 2
     assert set(payload["metrics"]) == {"bm25", "dense", "hybrid", "hybrid+rerank"}
     assert payload["metrics"]["hybrid"]["recall@10"] == 1.0
+
+
+def test_kb_show_gives_the_full_text_and_chunks(kb_env, capsys):
+    docs, embedder = kb_env
+    assert main(["kb", "add", str(docs / "policies.md"), "--embedder", embedder, "--json"]) == 0
+    capsys.readouterr()
+    assert main(["kb", "show", str(docs / "policies.md"), "--json"]) == 0
+    shown = _json(capsys)
+    assert shown["text"] == (docs / "policies.md").read_text().strip()
+    assert shown["source"] == str(docs / "policies.md")
+    assert [chunk["position"] for chunk in shown["chunks"]] == [0]
+    assert main(["kb", "show", str(docs / "policies.md"), "--chunks"]) == 0
+    assert "chunk 1/1" in capsys.readouterr().out
+    assert main(["kb", "show", "nope.md"]) == 1
+    assert "No document 'nope.md'" in capsys.readouterr().err
+
+
+def test_kb_add_warns_about_a_partly_scanned_pdf(kb_env, capsys):
+    from reportlab.pdfgen import canvas
+
+    docs, embedder = kb_env
+    pdf = canvas.Canvas(str(docs / "partly.pdf"))
+    pdf.drawString(72, 760, "Page one has the launch code 7741.")
+    pdf.showPage()
+    pdf.rect(100, 100, 300, 400, fill=1)  # page two: a scan, no text layer
+    pdf.showPage()
+    pdf.save()
+    assert main(["kb", "add", str(docs / "partly.pdf"), "--embedder", embedder]) == 0
+    err = capsys.readouterr().err
+    assert "Warning" in err and "1 of 2 pages have no text layer" in " ".join(err.split())
+    assert main(["kb", "add", str(docs / "partly.pdf"), "--embedder", embedder, "--json"]) == 0
+    assert _json(capsys)["warnings"][0]["path"].endswith("partly.pdf")

@@ -49,7 +49,9 @@ HTML = """<!doctype html><html><head><title>Widget settings</title><script>var x
 <table><tr><th>plan</th><th>price</th></tr><tr><td>basic</td><td>EUR 12</td></tr></table>
 <footer>Copyright 2026</footer></body></html>"""
 
-DIVS_ONLY = "<html><body><div><div>Only divs here: the gateway is called Orinoco.</div></div></body></html>"
+DIVS_ONLY = (
+    "<html><body><div><div>Only divs here: the gateway is called Orinoco.</div></div></body></html>"
+)
 
 
 def make_pdf(path: Path) -> None:
@@ -90,17 +92,27 @@ def make_image_only_pdf(path: Path) -> None:
 def docs(tmp_path) -> Path:
     folder = tmp_path / "docs"
     (folder / "man").mkdir(parents=True)
-    (folder / "README").write_text("Widgets\n\nThe widget daemon is started by widgetd.\n", encoding="utf-8")
-    (folder / "CDB_README").write_text("The constant database lives in /var/cdb.\n", encoding="utf-8")
+    (folder / "README").write_text(
+        "Widgets\n\nThe widget daemon is started by widgetd.\n", encoding="utf-8"
+    )
+    (folder / "CDB_README").write_text(
+        "The constant database lives in /var/cdb.\n", encoding="utf-8"
+    )
     (folder / "guide.rst").write_text(RST, encoding="utf-8")
     (folder / "man" / "mytool.1").write_text(ROFF, encoding="utf-8")
-    (folder / "man" / "other.8.gz").write_bytes(gzip.compress(ROFF.replace("MYTOOL", "OTHER").encode()))
+    (folder / "man" / "other.8.gz").write_bytes(
+        gzip.compress(ROFF.replace("MYTOOL", "OTHER").encode())
+    )
     (folder / "settings.html").write_text(HTML, encoding="utf-8")
     (folder / "divs.html").write_text(DIVS_ONLY, encoding="utf-8")
-    (folder / "term.txt").write_bytes(b"N\bNA\bAM\bME\bE\n       m\bmy\byt\bto\boo\bol\bl - _\bw_\bi_\bd_\bg_\be_\bt_\bs\n")
+    (folder / "term.txt").write_bytes(
+        b"N\bNA\bAM\bME\bE\n       m\bmy\byt\bto\boo\bol\bl - _\bw_\bi_\bd_\bg_\be_\bt_\bs\n"
+    )
     make_pdf(folder / "manual.pdf")
     (folder / "notes.md").write_bytes(b"")  # empty
-    (folder / "blob.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))  # binary
+    (folder / "blob.txt").write_bytes(
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+    )  # binary
     (folder / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     (folder / ".hidden.md").write_text("never read", encoding="utf-8")
     return folder
@@ -114,8 +126,15 @@ def test_a_folder_of_real_world_document_kinds_is_read_whole(docs):
     result = read_paths([docs])
     texts = by_name(result)
     assert sorted(texts) == [
-        "CDB_README", "README", "divs.html", "guide.rst", "manual.pdf", "mytool.1", "other.8.gz",
-        "settings.html", "term.txt",
+        "CDB_README",
+        "README",
+        "divs.html",
+        "guide.rst",
+        "manual.pdf",
+        "mytool.1",
+        "other.8.gz",
+        "settings.html",
+        "term.txt",
     ]
     # extensionless text files, recognised by content
     assert "started by widgetd" in texts["README"] and "/var/cdb" in texts["CDB_README"]
@@ -201,10 +220,16 @@ def test_globs_missing_paths_and_named_files_of_any_suffix(docs, tmp_path):
     script = docs / "setup.asy"
     script.write_text("size(100); // draws a widget", encoding="utf-8")
     result = read_paths([docs / "*.rst", tmp_path / "nothing-here", script])
-    assert [Path(document.source).name for document in result.documents] == ["guide.rst", "setup.asy"]
+    assert [Path(document.source).name for document in result.documents] == [
+        "guide.rst",
+        "setup.asy",
+    ]
     assert result.skipped[0]["reason"].endswith("no such file, folder or matching files.")
     seen = []
-    read_paths([docs / "README", docs / "guide.rst"], on_progress=lambda done, total, **info: seen.append((done, total, Path(info["path"]).name)))
+    read_paths(
+        [docs / "README", docs / "guide.rst"],
+        on_progress=lambda done, total, **info: seen.append((done, total, Path(info["path"]).name)),
+    )
     assert seen == [(1, 2, "README"), (2, 2, "guide.rst")]
 
 
@@ -217,7 +242,12 @@ def test_eval_knowledge_and_kb_add_index_the_same_documents(docs, tmp_path, tiny
         report = kb.add([docs])
         indexed = sorted({record.source for record in kb.documents()})
         assert sorted(map(str, eval_files)) == sorted(
-            indexed + [item["path"] for item in report.skipped if "empty" in item["reason"] or "binary" in item["reason"]]
+            indexed
+            + [
+                item["path"]
+                for item in report.skipped
+                if "empty" in item["reason"] or "binary" in item["reason"]
+            ]
         )
         assert any(source.endswith("manual.pdf") for source in indexed)
         # the same folder through a symbolic link is the same documents, not a second copy

@@ -14,8 +14,32 @@ from infuse.knowledge import read_file
 from infuse.knowledge.html_reader import html_to_text
 from infuse.knowledge.plaintext import clean_overstrike, roff_to_text
 
-TAGS = ["div", "span", "p", "dl", "dt", "dd", "ul", "ol", "li", "table", "tr", "td", "th",
-        "pre", "code", "h1", "h3", "br", "script", "style", "main", "nav", "b", "x-widget"]
+TAGS = [
+    "div",
+    "span",
+    "p",
+    "dl",
+    "dt",
+    "dd",
+    "ul",
+    "ol",
+    "li",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "pre",
+    "code",
+    "h1",
+    "h3",
+    "br",
+    "script",
+    "style",
+    "main",
+    "nav",
+    "b",
+    "x-widget",
+]
 WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 
 
@@ -47,7 +71,14 @@ def test_html_reader_never_fails(markup):
 
 
 @settings(max_examples=100, deadline=None)
-@given(WORDS_IN_TREE, st.lists(st.sampled_from(["div", "span", "section", "p", "li", "dd", "td", "em"]), min_size=1, max_size=8))
+@given(
+    WORDS_IN_TREE,
+    st.lists(
+        st.sampled_from(["div", "span", "section", "p", "li", "dd", "td", "em"]),
+        min_size=1,
+        max_size=8,
+    ),
+)
 def test_html_reader_keeps_every_visible_word_once(words, tags):
     """Words nested in any mix of elements come out, each exactly once."""
     markup = "".join(f"<{tag}>" for tag in tags)
@@ -62,10 +93,35 @@ def test_deeply_nested_html_does_not_overflow():
     assert "deep fact" in html_to_text(markup)[1]
 
 
-SUFFIXES = ["", ".txt", ".md", ".html", ".pdf", ".docx", ".csv", ".jsonl", ".json", ".rst",
-            ".1", ".gz", ".1.gz", ".org", ".adoc"]
-PREFIXES = [b"", b"%PDF-1.4\n", b"\x1f\x8b\x08\x00", b"PK\x03\x04", b"<!doctype html><html>", b".TH X 1\n",
-            b"\xff\xfe", b"\xef\xbb\xbf", b'{"text": ', b"a,b\n"]
+SUFFIXES = [
+    "",
+    ".txt",
+    ".md",
+    ".html",
+    ".pdf",
+    ".docx",
+    ".csv",
+    ".jsonl",
+    ".json",
+    ".rst",
+    ".1",
+    ".gz",
+    ".1.gz",
+    ".org",
+    ".adoc",
+]
+PREFIXES = [
+    b"",
+    b"%PDF-1.4\n",
+    b"\x1f\x8b\x08\x00",
+    b"PK\x03\x04",
+    b"<!doctype html><html>",
+    b".TH X 1\n",
+    b"\xff\xfe",
+    b"\xef\xbb\xbf",
+    b'{"text": ',
+    b"a,b\n",
+]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

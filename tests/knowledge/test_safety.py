@@ -356,3 +356,28 @@ def test_kb_add_of_nothing_is_an_error_and_creates_nothing(tmp_path, capsys):
     )
     assert "Nothing to add" in capsys.readouterr().err
     assert not location.exists()
+
+
+def test_the_knowledge_base_never_indexes_its_own_folder(tmp_path, tiny_embedder):
+    docs = write_docs(tmp_path / "project", 2)
+    location = tmp_path / "project" / "kb"
+    with KnowledgeBase(location, create=True, embedder=tiny_embedder) as kb:
+        kb.add([tmp_path / "project"])
+        again = kb.add([tmp_path / "project"])
+        assert sorted(again.unchanged) == sorted(map(str, docs)) and again.added == []
+        assert [item["path"] for item in again.skipped] == [str(location)]
+        assert sorted(record.source for record in kb.documents()) == sorted(map(str, docs))
+
+
+def test_garbage_settings_file_is_a_one_line_error(tmp_path, tiny_embedder, capsys):
+    docs = write_docs(tmp_path / "docs", 1)
+    location = tmp_path / "kb"
+    with KnowledgeBase(location, create=True, embedder=tiny_embedder) as kb:
+        kb.add(docs)
+    (location / "kb.json").write_text('{"embedder": ')
+    capsys.readouterr()
+    assert main(["kb", "list", "--kb", str(location)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: {location / 'kb.json'} is unreadable") and "--embedder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err

@@ -62,3 +62,45 @@ def test_out_folder_must_be_ours(small_site, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     code = main(["scrape", "crawl", small_site.url("/"), "--out", str(tmp_path), "--allow-private"])
     assert code == 1 and "did not write" in capsys.readouterr().err
+
+
+def test_interrupted_crawl_exits_130_and_resumes(site, tmp_path, capsys, monkeypatch):
+    from scrape_site import FILLER, Response, article
+
+    from infuse.scrape import crawl as crawl_module
+
+    links = [f"/p{number}.html" for number in range(4)]
+    site.pages["/"] = Response(article("Home", [FILLER], links))
+    for link in links:
+        site.pages[link] = Response(article(link, [FILLER]))
+    real_visit = crawl_module._visit
+    calls = []
+
+    def interrupt_on_third(*args, **kwargs):  # what Ctrl-C does in the middle of a crawl
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_visit(*args, **kwargs)
+
+    monkeypatch.setattr(crawl_module, "_visit", interrupt_on_third)
+    state, out = tmp_path / "state.json", tmp_path / "out"
+    command = [
+        "scrape",
+        "crawl",
+        site.url("/"),
+        "--out",
+        str(out),
+        "--allow-private",
+        "--delay",
+        "0",
+        "--no-sitemap",
+        "--render",
+        "never",
+        "--state",
+        str(state),
+    ]
+    assert main(command) == 130
+    assert "Run the same command again to resume" in capsys.readouterr().err and state.is_file()
+    monkeypatch.setattr(crawl_module, "_visit", real_visit)
+    assert main(command) == 0 and not state.exists()
+    assert len(list(out.rglob("*.md"))) == 5

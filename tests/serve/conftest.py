@@ -81,10 +81,32 @@ def api_env(tmp_path_factory):
         MethodScore("base", 0.1, 0.02, 0.2, 40, latency_p50_s=0.4),
     ], winner="rag", rebuild={"kb": str(root / "kb")})
     profile.write(root / "profile.json")
+    model = build_endless_model(root / "model")
     return {
         "root": root,
         "docs": docs,
         "kb": root / "kb",
-        "model": build_endless_model(root / "model"),
+        "model": model,
         "profile": root / "profile.json",
+        "runs": train_tiny_run(model, root / "runs" / "acme").parent,
     }
+
+
+def train_tiny_run(model: Path, output: Path) -> Path:
+    """A finished LoRA run on the tiny model: two steps on three question/answer pairs."""
+    import json
+
+    from infuse.train import RunConfig, train
+
+    data = output.parent / "qa.jsonl"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"instruction": "How long is the refund window?", "output": "45 days."},
+            {"instruction": "How long does shipping take?", "output": "Three business days."},
+            {"instruction": "What does the warranty cover?", "output": "Manufacturing defects."}]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    train(RunConfig(
+        model=str(model), data=str(data), output=str(output), max_steps=2, batch_size=2,
+        grad_accum=1, learning_rate=1e-2, warmup_steps=0, lr_schedule="constant",
+        gradient_checkpointing=False, max_seq_len=128, device="cpu",
+    ))
+    return output

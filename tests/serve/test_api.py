@@ -22,7 +22,8 @@ def server(api_env, tmp_path_factory):
     log = tmp_path_factory.mktemp("api-log") / "server.log"
     process = ServerProcess(
         ["--kb", str(api_env["kb"]), "--model", str(api_env["model"]), "--profile", str(api_env["profile"]),
-         "--allow-root", str(api_env["docs"]), "--max-new-tokens", "8", "--queue-size", "4"],
+         "--runs", str(api_env["runs"]), "--allow-root", str(api_env["docs"]), "--max-new-tokens", "8",
+         "--queue-size", "4"],
         log,
     )
     yield process
@@ -37,7 +38,8 @@ def client(server):
 def test_models_one_per_method_auto_first(client):
     models = client.models.list()
     ids = [model.id for model in models.data]
-    assert ids == ["infuse-auto", "infuse-rag", "infuse-cag", "infuse-base"]
+    assert ids == ["infuse-auto", "infuse-rag", "infuse-cag", "infuse-base", "infuse-lora:acme",
+                   "infuse-lora+rag:acme"]
     auto = models.data[0].model_extra
     assert auto["method"] == "auto" and "serves rag" in auto["description"]
 
@@ -163,7 +165,16 @@ def test_health_and_ready(server):
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     ready = httpx.get(server.url + "/ready").json()
     assert ready["status"] == "ready" and "infuse-auto" in ready["models"]
-    assert set(ready["queues"]) == {"base"}
+    assert len(ready["queues"]) == 2  # one worker for the base model, one for the run's adapter
+
+
+def test_fine_tuned_run_alone_and_with_retrieval(client):
+    question = [{"role": "user", "content": "How long does shipping take?"}]
+    alone = client.chat.completions.create(model="infuse-lora:acme", messages=question, max_tokens=4)
+    assert alone.model_extra["infuse"]["method"] == "lora" and alone.model_extra["infuse"]["passages"] == []
+    grounded = client.chat.completions.create(model="infuse-lora+rag:acme", messages=question, max_tokens=4)
+    info = grounded.model_extra["infuse"]
+    assert info["method"] == "lora+rag" and info["passages"][0]["source"].endswith("shipping.md")
 
 
 # Over-filling and disconnecting: a server with one queue place and long generations -----------

@@ -117,7 +117,7 @@ def test_http_transport_with_token(kb_dir, docs_dir, tmp_path, start_server):
     new_file.write_text("# Office\n\nOur office penguins live in Antarctica.\n")
     server = start_server(
         ["mcp", "--transport", "http", "--kb", str(kb_dir), "--allow-root", str(docs_dir),
-         "--no-assistant", "--token-file", str(token_file)],
+         "--no-assistant", "--token-file", str(token_file), "--allowed-host", "assistant.example"],
         token="s3cret-token",
     )
     ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
@@ -127,7 +127,11 @@ def test_http_transport_with_token(kb_dir, docs_dir, tmp_path, start_server):
     # The SDK's Host-header check stays on (DNS rebinding): a foreign Host is refused.
     foreign = httpx.post(server.url + "/mcp", json=ping,
                          headers={"Authorization": "Bearer s3cret-token", "Host": "evil.example"})
-    assert foreign.status_code in (400, 421)
+    assert foreign.status_code == 421 and "Invalid Host header" in foreign.text
+    # a name given with --allowed-host (a proxy in front) passes the Host check
+    proxied = httpx.post(server.url + "/mcp", json=ping,
+                         headers={"Authorization": "Bearer s3cret-token", "Host": "assistant.example"})
+    assert proxied.status_code != 421, proxied.text
 
     async def main():
         async with http_client(server.url, "s3cret-token") as client:

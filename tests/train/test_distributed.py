@@ -96,7 +96,7 @@ def test_refusals_name_the_setting_and_the_fix(fast_config, qa_file):
     cpu = Placement(device="cpu", dtype_name="fp32", backend="hf", fused_kernels=False)
     with pytest.raises(ConfigError, match="distributed='none'.*2 processes"):
         start(fast_config(qa_file, distributed="none"), cpu, environ=TWO)
-    with pytest.raises(ConfigError, match="backend='unsloth'.*--backend hf"):
+    with pytest.raises(ConfigError, match="backend=.unsloth.*one GPU only.*--backend auto"):
         start(fast_config(qa_file), Placement("cuda", "bf16", "unsloth", False), environ=TWO)
     with pytest.raises(ConfigError, match="grad_accum=3.*--grad-accum 4"):
         start(fast_config(qa_file, grad_accum=3), cpu, environ=TWO)
@@ -106,6 +106,39 @@ def test_refusals_name_the_setting_and_the_fix(fast_config, qa_file):
     assert (context.world_size, context.mode, context.owns_group) == (1, "none", False)
     assert "no effect in one process" in context.warnings[0]
     assert isinstance(context, DistContext) and placement is cpu
+
+
+def test_ddp_options_follow_the_installed_torch_signature():
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from infuse.train.data_parallel import ddp_options
+
+    class Torch211:
+        def __init__(self, module, device_ids=None, broadcast_buffers=True, init_sync=True): ...
+
+    class Torch213:
+        def __init__(self, module, broadcast_buffers=None, init_sync=True, forward_sync_buffers=None): ...
+
+    class Torch23:
+        def __init__(self, module, broadcast_buffers=True): ...
+
+    assert ddp_options(Torch211) == {"broadcast_buffers": False, "init_sync": False}
+    assert ddp_options(Torch213) == {"forward_sync_buffers": False, "init_sync": False}
+    assert ddp_options(Torch23) == {"broadcast_buffers": False}
+    installed = ddp_options(DistributedDataParallel)
+    assert set(installed) <= set(inspect.signature(DistributedDataParallel.__init__).parameters)
+
+
+def test_unsloth_under_a_launcher_is_refused_before_any_device_check(fast_config, qa_file, monkeypatch):
+    from infuse.train import train
+
+    for name, value in TWO.items():
+        monkeypatch.setenv(name, value)
+    # on this CPU machine the device check would otherwise answer first ("needs a CUDA GPU")
+    with pytest.raises(ConfigError, match="backend='unsloth' cannot train on 2 processes.*one GPU only"):
+        train(fast_config(qa_file, backend="unsloth", device="auto"))
 
 
 # ---------------------------------------------------------------- real processes (torchrun, gloo)
@@ -219,3 +252,35 @@ def test_fsdp_matches_one_process_and_resumes_across_process_counts(fast_config,
     assert resumed.steps == 6
     _assert_same_adapter(shrunk, reference.run_dir)
     _same_metrics(shrunk, reference.run_dir)
+
+
+@pytest.mark.slow
+def test_fast_path_under_ddp_and_fsdp_trains_what_one_process_trains(tmp_path):
+    """infuse's own decoder forward (fused LoRA Functions, checkpoints) under DDP and FSDP2 (gloo)."""
+    import torch
+
+    worker = Path(__file__).with_name("fast_path_worker.py")
+    single = [{"mode": "none", "fast": False, "out": str(tmp_path / "peft.pt")},
+              {"mode": "none", "fast": True, "out": str(tmp_path / "fast.pt")}]
+    (tmp_path / "single.json").write_text(json.dumps(single))
+    done = subprocess.run([sys.executable, str(worker), str(tmp_path / "single.json")], capture_output=True,
+                          text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = [{"mode": mode, "fast": True, "out": str(tmp_path / f"{mode}.pt")} for mode in ("ddp", "fsdp")]
+    (tmp_path / "two.json").write_text(json.dumps(two))
+    _torchrun([str(worker), str(tmp_path / "two.json")])
+
+    peft, fast = torch.load(tmp_path / "peft.pt"), torch.load(tmp_path / "fast.pt")
+    assert peft["layer_calls"] == 0 and fast["layer_calls"] > 0  # which path ran
+    assert fast["losses"][-1] < fast["losses"][0]  # it trained
+    assert fast["losses"] == pytest.approx(peft["losses"], rel=1e-4)  # the fast path is peft's math
+    for mode in ("ddp", "fsdp"):
+        ran = torch.load(tmp_path / f"{mode}.pt")
+        assert ran["losses"] == pytest.approx(fast["losses"], rel=1e-5), mode
+        assert ran["weights"].keys() == fast["weights"].keys()
+        for name, tensor in fast["weights"].items():
+            torch.testing.assert_close(ran["weights"][name], tensor, rtol=1e-4, atol=1e-6, msg=f"{mode} {name}")
+        assert ran["layer_calls"] > 0, mode  # the fast path ran, inside DDP / the FSDP units
+        moved = [name for name, tensor in ran["weights"].items()
+                 if (tensor - fast["initial"][name]).abs().max() > 1e-3]
+        assert len(moved) == len(fast["initial"])  # every LoRA tensor trained: compared after training
