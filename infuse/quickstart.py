@@ -27,6 +27,12 @@ from infuse.models import DEFAULT_MODEL
 
 QUESTION_FILES = ("questions.jsonl", "train.jsonl")  # a folder's own data, not documents
 CPU_SUBSET = "cpu"
+CPU_QUESTIONS = 12  # questions evaluated on a CPU when none carries the cpu tag
+# question generation budget: (seconds, kept pairs) on a CPU and on a GPU or a server
+SYNTH_BUDGET = {"cpu": (360.0, 120), "fast": (1200.0, 400)}
+
+Say = Callable[[str], None]
+Progress = Callable[..., None]
 
 
 @dataclass
@@ -43,6 +49,11 @@ class QuickstartPlan:
     epochs: int
     max_new_tokens: int
     notes: list[str] = field(default_factory=list)
+    base_url: str | None = None
+    api_key: str | None = None
+    synth_budget_s: float | None = None
+    max_pairs: int | None = None
+    trainable: bool = True  # the model can be fine-tuned here (lora, lora+rag)
 
 
 def _documents_in(folder: Path) -> tuple[list[Path], list[dict[str, str]]]:
@@ -63,13 +74,26 @@ def plan_quickstart(
     epochs: int | None = None,
     max_new_tokens: int = 32,
     all_questions: bool = False,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    synth_budget_s: float | None = None,
+    max_pairs: int | None = None,
 ) -> QuickstartPlan:
     """Decide inputs and budget. Raises ConfigError when the folder has no documents, a setting
-    is out of range or the output folder cannot be written (before any work starts)."""
+    is out of range or the output folder cannot be written (before any work starts).
+
+    `model` is a packaged name, a local GGUF file or Hugging Face folder, or with `base_url`
+    the name an OpenAI-compatible server knows (then LoRA needs `model` to be local as well).
+    `synth_budget_s` / `max_pairs` bound question generation (default: sized to the machine).
+    """
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs {epochs}: must be at least 1.")
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")
+    if synth_budget_s is not None and synth_budget_s <= 0:
+        raise ConfigError(f"--question-budget {synth_budget_s}: give seconds above 0.")
+    if max_pairs is not None and max_pairs < 1:
+        raise ConfigError(f"--max-pairs {max_pairs}: must be at least 1.")
     from infuse.files import check_writable_folder
 
     check_writable_folder(output, setting="--output folder")
@@ -110,6 +134,16 @@ def plan_quickstart(
     subset = None if (on_gpu or all_questions) else CPU_SUBSET
     if epochs is None:
         epochs = 8 if on_gpu else 3
+    budget_s, pairs = SYNTH_BUDGET["fast" if (on_gpu or base_url) else "cpu"]
+    trainable = _trainable(model)
+    if not trainable:
+        notes.append(
+            f"lora and lora+rag are skipped: they need a trainable local model and '{model}' is "
+            "not one here; give --model a packaged name (smollm2), a local GGUF file or a Hugging "
+            "Face folder (with --base-url the server still answers for base, rag and cag)"
+        )
+    model_note = f"model: {model}" + (f" served at {base_url}" if base_url else "")
+    notes.insert(0, model_note)
     return QuickstartPlan(
         documents=documents,
         questions=questions,
@@ -121,30 +155,108 @@ def plan_quickstart(
         epochs=epochs,
         max_new_tokens=max_new_tokens,
         notes=notes,
+        base_url=base_url,
+        api_key=api_key,
+        synth_budget_s=synth_budget_s or budget_s,
+        max_pairs=max_pairs or pairs,
+        trainable=trainable,
     )
 
 
-def _ensure_questions(plan: QuickstartPlan, say: Callable[[str], None], chat_model: Any = None) -> None:
-    """Generate questions/training pairs from the documents when the folder has none
-    (with `chat_model`, default: the plan's model)."""
+def _trainable(model: str) -> bool:
+    """True when `model` resolves to local weights LoRA can train (never downloads)."""
+    from infuse.errors import ModelNotFoundError
+    from infuse.models import resolve_chat_model
+
+    try:
+        resolve_chat_model(model)
+    except (ModelNotFoundError, ConfigError):
+        return False
+    return True
+
+
+def _ensure_questions(
+    plan: QuickstartPlan, say: Say, on_progress: Progress | None = None, chat_model: Any = None
+) -> None:
+    """Generate training pairs (and, without questions.jsonl, held-out questions) from the
+    documents when the folder has none, within the plan's time budget and pair cap
+    (with `chat_model`, default: the plan's model, on llama.cpp when installed)."""
     if plan.questions is not None and plan.train_data is not None:
         return
     from infuse.data.synth import heldout_path, read_documents, synthesize_qa, write_pairs
     from infuse.llm import load_chat_model
 
-    say("no questions.jsonl/train.jsonl: generating question/answer pairs from the documents")
+    own_questions = plan.questions is not None
+    if own_questions:
+        say("questions.jsonl without train.jsonl: generating training pairs from the documents "
+            "(your questions stay the eval set)")
+    else:
+        say("no questions.jsonl/train.jsonl: generating question/answer pairs from the documents")
+    say(f"question generation: at most {plan.max_pairs} pairs or {plan.synth_budget_s / 60:.0f} "
+        "minutes (--max-pairs, --question-budget)")
+    if chat_model is None:
+        chat_model = (load_chat_model(plan.model, base_url=plan.base_url, api_key=plan.api_key)
+                      if plan.base_url else load_chat_model(plan.model))
     result = synthesize_qa(
-        read_documents(plan.documents).documents, chat_model or load_chat_model(plan.model)
+        read_documents(plan.documents).documents, chat_model,
+        holdout=0.0 if own_questions else 0.2,
+        max_pairs=plan.max_pairs, time_budget_s=plan.synth_budget_s,
+        on_progress=_step(on_progress, "questions"),
     )
     target = plan.output / "synth" / "qa.jsonl"
     train_path = write_pairs(result.train, target, id_prefix="syn")
     held_path = write_pairs(result.heldout, heldout_path(target), id_prefix="held")
-    say(f"generated {len(result.train)} training and {len(result.heldout)} held-out pairs")
+    stop = {"max_pairs": "pair cap reached", "time_budget": "time budget reached"}.get(
+        result.stopped or "", "")
+    say(f"generated {len(result.train)} training and {len(result.heldout)} held-out pairs from "
+        f"{result.chunks_asked} of {result.chunks} chunks ({result.documents_covered} of "
+        f"{result.documents} documents) in {result.elapsed_s:.0f} s" + (f"; {stop}" if stop else ""))
+    if not result.train:
+        raise ConfigError(
+            "No generated pair passed the checks, so there is nothing to train on: give a "
+            "train.jsonl, or a stronger model (--base-url http://127.0.0.1:8080/v1 --model NAME)."
+        )
     if plan.train_data is None:
         plan.train_data = train_path
     if plan.questions is None:
         plan.questions = held_path
-    plan.subset = None  # generated questions carry no cpu tag
+
+
+def _step(on_progress: Progress | None, step: str) -> Progress | None:
+    """`on_progress` with `step=` added (a step's own `step` key is kept as `stage`)."""
+    if on_progress is None:
+        return None
+
+    def report(done: int, total: int | None = None, **info: Any) -> None:
+        if "step" in info:
+            info["stage"] = info.pop("step")
+        on_progress(done, total, step=step, **info)
+
+    return report
+
+
+def choose_questions(plan: QuickstartPlan, say: Say) -> Any:
+    """The questions to evaluate: all (GPU, --all-questions), the ones tagged `cpu`, or, on a
+    CPU when none carries the tag, CPU_QUESTIONS of them picked evenly (said which, and how to
+    get all). Returns a question file path or a list of questions for `evaluate`."""
+    from infuse.eval.questions import load_questions
+
+    if plan.subset is None:
+        return plan.questions
+    questions = load_questions(plan.questions)
+    tagged = [q for q in questions if plan.subset in q.tags]
+    if tagged:
+        say(f"evaluating the {len(tagged)} of {len(questions)} questions tagged '{plan.subset}' "
+            "(on a CPU; --all-questions for every one)")
+        return tagged
+    if len(questions) <= CPU_QUESTIONS:
+        return questions
+    step = len(questions) / CPU_QUESTIONS
+    chosen = [questions[int(i * step)] for i in range(CPU_QUESTIONS)]
+    say(f"no question is tagged '{plan.subset}': on a CPU quickstart evaluates {len(chosen)} of "
+        f"{len(questions)} questions picked evenly ({', '.join(q.id for q in chosen)}); "
+        "--all-questions evaluates every one")
+    return chosen
 
 
 def _training_config(plan: QuickstartPlan):
@@ -184,12 +296,18 @@ def _same_finished_run(run_dir: Path, config) -> bool:
 
 
 def run_quickstart(
-    plan: QuickstartPlan, *, say: Callable[[str], None] = print, progress: bool = True
+    plan: QuickstartPlan, *, say: Say | None = None, on_progress: Progress | None = None
 ) -> Any:
-    """Run every step of the plan; returns the EvalResults (report files in `meta['files']`)."""
+    """Run every step of the plan; returns the EvalResults (report files in `meta['files']`).
+
+    `say(text)` gets one line per step and decision; `on_progress(done, total, step=...)`
+    reports the long steps ("knowledge base", "questions", "fine-tune", "eval"). Nothing is
+    printed: without callbacks it runs silent.
+    """
     from infuse.eval import MethodOptions, evaluate
     from infuse.train import train
 
+    say = say or (lambda text: None)
     timings: dict[str, float] = {}
     plan.output.mkdir(parents=True, exist_ok=True)
     for note in plan.notes:
@@ -199,16 +317,24 @@ def run_quickstart(
     from infuse.knowledge.kb import KnowledgeBase
 
     kb = KnowledgeBase(plan.output / "kb", create=True)
-    report = kb.add([str(path) for path in plan.documents])
+    try:
+        report = kb.add([str(path) for path in plan.documents],
+                        on_progress=_step(on_progress, "knowledge base"))
+    finally:
+        kb.close()
     timings["knowledge_base_s"] = time.perf_counter() - started
     say(f"knowledge base: {_describe_ingest(report)} in {timings['knowledge_base_s']:.0f} s")
 
-    _ensure_questions(plan, say)
+    started = time.perf_counter()
+    _ensure_questions(plan, say, on_progress)
+    timings["questions_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
     config = _training_config(plan)
     run_dir = Path(config.output)
-    if _same_finished_run(run_dir, config):
+    if not plan.trainable:
+        run_dir = None
+    elif _same_finished_run(run_dir, config):
         say(f"fine-tune: reusing the finished run in {run_dir}")
     else:
         if run_dir.exists():
@@ -218,28 +344,32 @@ def run_quickstart(
         say(
             f"fine-tune: LoRA r={config.lora_r} on {plan.train_data.name}, {config.num_epochs} epochs"
         )
-        train(config)
+        train(config, on_progress=_step(on_progress, "fine-tune"))
     timings["training_s"] = time.perf_counter() - started
 
+    questions = choose_questions(plan, say)
     started = time.perf_counter()
     options = MethodOptions(
         model=plan.model,
+        base_url=plan.base_url,
+        api_key=plan.api_key,
         knowledge=list(plan.documents),
         run_dir=run_dir,
         max_new_tokens=plan.max_new_tokens,
         kb=str(plan.output / "kb"),
     )
     results = evaluate(
-        plan.questions,
+        questions,
         options=options,
-        tag=plan.subset,
         output_dir=plan.output / "report",
+        on_progress=_step(on_progress, "eval"),
     )
     timings["eval_s"] = time.perf_counter() - started
     results.meta["quickstart"] = {key: round(value, 1) for key, value in timings.items()}
-    (plan.output / "quickstart.json").write_text(
-        json.dumps(results.meta["quickstart"], indent=1) + "\n"
-    )
+    from infuse.files import write_text_atomic
+
+    write_text_atomic(plan.output / "quickstart.json",
+                      json.dumps(results.meta["quickstart"], indent=1) + "\n")
     return results
 
 

@@ -24,15 +24,21 @@ from infuse.models import DEFAULT_MODEL
 @click.option("--holdout", type=float, default=0.2, show_default=True,
               help="Fraction of pairs held out for `infuse eval`.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out split.")
+@click.option("--max-pairs", type=int, default=None,
+              help="Stop after this many kept pairs (chunks are sampled over every document).")
+@click.option("--max-chunks", type=int, default=None,
+              help="Ask about at most this many chunks, sampled over every document.")
+@click.option("--time-budget", "time_budget", type=float, default=None,
+              help="Seconds to spend at most; generation stops before a chunk would pass it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str | None,
-          api_key: str | None, per_chunk: int, holdout: float, seed: int, as_json: bool) -> None:
+          api_key: str | None, per_chunk: int, holdout: float, seed: int, max_pairs: int | None,
+          max_chunks: int | None, time_budget: float | None, as_json: bool) -> None:
     """Ask a model for question/answer pairs about your documents; keep only grounded ones."""
     from collections import Counter
 
-    from rich.progress import Progress
-
     from infuse.cli.output import console, err_console, print_json
+    from infuse.cli.progress import progress_bar
     from infuse.data.synth import heldout_path, read_documents, synthesize_qa, write_pairs
     from infuse.llm import load_chat_model
 
@@ -42,22 +48,18 @@ def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str |
         for item in reading.skipped:
             err_console.print(f"[yellow]skipped[/] {item['reason']}", markup=True, highlight=False)
     chat_model = load_chat_model(model, base_url=base_url, api_key=api_key) if base_url else load_chat_model(model)
-    with Progress(console=err_console, disable=as_json) as progress:
-        task = progress.add_task("Writing questions", total=None)
+    with progress_bar("Writing questions", enabled=not as_json) as on_progress:
         result = synthesize_qa(
             documents, chat_model, per_chunk=per_chunk, holdout=holdout, seed=seed,
-            on_chunk=lambda done, total: progress.update(task, completed=done, total=total),
+            max_pairs=max_pairs, max_chunks=max_chunks, time_budget_s=time_budget,
+            on_progress=on_progress,
         )
     train_path = write_pairs(result.train, output, id_prefix="syn")
     held_path = write_pairs(result.heldout, heldout_path(output), id_prefix="held")
     reasons = Counter(why for _q, _a, why in result.rejected)
     payload = {
-        "documents": len(documents),
+        **result.to_dict(),
         "skipped": reading.skipped,
-        "chunks": result.chunks,
-        "train": len(result.train),
-        "heldout": len(result.heldout),
-        "rejected": len(result.rejected),
         "rejected_by_reason": dict(reasons),
         "train_file": str(train_path),
         "heldout_file": str(held_path),
@@ -71,5 +73,10 @@ def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str |
         + (f" ({', '.join(f'{n} {why}' for why, n in reasons.most_common())})" if reasons else "")
     )
     console.print(f"train:    {train_path}\nheld-out: {held_path}  (use with `infuse eval --questions`)")
+    if result.stopped or result.chunks_asked < result.chunks:
+        why = {"max_pairs": "--max-pairs reached", "time_budget": "--time-budget reached"}.get(
+            result.stopped or "", "--max-chunks")
+        console.print(f"asked about {result.chunks_asked} of {result.chunks} chunks "
+                      f"({result.documents_covered} of {result.documents} documents): {why}")
     if not result.train and not result.heldout:
         err_console.print("[yellow]No pair passed the checks: try a larger model (--model/--base-url).[/]")

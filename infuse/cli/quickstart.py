@@ -23,8 +23,17 @@ from infuse.models import DEFAULT_MODEL
     "--model",
     default=DEFAULT_MODEL,
     show_default=True,
-    help="Base model (packaged name or local folder).",
+    help="Base model: packaged name, local GGUF file or Hugging Face folder; with --base-url "
+    "the name the server knows (LoRA then needs a local one).",
 )
+@click.option("--base-url", default=None,
+              help="OpenAI-compatible server to answer with (llama.cpp, Ollama, vLLM), e.g. "
+                   "http://127.0.0.1:8080/v1.")
+@click.option("--api-key", default=None, envvar="INFUSE_API_KEY", help="Key for --base-url.")
+@click.option("--max-pairs", type=int, default=None,
+              help="Question generation: stop after this many pairs (default 120 on a CPU).")
+@click.option("--question-budget", "question_budget", type=float, default=None,
+              help="Question generation: seconds to spend at most (default 360 on a CPU).")
 @click.option(
     "--epochs", type=int, default=None, help="LoRA epochs (default: 3 on a CPU, 8 on a GPU)."
 )
@@ -41,6 +50,10 @@ def quickstart(
     max_new_tokens: int,
     all_questions: bool,
     as_json: bool,
+    base_url: str | None,
+    api_key: str | None,
+    max_pairs: int | None,
+    question_budget: float | None,
 ) -> None:
     """Knowledge base, RAG, CAG, a LoRA fine-tune and one report comparing them.
 
@@ -57,18 +70,55 @@ def quickstart(
         epochs=epochs,
         max_new_tokens=max_new_tokens,
         all_questions=all_questions,
+        base_url=base_url,
+        api_key=api_key,
+        synth_budget_s=question_budget,
+        max_pairs=max_pairs,
     )
     say = (
         (lambda text: None) if as_json else (lambda text: console.print(f"[bold cyan]>[/] {text}"))
     )
-    results = run_quickstart(plan, say=say, progress=not as_json)
+    with StepProgress(enabled=not as_json) as on_progress:
+        results = run_quickstart(plan, say=say, on_progress=on_progress)
     if as_json:
         print_json(results.to_dict())
         return
     print_eval_report(results)
     steps = results.meta["quickstart"]
     console.print(
-        f"\nknowledge base {steps['knowledge_base_s']:.0f} s, fine-tune {steps['training_s']:.0f} s, "
-        f"eval {steps['eval_s']:.0f} s"
+        f"\nknowledge base {steps['knowledge_base_s']:.0f} s, questions {steps['questions_s']:.0f} s, "
+        f"fine-tune {steps['training_s']:.0f} s, eval {steps['eval_s']:.0f} s"
     )
     console.print(f"Report: {results.meta['files']['html']}")
+
+
+class StepProgress:
+    """One `progress_bar` per quickstart step: `on_progress(done, total, step=..., **info)`
+    opens the step's bar when the step changes (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.step: str | None = None
+        self._bar = None
+        self._draw = None
+
+    def __enter__(self) -> StepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+        self._bar = self._draw = None
+
+    def __call__(self, done: int, total: int | None = None, *, step: str = "", **info) -> None:
+        from infuse.cli.progress import progress_bar
+
+        if step != self.step or self._draw is None:
+            self._close()
+            self.step = step
+            self._bar = progress_bar(step or "working", enabled=self.enabled)
+            self._draw = self._bar.__enter__()
+        self._draw(done, total, **info)

@@ -5,6 +5,11 @@ the model is asked for N pairs per chunk in a fixed `Q: ... / A: ...` format; ev
 parsed, validated (a real question, a short answer), kept only when its answer is *grounded*
 (found word for word in the chunk), deduplicated, and split into train and held-out rows.
 
+Sized to the machine: `max_pairs`, `max_chunks` and `time_budget_s` bound the work, and the
+chunks asked about are sampled round-robin over the documents (every document's first chunk
+before any document's second), so a cap still covers every document. Progress goes to
+`on_progress(done, total, **info)` with the pairs kept so far and an estimate of the seconds left.
+
 Rows are written as JSONL with `id`, `question`, `answer`, `source` (what `infuse eval`
 reads) and `messages` (the user/assistant conversation `infuse train` reads).
 """
@@ -15,6 +20,7 @@ import json
 import random
 import re
 import string
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +72,25 @@ class SynthResult:
     train: list[QAPair] = field(default_factory=list)
     heldout: list[QAPair] = field(default_factory=list)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (question, answer, why)
-    chunks: int = 0
+    chunks: int = 0  # chunks in the documents
+    chunks_asked: int = 0  # chunks the model was asked about
+    documents: int = 0
+    documents_covered: int = 0  # documents with at least one chunk asked about
+    stopped: str | None = None  # why generation ended early: "max_pairs" | "time_budget"
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "train": len(self.train),
+            "heldout": len(self.heldout),
+            "rejected": len(self.rejected),
+            "chunks": self.chunks,
+            "chunks_asked": self.chunks_asked,
+            "documents": self.documents,
+            "documents_covered": self.documents_covered,
+            "stopped": self.stopped,
+            "elapsed_s": round(self.elapsed_s, 1),
+        }
 
 
 def read_documents(paths: Iterable[str | Path]) -> ReadResult:
@@ -97,6 +121,30 @@ def document_chunks(document: Document, max_tokens: int = 300) -> list[str]:
     from infuse.knowledge.chunking import chunk_document
 
     return [chunk.text for chunk in chunk_document(document, max_tokens=max_tokens, overlap_tokens=0)]
+
+
+def sample_chunks(
+    chunked: Sequence[tuple[str, list[str]]], max_chunks: int | None = None, *, seed: int = 0
+) -> list[tuple[str, int, str]]:
+    """Pick up to `max_chunks` (source, index, text) chunks round-robin over the documents:
+    each document's chunks in a seeded random order, one per document per round, so every
+    document is asked about before any is asked about twice. None: every chunk."""
+    rng = random.Random(seed)
+    queues = []
+    for source, chunks in chunked:
+        order = list(range(len(chunks)))
+        rng.shuffle(order)
+        queues.append([(source, index, chunks[index]) for index in order])
+    picked: list[tuple[str, int, str]] = []
+    round_ = 0
+    while any(round_ < len(queue) for queue in queues):
+        for queue in queues:
+            if round_ < len(queue):
+                if max_chunks is not None and len(picked) >= max_chunks:
+                    return picked
+                picked.append(queue[round_])
+        round_ += 1
+    return picked
 
 
 _PAIR = re.compile(
@@ -148,35 +196,58 @@ def synthesize_qa(
     max_chunk_tokens: int = 300,
     max_answer_words: int = 12,
     max_new_tokens: int = 384,
-    on_chunk: Callable[[int, int], None] | None = None,
+    max_pairs: int | None = None,
+    max_chunks: int | None = None,
+    time_budget_s: float | None = None,
+    on_progress: Callable[..., None] | None = None,
 ) -> SynthResult:
     """Generate, validate, dedupe and split question/answer pairs for `documents`.
 
     `documents` are `Document`s (from `read_documents`) or (source name, text) pairs;
-    `chat_model` is any infuse ChatModel.
-    `on_chunk(done, total)` reports progress. Raises ConfigError for bad settings.
+    `chat_model` is any infuse ChatModel. Work stops at `max_pairs` kept pairs, after
+    `max_chunks` chunks (sampled over every document, see `sample_chunks`; default: as many as
+    `max_pairs` needs at `per_chunk`, or all) or when the next chunk would pass `time_budget_s`
+    seconds; `result.stopped` says which. `on_progress(done, total, file=..., pairs=...,
+    eta_s=...)` is called after each chunk. Raises ConfigError for bad settings.
     """
     if per_chunk < 1:
         raise ConfigError(f"per_chunk={per_chunk}: ask for at least 1 pair per chunk.")
     if not 0.0 <= holdout < 1.0:
         raise ConfigError(f"holdout={holdout}: give a fraction from 0 up to (not including) 1.")
-    work = []
+    for name, value in (("max_pairs", max_pairs), ("max_chunks", max_chunks)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name}={value}: give at least 1 (or leave it out for no cap).")
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise ConfigError(f"time_budget_s={time_budget_s}: give a number of seconds above 0.")
+    chunked = []
     for document in documents:
         if not isinstance(document, Document):
             name, text = document
             document = Document(text=text, source=name)
         source = Path(document.source).name or document.source
-        work += [(source, index, chunk)
-                 for index, chunk in enumerate(document_chunks(document, max_chunk_tokens))]
-    result = SynthResult(chunks=len(work))
+        chunked.append((source, document_chunks(document, max_chunk_tokens)))
+    if max_chunks is None and max_pairs is not None:
+        # about half the asked pairs survive the checks on a small model: ask for twice as many
+        max_chunks = max(len(chunked), -(-2 * max_pairs // per_chunk))
+    work = sample_chunks(chunked, max_chunks, seed=seed)
+    result = SynthResult(chunks=sum(len(chunks) for _source, chunks in chunked),
+                         documents=len(chunked))
     kept: list[QAPair] = []
     seen: set[str] = set()
+    covered: set[str] = set()
+    started = time.monotonic()
     for done, (source, index, chunk) in enumerate(work, start=1):
+        elapsed = time.monotonic() - started
+        if time_budget_s is not None and done > 1 and elapsed + elapsed / (done - 1) > time_budget_s:
+            result.stopped = "time_budget"
+            break
         messages = [
             {"role": "system", "content": SYNTH_SYSTEM},
             {"role": "user", "content": SYNTH_USER.format(chunk=chunk, count=per_chunk)},
         ]
         reply = chat_model.generate(messages, max_new_tokens=max_new_tokens, temperature=0.0).text
+        result.chunks_asked += 1
+        covered.add(source)
         for question, answer in parse_qa_pairs(reply)[:per_chunk]:
             why = validate_pair(question, answer, chunk, max_answer_words=max_answer_words)
             key = " ".join(_words(question))
@@ -187,8 +258,18 @@ def synthesize_qa(
                 continue
             seen.add(key)
             kept.append(QAPair(question, answer, source, index))
-        if on_chunk:
-            on_chunk(done, len(work))
+        if on_progress:
+            elapsed = time.monotonic() - started
+            left = elapsed / done * (len(work) - done)
+            if time_budget_s is not None:
+                left = min(left, max(0.0, time_budget_s - elapsed))
+            on_progress(done, len(work), file=source, pairs=len(kept), eta_s=round(left, 1))
+        if max_pairs is not None and len(kept) >= max_pairs:
+            kept = kept[:max_pairs]
+            result.stopped = "max_pairs" if done < len(work) else None
+            break
+    result.documents_covered = len(covered)
+    result.elapsed_s = time.monotonic() - started
     order = list(range(len(kept)))
     random.Random(seed).shuffle(order)
     held = round(len(kept) * holdout)

@@ -257,7 +257,35 @@ def check_wrong_declines(results: EvalResults, run: RunRecord | None = None) -> 
     )
 
 
+SMALL_MODELS = ("smollm2",)  # packaged models too small to read real manuals well
+POOR_ACCURACY = 0.5
+
+
+def check_model_too_small(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
+    """Every method answers poorly on a small local model: the model is the bottleneck, and a
+    stronger one (served by llama.cpp, Ollama or vLLM) is the first thing to try."""
+    model = str(results.meta.get("model") or "")
+    if not results.methods or results.meta.get("base_url") or model not in SMALL_MODELS:
+        return None
+    best = max(results.methods, key=lambda m: m.accuracy)
+    if best.accuracy >= POOR_ACCURACY:
+        return None
+    return Finding(
+        code="model_too_small",
+        title=f"The model ({model}) is the bottleneck",
+        message=(
+            f"The best method ({best.name}) is right on {best.accuracy:.0%} of the questions with "
+            f"{model}, a small model that reads long passages poorly. A stronger model is the first "
+            "thing to try: serve one with llama.cpp (`llama-server -m MODEL.gguf --port 8080`), "
+            "Ollama or vLLM and add `--base-url http://127.0.0.1:8080/v1 --model NAME`; "
+            "`--model` also takes a local GGUF file or Hugging Face folder."
+        ),
+        signal={"model": model, "best_method": best.name, "best_accuracy": best.accuracy},
+    )
+
+
 CHECKS = (
+    check_model_too_small,
     check_base_already_answers,
     check_too_little_data,
     check_overfitting,

@@ -155,5 +155,7 @@ def load_questions(
         questions = questions[: max(limit, 0)]
     if not questions:
         which = f" tagged '{tag}'" if tag else ""
-        raise DataError(f"{path}: no questions{which} to evaluate.")
+        fix = (f" Tag some rows \"tags\": [\"{tag}\"], or evaluate every question (leave out "
+               "--subset; in quickstart --all-questions)." if tag else "")
+        raise DataError(f"{path}: no questions{which} to evaluate.{fix}")
     return questions

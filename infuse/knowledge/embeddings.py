@@ -27,6 +27,7 @@ class Embedder:
         self.batch_size = batch_size
         self._device = device
         self._model: Any = None
+        self._query_encoder: Any = None  # NumpyBert, False when the folder needs torch
 
     @property
     def model(self) -> Any:
@@ -77,5 +78,16 @@ class Embedder:
         return np.concatenate(parts)
 
     def embed_query(self, text: str):
-        """Embed one question; returns a float32 vector of unit length."""
+        """Embed one question; returns a float32 vector of unit length.
+
+        Until the full model is loaded, a plain BERT folder (the packaged one) runs in NumPy
+        (`infuse.knowledge.numpy_bert`, same vector), sparing a one-question command the
+        torch and sentence-transformers import.
+        """
+        if self._model is None and self._query_encoder is None:
+            from infuse.knowledge import numpy_bert
+
+            self._query_encoder = numpy_bert.load(self.path) or False
+        if self._model is None and self._query_encoder:
+            return self._query_encoder.encode(text)
         return self.embed([text])[0]

@@ -200,3 +200,23 @@ def test_load_run_errors_name_the_file(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(DataError, match=r"run.json: not valid JSON"):
         load_run(tmp_path)
+
+
+# --- a small model that answers poorly -------------------------------------------------------
+
+def test_model_too_small_fires_on_poor_answers_from_the_packaged_model():
+    results = _results(DictMethod("rag", {"q1": "38 days"}))
+    results.meta.update(model="smollm2", base_url=None)
+    finding = diagnosis.check_model_too_small(results)
+    assert finding and finding.code == "model_too_small" and "smollm2" in finding.title
+    assert "--base-url http://127.0.0.1:8080/v1" in finding.message and "25%" in finding.message
+    assert "model_too_small" in _codes(results)
+
+
+def test_model_too_small_quiet_on_good_answers_or_a_served_model():
+    good = _results(DictMethod("rag", RIGHT))
+    good.meta.update(model="smollm2")
+    assert diagnosis.check_model_too_small(good) is None
+    served = _results(DictMethod("rag", {"q1": "38 days"}))
+    served.meta.update(model="smollm2", base_url="http://127.0.0.1:8080/v1")
+    assert diagnosis.check_model_too_small(served) is None
