@@ -187,7 +187,7 @@ def inspect_file(
     from infuse.data.loading import load_dataset_file, to_conversations
     from infuse.errors import ConfigError
     from infuse.files import check_writable_folder
-    from infuse.llm.models import load_tokenizer
+    from infuse.models import load_tokenizer
 
     path = Path(path)
     for name, value, least in (("max_seq_len", max_seq_len, 1), ("samples", n_samples, 0),

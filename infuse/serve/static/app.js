@@ -12,7 +12,7 @@ function el(tag, attrs = {}, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -22,7 +22,7 @@ const svgNS = "http://www.w3.org/2000/svg";
 function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(svgNS, tag);
   for (const [key, value] of Object.entries(attrs)) if (value !== null && value !== undefined) node.setAttribute(key, value);
-  for (const child of children.flat()) if (child) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  for (const child of children.flat(Infinity)) if (child) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   return node;
 }
 const pct = (value) => (value === null || value === undefined ? "–" : `${Math.round(value * 100)}%`);
@@ -367,7 +367,7 @@ function lineChart(series, { width = 760, height = 280, xLabel = "step", yLabel 
   return el("div", { class: "chart" }, root, el("div", { class: "legend" }, series.filter((s) => s.points.length).map((s) => el("span", {}, el("span", { class: "swatch", style: `background:${s.color}` }), s.label))));
 }
 function histogram(values, { width = 760, height = 240, bins = 20, limit = null } = {}) {
-  const max = Math.max(...values, 1), min = Math.min(...values, 0);
+  const max = Math.max(...values), min = Math.min(...values);
   const step = Math.max(1, Math.ceil((max - min + 1) / bins));
   const counts = new Array(Math.ceil((max - min + 1) / step)).fill(0);
   for (const value of values) counts[Math.floor((value - min) / step)] += 1;
@@ -464,7 +464,7 @@ async function showRun(name) {
         ["Examples", `${run.train_examples ?? "–"} train / ${run.eval_examples ?? "–"} eval`], ["Device", [run.device, run.dtype].filter(Boolean).join(" ")], ["Tokens/s", run.tokens_per_s ? Math.round(run.tokens_per_s) : null],
         ["Started", run.started], ["Finished", run.finished]]),
       el("h3", { text: "Settings" }),
-      facts(Object.entries(config).filter(([, v]) => typeof v !== "object" || v === null).map(([k, v]) => [k, String(v)])),
+      facts(Object.entries(config).filter(([, v]) => v !== null && v !== "" && typeof v !== "object").map(([k, v]) => [k, String(v)])),
       run.warnings && run.warnings.length ? el("ul", { class: "warnings" }, run.warnings.map((w) => el("li", { text: w }))) : null);
     if (state.runTimer) { clearInterval(state.runTimer); state.runTimer = null; }
     if (run.status === "running") state.runTimer = setInterval(() => { if (location.hash === "#runs") showRun(name); }, 3000);
