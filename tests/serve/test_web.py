@@ -113,10 +113,14 @@ class Page:
         self.context.close()
 
 
-def shoot(browser, base: str, hash_: str, folder: Path, name: str, ready: str) -> None:
+def shoot(browser, base: str, hash_: str, folder: Path, name: str, ready: str, click: str | None = None) -> None:
     for width in (1400, 390):
         page = Page(browser, base, width)
-        page.goto(hash_).wait_for_selector(ready)
+        page.goto(hash_)
+        if click:
+            page.page.wait_for_selector(click)
+            page.page.click(click)
+        page.page.wait_for_selector(ready, state="attached")
         page.page.wait_for_timeout(300)
         page.page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
         page.assert_local()
@@ -248,7 +252,7 @@ def test_data_page_renders_the_token_histogram(server, browser, shots, web_env):
     assert "jsonl" in page.inner_text("#data-report dl").lower() or expected.format in page.inner_text("#data-report dl")
     view.assert_local()
     view.close()
-    shoot(browser, server.url, "data", shots, "data", "#data-pick")
+    shoot(browser, server.url, "data", shots, "data", "#data-report rect.bin", click="#data-pick button")
 
 
 def test_knowledge_empty_then_add_search_remove_then_server_down(start_server, browser, shots, tmp_path, web_env):

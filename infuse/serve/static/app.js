@@ -397,7 +397,7 @@ loaders.data = async () => {
     const body = await getJSON("/api/datasets");
     const select = $("#dataset");
     const current = select.value;
-    select.replaceChildren(...body.files.map((file) => el("option", { value: file, text: file })));
+    select.replaceChildren(...body.files.map((file) => el("option", { value: file, title: file, text: file.split("/").slice(-2).join("/") })));
     if (current) select.value = current;
     $("#data-pick").hidden = !body.files.length;
     showMessage("#data-message", body.files.length ? "" : (body.message || "No dataset files (.jsonl, .json, .csv, .parquet) under the allowed folders."));
@@ -419,7 +419,7 @@ $("#data-pick").addEventListener("submit", async (event) => {
         ["Over max length", `${report.over_max_len} of ${report.rows} (max ${report.max_seq_len})`], ["Trained tokens", pct(report.trained_token_share)],
         ["Duplicates", report.duplicates], ["Empty answers", report.empty_answers]]),
       el("h2", { text: "Token length per example" }),
-      report.token_lengths.length ? histogram(report.token_lengths, { limit: report.max_seq_len }) : el("p", { class: "muted", text: "No examples to measure." }),
+      report.token_lengths.length ? histogram(report.token_lengths, { limit: report.max_seq_len, width: Math.min(900, Math.max(340, target.clientWidth || 760)) }) : el("p", { class: "muted", text: "No examples to measure." }),
       el("h2", { text: "Warnings" }),
       report.warnings.length ? el("ul", { class: "warnings" }, report.warnings.map((w) => el("li", { text: w }))) : el("p", { class: "muted", text: "None." }),
       el("h2", { text: "Samples" }), el("p", { class: "muted" }, "What the model trains on is ", el("span", { class: "sample" }, el("span", { class: "trained", text: "highlighted" })), "; the rest is context only."),
@@ -454,10 +454,11 @@ async function showRun(name) {
     const train = curve.filter((p) => p.loss !== undefined && p.loss !== null).map((p) => ({ x: p.step, y: p.loss }));
     const evals = curve.filter((p) => p.eval_loss !== undefined && p.eval_loss !== null).map((p) => ({ x: p.step, y: p.eval_loss }));
     const config = run.config || {};
-    target.replaceChildren(
+    target.replaceChildren(...[
       el("h2", { text: `${name} · ${run.status}` }),
       train.length || evals.length
-        ? lineChart([{ name: "train", label: "train loss", color: "#0f6e62", points: train }, { name: "eval", label: "eval loss", color: "#c9772b", points: evals }])
+        ? lineChart([{ name: "train", label: "train loss", color: "#0f6e62", points: train }, { name: "eval", label: "eval loss", color: "#c9772b", points: evals }],
+          { width: Math.min(900, Math.max(340, target.clientWidth || 760)), height: target.clientWidth < 500 ? 240 : 280 })
         : el("div", { class: "message", text: run.status === "running" ? "This run has logged no metrics yet; the curve appears after its first logged step." : "This run logged no metrics (metrics.jsonl is empty)." }),
       el("h3", { text: "Run" }),
       facts([["Status", run.status], ["Steps", `${run.steps}${run.total_steps ? " of " + run.total_steps : ""}`], ["Final loss", num(run.final_loss)], ["Eval loss", num(run.eval_loss)],
@@ -465,7 +466,7 @@ async function showRun(name) {
         ["Started", run.started], ["Finished", run.finished]]),
       el("h3", { text: "Settings" }),
       facts(Object.entries(config).filter(([, v]) => v !== null && v !== "" && typeof v !== "object").map(([k, v]) => [k, String(v)])),
-      run.warnings && run.warnings.length ? el("ul", { class: "warnings" }, run.warnings.map((w) => el("li", { text: w }))) : null);
+      run.warnings && run.warnings.length ? el("ul", { class: "warnings" }, run.warnings.map((w) => el("li", { text: w }))) : null].filter(Boolean));
     if (state.runTimer) { clearInterval(state.runTimer); state.runTimer = null; }
     if (run.status === "running") state.runTimer = setInterval(() => { if (location.hash === "#runs") showRun(name); }, 3000);
   } catch (error) { target.replaceChildren(el("div", { class: "message error", text: error.message })); }
