@@ -203,9 +203,9 @@ function answerMeta(final) {
   if (info.no_answer) meta.append(el("span", { text: "· found no answer in the knowledge" }));
   const wrap = el("div", {}, meta);
   const citations = final.citations || [];
-  const sourceButton = (item) => el("button", { type: "button", class: "source", "data-doc": item.doc_id || "", "data-chunk": item.chunk_id || "",
+  const sourceButton = (item) => el("button", { type: "button", class: "source", title: item.source, "data-doc": item.doc_id || "", "data-chunk": item.chunk_id || "",
     onclick: () => openPassage(item) },
-    el("b", { text: `[${item.index}] ` }), item.source, item.score !== null && item.score !== undefined ? ` · score ${num(item.score)}` : "");
+    el("b", { text: `[${item.index}] ` }), shortSource(item.source), item.score !== null && item.score !== undefined ? ` · score ${num(item.score)}` : "");
   if (citations.length) {
     wrap.append(el("div", { class: "meta", text: "Sources cited:" }), el("div", { class: "sources cited-sources" }, citations.map(sourceButton)));
   }
@@ -220,6 +220,10 @@ function answerMeta(final) {
     wrap.append(el("div", { class: "meta", text: "No sources: this method answers from the model alone." }));
   }
   return wrap;
+}
+function shortSource(source) {
+  if (!source || /^https?:/.test(source)) return source || "";
+  return source.split("/").slice(-2).join("/");
 }
 function highlight(text, passage) {
   const node = el("span");
@@ -248,7 +252,7 @@ async function openPassage(citation) {
       if (isCited) cited = node;
       return node;
     });
-    body.replaceChildren(el("p", { class: "muted", text: `${doc.title || doc.source} · ${doc.chunk_count} chunks` }), el("div", { class: "chunks" }, chunks));
+    body.replaceChildren(el("p", { class: "muted", text: `${doc.title || doc.source} · ${doc.chunk_count} chunk${doc.chunk_count === 1 ? "" : "s"} · ${doc.source}` }), el("div", { class: "chunks" }, chunks));
     if (!cited) body.prepend(el("div", { class: "chunk cited" }, el("span", { class: "pos", text: "cited passage" }), el("mark", { text: citation.snippet })));
     (cited || body.firstChild).scrollIntoView({ block: "center" });
   } catch (error) {
@@ -352,7 +356,7 @@ function lineChart(series, { width = 760, height = 280, xLabel = "step", yLabel 
   for (let i = 0; i <= 4; i += 1) {
     const y = yMin + ((yMax - yMin) * i) / 4;
     root.append(svg("line", { x1: pad.left, x2: width - pad.right, y1: sy(y), y2: sy(y), stroke: "#e6e3dc" }),
-      svg("text", { x: pad.left - 8, y: sy(y) + 4, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, y.toFixed(2)));
+      svg("text", { x: pad.left - 8, y: sy(y) + 4, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, y.toFixed(yMax - yMin < 0.2 ? 3 : 2)));
   }
   root.append(svg("text", { x: (width + pad.left) / 2, y: height - 8, "text-anchor": "middle", "font-size": 12, fill: "#5d6773" }, xLabel),
     svg("text", { x: pad.left, y: height - 22, "text-anchor": "middle", "font-size": 12, fill: "#5d6773" }, xMin),
@@ -422,8 +426,8 @@ $("#data-pick").addEventListener("submit", async (event) => {
       report.token_lengths.length ? histogram(report.token_lengths, { limit: report.max_seq_len, width: Math.min(900, Math.max(340, target.clientWidth || 760)) }) : el("p", { class: "muted", text: "No examples to measure." }),
       el("h2", { text: "Warnings" }),
       report.warnings.length ? el("ul", { class: "warnings" }, report.warnings.map((w) => el("li", { text: w }))) : el("p", { class: "muted", text: "None." }),
-      el("h2", { text: "Samples" }), el("p", { class: "muted" }, "What the model trains on is ", el("span", { class: "sample" }, el("span", { class: "trained", text: "highlighted" })), "; the rest is context only."),
-      report.samples.map((sample) => el("div", { class: "sample" }, sample.map((seg) => el("span", { class: seg.trained ? "trained" : "untrained", text: seg.text })))));
+      el("h2", { text: "Samples" }), el("p", { class: "muted" }, "What the model trains on is ", el("span", { class: "trained", text: "highlighted" }), "; the rest is context only."),
+      ...report.samples.map((sample) => el("div", { class: "sample" }, sample.map((seg) => el("span", { class: seg.trained ? "trained" : "untrained", text: seg.text })))));
   } catch (error) { target.replaceChildren(); showMessage("#data-message", error.message, true); }
 });
 
