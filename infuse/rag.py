@@ -274,7 +274,8 @@ class RagSession:
         hits = self.search(query)
         retrieval_s = time.perf_counter() - started
         passages = [
-            {"number": n, "source": hit.chunk.source, "score": hit.score}
+            {"number": n, "source": hit.chunk.source, "score": hit.score,
+             "doc_id": hit.chunk.doc_id, "chunk_id": hit.chunk.chunk_id}
             for n, hit in enumerate(hits, start=1)
         ]
         base_facts: dict[str, Any] = {"passages": passages, "retrieval_query": query}

@@ -157,7 +157,7 @@ def serve_mcp(transport: str, no_assistant: bool, **options) -> None:
         from infuse.serve.app import run_http
 
         _announce(settings, "MCP at /mcp")
-        run_http(settings, library, assistant, api=False)
+        run_http(settings, library, assistant, api=False, web=False)
         return
     import anyio
 

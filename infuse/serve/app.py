@@ -1,5 +1,5 @@
 """One ASGI app for `infuse serve`: the OpenAI-compatible API at `/v1`, MCP (Streamable HTTP) at
-`/mcp`, `/health` and `/ready`; `/` is left for the web page.
+`/mcp`, `/health` and `/ready`; the web page at `/` with its JSON API at `/api` (`infuse.serve.web`).
 
     build_app(settings, library, assistant) -> Starlette
     run_http(settings, library, assistant)  serve it with uvicorn until interrupted
@@ -24,6 +24,7 @@ def build_app(
     *,
     api: bool = True,
     mcp: bool = True,
+    web: bool = True,
 ):
     """The Starlette app serving the parts asked for, behind the bearer token when one is set."""
     from starlette.applications import Starlette
@@ -61,6 +62,10 @@ def build_app(
         from infuse.serve.openai_api import api_routes
 
         routes += api_routes(assistant, library)
+    if web:
+        from infuse.serve.web import web_routes
+
+        routes += web_routes(settings, library, assistant)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -29,7 +29,7 @@ class BearerTokenMiddleware:
         self.token = token
         self.open_paths = open_paths
         # Paths served to a browser without a token (the web page) - everything but the APIs.
-        self.protected_prefixes = ("/v1", "/mcp", "/ready")
+        self.protected_prefixes = ("/v1", "/mcp", "/ready", "/api")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not self._protected(scope["path"]):

@@ -129,7 +129,8 @@ def infuse_info(answer: Any, model_id: str) -> dict[str, Any]:
         "retrieval_query": facts.get("retrieval_query"),
         # every passage retrieval gave the model (RAG), cited or not
         "passages": [
-            {"number": item.get("number"), "source": item.get("source"), "score": item.get("score")}
+            {"number": item.get("number"), "source": item.get("source"), "score": item.get("score"),
+             "doc_id": item.get("doc_id"), "chunk_id": item.get("chunk_id")}
             for item in facts.get("passages", [])
         ],
     }
