@@ -172,8 +172,20 @@ class Assistant:
                 built["rag"] = RagSession(
                     self.library.kb, model, max_new_tokens=settings.max_new_tokens, system_prompt=prompt
                 )
+        cag_worker = "base"
         if "cag" in names:
-            cag = self._build_cag(model)
+            from infuse.llm.local import LocalChatModel
+
+            cag_model: Any = model
+            if not settings.base_url and not isinstance(model, LocalChatModel):
+                # CAG keeps the knowledge in a transformers KV cache: with another local backend
+                # (llama.cpp) it loads its own transformers copy, generating on its own worker.
+                cag_model, cag_worker = settings.model, "cag"
+            try:
+                cag = self._build_cag(cag_model)
+            except Exception as error:  # noqa: BLE001 - one method failing leaves the others
+                self.skipped.append({"name": "cag", "code": "failed", "reason": f"{type(error).__name__}: {error}"})
+                cag = None
             if cag is not None:
                 built["cag"] = cag
         if "base" in names:
@@ -182,8 +194,9 @@ class Assistant:
         for name in ("rag", "cag", "base"):
             if name in built:
                 method = built[name]
+                worker = cag_worker if name == "cag" else "base"
                 self.models[SHORT_NAMES[name]] = ServedModel(
-                    SHORT_NAMES[name], method, "base", _describe(name), dict(getattr(method, "facts", {}))
+                    SHORT_NAMES[name], method, worker, _describe(name), dict(getattr(method, "facts", {}))
                 )
 
     def _build_cag(self, model: Any):
@@ -282,6 +295,7 @@ class Assistant:
         if self.fresh_cag is not None:
             self.fresh_cag.schedule = self._schedule_on_base
             self.fresh_cag.watch()
+        self._cag_worker = self.models["infuse-cag"].worker_key if "infuse-cag" in self.models else "base"
 
     def _schedule_on_base(self, work) -> None:
         """Run `work` on the base model's worker (between answers); retry while its queue is full."""
@@ -292,7 +306,7 @@ class Assistant:
 
         def submit() -> None:
             try:
-                self.workers["base"].submit(Job(run=run))
+                self.workers[getattr(self, "_cag_worker", "base")].submit(Job(run=run))
             except QueueFullError:
                 threading.Timer(1.0, submit).start()
 
