@@ -143,6 +143,7 @@ def _citation(number: int, hit: SearchHit) -> Citation:
         score=hit.score,
         metadata={
             "doc_id": hit.chunk.doc_id,
+            "chunk_id": hit.chunk.chunk_id,
             "title": hit.chunk.title,
             "heading_path": hit.chunk.heading_path,
             "similarity": hit.similarity,

@@ -115,6 +115,23 @@ class _Shared:
 
         return self._once("base", load)
 
+    def kv_base(self) -> Any:
+        """The base model as a transformers model, for CAG's KV cache: the shared base when it is
+        one, else (the base runs on llama.cpp) a transformers copy, loaded once."""
+        from infuse.llm.local import LocalChatModel
+
+        base = self.base()
+        if isinstance(base, LocalChatModel):
+            return base
+
+        def load():
+            from infuse.llm import load_chat_model
+
+            return load_chat_model(self.options.model, device=self.options.device,
+                                   backend="transformers")
+
+        return self._once("kv_base", load)
+
     def adapter(self) -> Any:
         def load():
             from infuse.train.runs import load_run_model
@@ -190,9 +207,9 @@ def _cag_method(options: MethodOptions, shared: _Shared) -> LazyMethod:
             return CagMethod(session, max_new_tokens=options.max_new_tokens)
         try:
             if options.cag_cache is not None:
-                session = CagSession.open(options.cag_cache, model=shared.base())
+                session = CagSession.open(options.cag_cache, model=shared.kv_base())
             else:
-                session = CagSession.from_files(knowledge_files(options.knowledge), shared.base())
+                session = CagSession.from_files(knowledge_files(options.knowledge), shared.kv_base())
         except ContextTooLongError as error:
             facts = {
                 "knowledge_tokens": error.knowledge_tokens,
