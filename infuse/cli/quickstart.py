@@ -25,7 +25,15 @@ from infuse.cli.output import console, print_json
     help="Base model (packaged name or local folder).",
 )
 @click.option(
-    "--epochs", type=int, default=None, help="LoRA epochs (default: 3 on a CPU, 8 on a GPU)."
+    "--epochs",
+    type=int,
+    default=None,
+    help="LoRA epochs (default on a CPU: 1 over the augmented data, 3 without; 8 on a GPU).",
+)
+@click.option(
+    "--no-augment",
+    is_flag=True,
+    help="Train on the question/answer pairs alone (no rewordings, restated passages, RAFT rows).",
 )
 @click.option("--max-new-tokens", type=int, default=32, show_default=True)
 @click.option(
@@ -39,6 +47,7 @@ def quickstart(
     epochs: int | None,
     max_new_tokens: int,
     all_questions: bool,
+    no_augment: bool,
     as_json: bool,
 ) -> None:
     """Knowledge base, RAG, CAG, a LoRA fine-tune and one report comparing them.
@@ -56,6 +65,7 @@ def quickstart(
         epochs=epochs,
         max_new_tokens=max_new_tokens,
         all_questions=all_questions,
+        augment=not no_augment,
     )
     say = (
         (lambda text: None) if as_json else (lambda text: console.print(f"[bold cyan]>[/] {text}"))
