@@ -162,7 +162,7 @@ _NUMBER = re.compile(r"\\d+(?:[.,]\\d+)*")
 _GENERIC = frozenset(
     "many much long often big large small old name named called call get gets got give given "
     "per kind type use used using need needs must one two first last new make made say said "
-    "tell know exactly please s t amount cost costs value worth".split()
+    "tell know exactly please s t amount cost costs value worth year years week weeks day days up".split()
 )
 STEM_CHARS = 5  # words match on their first 5 letters ("weigh" ~ "weighs" ~ "weight")
 MAX_MISSING_QUESTION_TERMS = 0  # a question term absent from every passage given -> decline
