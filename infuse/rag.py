@@ -158,7 +158,7 @@ def attributed_numbers(answer_text: str, hits: list[SearchHit]) -> list[int]:
 # Grounding: what the question asks about must be in the passages, and what the answer states
 # must be too. Small models neither decline nor stay inside the passages when told to, so the
 # evidence decides (thresholds from bench/calibrate_decline.py, numbers in its docstring).
-_NUMBER = re.compile(r"\\d+(?:[.,]\\d+)*")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _GENERIC = frozenset(
     "many much long often big large small old name named called call get gets got give given "
     "per kind type use used using need needs must one two first last new make made say said "
@@ -223,7 +223,7 @@ def passages_numbers_or_words(numbers: set[str], number: str) -> set[str]:
 
 
 _ECHO = re.compile(
-    r"^\\s*(?:answer|a|response|reply|text|passage|passages|question|q|context)\\s*\\d*\\s*:\\s*",
+    r"^\s*(?:answer|a|response|reply|text|passage|passages|question|q|context)\s*\d*\s*:\s*",
     re.IGNORECASE,
 )
 
@@ -238,9 +238,9 @@ def extract_answer(text: str) -> str:
             break
     else:
         return text.strip()
-    sentences = re.split(r"(?<=[.!?])\\s+(?=[A-Z])", line)
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", line)
     answer = sentences[0].strip()
-    return re.sub(r"\\s*\\[\\d+(?:\\s*,\\s*\\d+)*\\]", "", answer).strip() or text.strip()
+    return re.sub(r"\s*\[\d+(?:\s*,\s*\d+)*\]", "", answer).strip() or text.strip()
 
 
 def _citation(number: int, hit: SearchHit) -> Citation:
@@ -423,6 +423,7 @@ class RagSession:
             if len(missing) > self.max_missing_terms:
                 return decline(f"the passages do not speak of: {', '.join(missing)}")
         model = self.model
+        base_facts["model"] = getattr(model, "name", "")
         messages = build_messages(question, given, self.system_prompt, history)
         generation = model.generate(
             messages,
