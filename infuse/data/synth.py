@@ -380,3 +380,9 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 def pair_rows(pairs: Sequence[QAPair], id_prefix: str = "syn") -> list[dict[str, Any]]:
     """QAPairs as training rows (see `QAPair.to_row`)."""
     return [pair.to_row(f"{id_prefix}{i + 1:04d}") for i, pair in enumerate(pairs)]
+
+
+def augmented_path(output: str | Path) -> Path:
+    """Where the augmented training rows go beside `output`: QA.jsonl -> QA.augmented.jsonl."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.augmented{output.suffix or '.jsonl'}")

@@ -51,16 +51,21 @@ def check_forgetting(
     questions: Sequence[Any] | str | Path | None = None,
     *,
     max_new_tokens: int = 32,
+    base_answers: bool = False,
     on_progress: Callable[..., None] | None = None,
 ) -> ForgettingResult:
     """Ask `questions` (EvalQuestions or a question file; default: the packaged general set)
     to the base method, then those it got right to the adapter method (both answer methods:
-    `.answer(question, max_new_tokens=...) -> Answer`)."""
+    `.answer(question, max_new_tokens=...) -> Answer`).
+
+    With `base_answers` the base model's own answers are the references (every question it
+    answers counts as known): for a model that knows too little to answer the general set.
+    """
     from infuse.eval.questions import load_questions
 
     if questions is None or isinstance(questions, (str, Path)):
         questions = load_questions(questions or GENERAL_QUESTIONS)
-    questions = [q for q in questions if q.answerable]
+    questions = [q for q in questions if q.answerable or base_answers]
     result = ForgettingResult(asked=len(questions))
     total = len(questions)
     done = 0
@@ -69,11 +74,12 @@ def check_forgetting(
         done += 1
         if on_progress is not None:
             on_progress(done, total, method="forgetting")
-        if not _right(base_text, question.references):
+        references = [base_text.strip()] if base_answers else question.references
+        if not references or not references[0] or not _right(base_text, references):
             continue
         result.known_by_base.append(question.id)
         adapter_text = adapter.answer(question.question, max_new_tokens=max_new_tokens).text
-        if not _right(adapter_text, question.references):
+        if not _right(adapter_text, references):
             result.lost.append(
                 {"id": question.id, "question": question.question, "base": base_text,
                  "adapter": adapter_text}
