@@ -66,3 +66,24 @@ def test_augment_rows_mixes_every_kind_and_writes_jsonl(tmp_path):
     path = synth.write_rows(rows, tmp_path / "aug.jsonl")
     assert [json.loads(line) for line in path.read_text().splitlines()] == rows
     assert synth.augmented_path(tmp_path / "qa.jsonl").name == "qa.augmented.jsonl"
+
+
+def test_quickstart_trains_on_the_augmented_rows(tmp_path):
+    from infuse.quickstart import _augment_training, plan_quickstart
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "refund.md").write_text("# Refunds\n\nThe refund window is 38 days.\n")
+    (folder / "train.jsonl").write_text(json.dumps(ROWS[1]) + "\n")
+    (folder / "questions.jsonl").write_text(json.dumps({"question": "Refund window?", "answer": "38 days"}) + "\n")
+    plan = plan_quickstart(folder, output=tmp_path / "out", on_gpu=False)
+    assert plan.augment and plan.epochs == 1
+    said: list[str] = []
+    _augment_training(plan, said.append)
+    assert plan.train_data == tmp_path / "out" / "train-augmented.jsonl"
+    kinds = Counter(json.loads(line)["augmentation"] for line in plan.train_data.read_text().splitlines())
+    assert kinds["original"] == 1 and kinds["raft"] == 1 and kinds["paraphrase"] == 2
+    assert "RAFT" in said[0]
+    bare = plan_quickstart(folder, output=tmp_path / "bare", on_gpu=False, augment=False)
+    _augment_training(bare, said.append)
+    assert bare.train_data == folder / "train.jsonl" and bare.epochs == 3
