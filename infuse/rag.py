@@ -30,7 +30,7 @@ NO_ANSWER = "The knowledge base has no answer to this question."
 DEFAULT_MIN_SIMILARITY = 0.25  # cosine; all-MiniLM-L6-v2 puts unrelated text well below this
 SYSTEM_PROMPT = PASSAGES_PROMPT  # short and plain: what a 135M model follows (see there)
 PASSAGES_GIVEN = 3  # passages shown to the model (of the k retrieved; all k stay in facts)
-PASSAGE_MAX_WORDS = 120  # a longer passage is cut to its window that best matches the question
+PASSAGE_MAX_WORDS = 60  # longer passages are cut to the window that best matches the question
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -162,7 +162,7 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _GENERIC = frozenset(
     "many much long often big large small old name named called call get gets got give given "
     "per kind type use used using need needs must one two first last new make made say said "
-    "tell know exactly please s t amount cost costs value worth year years week weeks day days up".split()
+    "tell know exactly please s t amount cost costs value worth year years week weeks day days up take takes".split()
 )
 STEM_CHARS = 5  # words match on their first 5 letters ("weigh" ~ "weighs" ~ "weight")
 MAX_MISSING_QUESTION_TERMS = 0  # a question term absent from every passage given -> decline
@@ -401,7 +401,7 @@ class RagSession:
         base_facts: dict[str, Any] = {"passages": passages, "retrieval_query": query}
 
         def decline(reason: str, **extra: Any) -> Answer:
-            if on_token is not None and "raw_answer" not in extra:
+            if on_token is not None:
                 on_token(NO_ANSWER)
             timings = {"retrieval_s": retrieval_s, "total_s": time.perf_counter() - started}
             if "generation_s" in extra:
@@ -425,11 +425,13 @@ class RagSession:
         model = self.model
         base_facts["model"] = getattr(model, "name", "")
         messages = build_messages(question, given, self.system_prompt, history)
+        # With grounding the reply is checked before anyone sees it: the answer (or the decline)
+        # is streamed as one piece once checked, never an ungrounded draft.
         generation = model.generate(
             messages,
             max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
             temperature=self.temperature if temperature is None else temperature,
-            on_token=on_token,
+            on_token=None if self.grounded else on_token,
         )
         raw = generation.text.strip()
         text = extract_answer(raw) if self.grounded else raw
@@ -442,6 +444,8 @@ class RagSession:
                     raw_answer=raw,
                     generation_s=generation.total_s,
                 )
+        if self.grounded and on_token is not None:
+            on_token(text)
         numbers = cited_numbers(raw, len(given))
         citation_mode = "cited"
         if not numbers and not no_answer:

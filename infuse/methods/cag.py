@@ -68,11 +68,12 @@ class CagMethod:
                     },
                     timings={"total_s": 0.0},
                 )
+        # With grounding the reply is checked first, then streamed as one piece.
         result = self.session.answer(
             question,
             history=history,
             max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
-            on_token=on_token,
+            on_token=None if knowledge else on_token,
             temperature=temperature,
         )
         result.method = self.name
@@ -84,6 +85,8 @@ class CagMethod:
             if problem is not None:
                 result.text, result.no_answer = NO_ANSWER, True
                 result.facts["declined_because"] = f"the answer is not grounded: {problem}"
+        if knowledge and on_token is not None:
+            on_token(result.text)
         return result
 
     def knowledge_text(self) -> str | None:
