@@ -443,6 +443,8 @@ class RagSession:
                     f"the answer is not grounded: {problem}",
                     raw_answer=raw,
                     generation_s=generation.total_s,
+                    prompt_tokens=generation.prompt_tokens,
+                    completion_tokens=generation.completion_tokens,
                 )
         if self.grounded and on_token is not None:
             on_token(text)
