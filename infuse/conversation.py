@@ -44,3 +44,24 @@ def chat_messages(
     """System prompt (when given), the earlier turns, then the question as the last user turn."""
     turns = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return [*turns, *check_history(history), {"role": "user", "content": question}]
+
+
+# The prompt a question over passages is asked with (RAG, LoRA+RAG, CAG's grounding and the
+# RAFT training rows that teach an adapter to read them). Small models (SmolLM2-135M) follow a
+# short instruction over a few plain passages; numbered `[n] (source: ...)` headers and long
+# rules get echoed back (shared/MODELS.md, last section).
+PASSAGES_PROMPT = (
+    "Answer the question with a short phrase from the text below. Reply in one short sentence."
+)
+
+
+def passages_messages(
+    question: str,
+    passages: Sequence[str],
+    history: Sequence[dict[str, Any]] | None = None,
+    system_prompt: str = PASSAGES_PROMPT,
+) -> list[dict[str, str]]:
+    """The instruction with the passages as plain blocks (blank lines between them) in the
+    system turn, the earlier turns, then the question alone as the last user turn."""
+    blocks = "\n\n".join(text.strip() for text in passages if text.strip())
+    return chat_messages(question, history, f"{system_prompt}\n\n{blocks}")

@@ -21,28 +21,51 @@ from pathlib import Path
 from typing import Any
 
 from infuse.answer import Answer, Citation, stream_answer
-from infuse.conversation import check_history
+from infuse.conversation import PASSAGES_PROMPT, check_history, passages_messages
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
 from infuse.knowledge.store import Filters
 
 NO_ANSWER = "The knowledge base has no answer to this question."
 DEFAULT_MIN_SIMILARITY = 0.25  # cosine; all-MiniLM-L6-v2 puts unrelated text well below this
-SYSTEM_PROMPT = (
-    "You answer questions using only the numbered passages from the user's knowledge base. "
-    "Cite every passage you use by its number in square brackets, like [1] or [2]. "
-    f"If the passages do not contain the answer, reply exactly: {NO_ANSWER}"
-)
+SYSTEM_PROMPT = PASSAGES_PROMPT  # short and plain: what a 135M model follows (see there)
+PASSAGES_GIVEN = 3  # passages shown to the model (of the k retrieved; all k stay in facts)
+PASSAGE_MAX_WORDS = 60  # longer passages are cut to the window that best matches the question
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def format_passages(hits: list[SearchHit]) -> str:
-    """The retrieved chunks as `[n] (source: ...)` blocks, numbered from 1."""
-    blocks = []
-    for number, hit in enumerate(hits, start=1):
-        blocks.append(f"[{number}] (source: {Path(hit.chunk.source).name})\n{hit.chunk.text}")
-    return "\n\n".join(blocks)
+def passage_text(hit: SearchHit, question: str = "", max_words: int = PASSAGE_MAX_WORDS) -> str:
+    """A retrieved chunk as the model sees it: its text, cut to the `max_words` window of lines
+    that shares most key terms with `question` when it is longer (its first line, the heading
+    prefix, is kept)."""
+    text = hit.chunk.text.strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(text.split()) <= max_words or len(lines) < 2:
+        return " ".join(text.split()[:max_words * 2]) if len(lines) < 2 else text
+    wanted = set(key_terms(question))
+    head, body = lines[0], lines[1:]
+    best: tuple[int, int, int] = (-1, 0, 0)
+    for start in range(len(body)):
+        words = len(head.split())
+        score = 0
+        end = start
+        while end < len(body) and words + len(body[end].split()) <= max_words:
+            words += len(body[end].split())
+            score += len(wanted & set(key_terms(body[end])))
+            end += 1
+        if end == start:
+            end = start + 1
+        if score > best[0]:
+            best = (score, start, end)
+    _score, start, end = best
+    return "\n".join([head, *body[start:end]])
+
+
+def format_passages(hits: list[SearchHit], question: str = "") -> str:
+    """The passages as plain text blocks separated by blank lines (no numbers, no headers a
+    small model would echo)."""
+    return "\n\n".join(passage_text(hit, question) for hit in hits)
 
 
 def build_messages(
@@ -51,14 +74,10 @@ def build_messages(
     system_prompt: str = SYSTEM_PROMPT,
     history: Sequence[dict[str, str]] | None = None,
 ) -> list[dict[str, str]]:
-    """The chat messages for one RAG question: instructions, the earlier turns, then the
-    numbered passages with the question."""
-    user = f"Passages:\n\n{format_passages(hits)}\n\nQuestion: {question}"
-    return [
-        {"role": "system", "content": system_prompt},
-        *check_history(history),
-        {"role": "user", "content": user},
-    ]
+    """The chat messages for one RAG question: the short instruction with the passages (cut
+    to what matches the question), the earlier turns, then the question alone."""
+    texts = [passage_text(hit, question) for hit in hits]
+    return passages_messages(question, texts, history, system_prompt)
 
 
 # A follow-up leans on an earlier turn: it refers back ("that", "it") or is too short to stand
@@ -135,6 +154,95 @@ def attributed_numbers(answer_text: str, hits: list[SearchHit]) -> list[int]:
     return [number for _share, _order, number in sorted(scored, reverse=True)]
 
 
+
+# Grounding: what the question asks about must be in the passages, and what the answer states
+# must be too. Small models neither decline nor stay inside the passages when told to, so the
+# evidence decides (thresholds from bench/calibrate_decline.py, numbers in its docstring).
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_GENERIC = frozenset(
+    "many much long often big large small old name named called call get gets got give given "
+    "per kind type use used using need needs must one two first last new make made say said "
+    "tell know exactly please s t amount cost costs value worth year years week weeks day days up take takes".split()
+)
+STEM_CHARS = 5  # words match on their first 5 letters ("weigh" ~ "weighs" ~ "weight")
+MAX_MISSING_QUESTION_TERMS = 0  # a question term absent from every passage given -> decline
+MIN_ANSWER_SUPPORT = 0.5  # share of the answer's new content words that a passage must hold
+
+
+def _stem(word: str) -> str:
+    return word if word.isdigit() else word[:STEM_CHARS]
+
+
+def key_terms(text: str, *, exclude: str = "") -> list[str]:
+    """The words that carry `text`'s content (stopwords and question filler left out), stemmed,
+    in order, without those of `exclude`."""
+    skip = {_stem(word) for word in _content_words(exclude)}
+    terms: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if word in _STOPWORDS or word in _GENERIC or (len(word) < 2 and not word.isdigit()):
+            continue
+        stem = _stem(word)
+        if stem not in skip and stem not in terms:
+            terms.append(stem)
+    return terms
+
+
+def _stems_of(texts: Sequence[str]) -> set[str]:
+    return {_stem(word) for text in texts for word in _WORD.findall(text.lower())}
+
+
+def missing_question_terms(question: str, passages: Sequence[str]) -> list[str]:
+    """The question's key terms that no passage holds ("revenue" when no passage speaks of it)."""
+    present = _stems_of(passages)
+    return [term for term in key_terms(question) if term not in present]
+
+
+def grounding_problem(answer_text: str, question: str, passages: Sequence[str]) -> str | None:
+    """Why an answer is not grounded in the passages (None when it is): a number no passage
+    holds, no new content at all, or too few of its new content words in any passage."""
+    text = answer_text.lower()
+    joined = " ".join(passages).lower()
+    passage_numbers = set(_NUMBER.findall(joined))
+    for number in _NUMBER.findall(text):
+        if number not in passages_numbers_or_words(passage_numbers, number):
+            return f"the number {number} is in no passage"
+    terms = key_terms(answer_text, exclude=question)
+    if not terms:
+        return "the answer states nothing the question did not"
+    present = _stems_of(passages)
+    share = sum(term in present for term in terms) / len(terms)
+    if share < MIN_ANSWER_SUPPORT:
+        missing = [term for term in terms if term not in present]
+        return f"{', '.join(missing[:4])} in no passage ({share:.0%} of the answer's words found)"
+    return None
+
+
+def passages_numbers_or_words(numbers: set[str], number: str) -> set[str]:
+    """The passage numbers, with "1,000" also as "1000" (answers write numbers either way)."""
+    return numbers | {n.replace(",", "") for n in numbers}
+
+
+_ECHO = re.compile(
+    r"^\s*(?:answer|a|response|reply|text|passage|passages|question|q|context)\s*\d*\s*:\s*",
+    re.IGNORECASE,
+)
+
+
+def extract_answer(text: str) -> str:
+    """The answer in a small model's reply: echoed headers ("Answer:", "Text:") and citation
+    marks cut, the first non-empty line, its first sentence (repeats and run-ons dropped)."""
+    for line in text.strip().splitlines():
+        line = _ECHO.sub("", line).strip()
+        line = _ECHO.sub("", line).strip()
+        if line and not line.startswith("#"):
+            break
+    else:
+        return text.strip()
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", line)
+    answer = sentences[0].strip()
+    return re.sub(r"\s*\[\d+(?:\s*,\s*\d+)*\]", "", answer).strip() or text.strip()
+
+
 def _citation(number: int, hit: SearchHit) -> Citation:
     return Citation(
         number=number,
@@ -195,6 +303,9 @@ class RagSession:
         max_new_tokens: int = 256,
         temperature: float = 0.0,
         system_prompt: str = SYSTEM_PROMPT,
+        passages_given: int = PASSAGES_GIVEN,
+        grounded: bool = True,
+        max_missing_terms: int | None = MAX_MISSING_QUESTION_TERMS,
         base_url: str | None = None,
         api_key: str | None = None,
         device: str | None = None,
@@ -211,6 +322,8 @@ class RagSession:
         self.min_similarity, self.min_rerank_score = min_similarity, min_rerank_score
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.system_prompt = system_prompt
+        self.passages_given = passages_given
+        self.grounded, self.max_missing_terms = grounded, max_missing_terms
         self._retrieval_lock = search_lock(self.kb)  # shared by every session on this kb
         self._model_lock = threading.Lock()  # the model loads once, even when asked from threads
         self.facts: dict[str, Any] = {"kb": str(self.kb.location), "k": k, "mode": mode}
@@ -274,39 +387,77 @@ class RagSession:
         query = retrieval_query(question, history)
         hits = self.search(query)
         retrieval_s = time.perf_counter() - started
+        given = hits[: self.passages_given] if self.passages_given else hits
         passages = [
-            {"number": n, "source": hit.chunk.source, "score": hit.score,
-             "doc_id": hit.chunk.doc_id, "chunk_id": hit.chunk.chunk_id}
+            {
+                "number": n,
+                "source": hit.chunk.source,
+                "score": hit.score,
+                "similarity": hit.similarity,
+                "text": hit.chunk.text,
+                "given": n <= len(given),
+                "doc_id": hit.chunk.doc_id,
+                "chunk_id": hit.chunk.chunk_id,
+            }
             for n, hit in enumerate(hits, start=1)
         ]
         base_facts: dict[str, Any] = {"passages": passages, "retrieval_query": query}
-        if not hits:
+
+        def decline(reason: str, **extra: Any) -> Answer:
             if on_token is not None:
                 on_token(NO_ANSWER)
+            timings = {"retrieval_s": retrieval_s, "total_s": time.perf_counter() - started}
+            if "generation_s" in extra:
+                timings["generation_s"] = extra.pop("generation_s")
             return Answer(
                 text=NO_ANSWER,
                 method=self.name,
                 no_answer=True,
-                facts=base_facts,
-                timings={"retrieval_s": retrieval_s, "total_s": time.perf_counter() - started},
+                facts={**base_facts, "declined_because": reason, **extra},
+                timings=timings,
             )
+
+        if not hits:
+            return decline("no passage is similar enough to the question")
+        given_texts = [hit.chunk.text for hit in given]
+        if self.grounded and self.max_missing_terms is not None:
+            missing = missing_question_terms(query, given_texts)
+            base_facts["missing_question_terms"] = missing
+            if len(missing) > self.max_missing_terms:
+                return decline(f"the passages do not speak of: {', '.join(missing)}")
         model = self.model
-        messages = build_messages(question, hits, self.system_prompt, history)
+        base_facts["model"] = getattr(model, "name", "")
+        messages = build_messages(question, given, self.system_prompt, history)
+        # With grounding the reply is checked before anyone sees it: the answer (or the decline)
+        # is streamed as one piece once checked, never an ungrounded draft.
         generation = model.generate(
             messages,
             max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
             temperature=self.temperature if temperature is None else temperature,
-            on_token=on_token,
+            on_token=None if self.grounded else on_token,
         )
-        text = generation.text.strip()
+        raw = generation.text.strip()
+        text = extract_answer(raw) if self.grounded else raw
         no_answer = NO_ANSWER.rstrip(".").lower() in text.lower()
-        numbers = cited_numbers(text, len(hits))
+        if self.grounded and not no_answer:
+            problem = grounding_problem(text, question, given_texts)
+            if problem is not None:
+                return decline(
+                    f"the answer is not grounded: {problem}",
+                    raw_answer=raw,
+                    generation_s=generation.total_s,
+                    prompt_tokens=generation.prompt_tokens,
+                    completion_tokens=generation.completion_tokens,
+                )
+        if self.grounded and on_token is not None:
+            on_token(text)
+        numbers = cited_numbers(raw, len(given))
         citation_mode = "cited"
         if not numbers and not no_answer:
-            # Small models often answer right without writing [n]: name the passages that hold
-            # the answer's words instead, marked as attributed (not cited by the model).
-            numbers, citation_mode = attributed_numbers(text, hits), "attributed"
-        citations = [_citation(number, hits[number - 1]) for number in numbers]
+            # Small models answer without writing [n]: name the passages that hold the
+            # answer's words instead, marked as attributed (not cited by the model).
+            numbers, citation_mode = attributed_numbers(text, given), "attributed"
+        citations = [_citation(number, given[number - 1]) for number in numbers]
         for citation in citations:
             citation.metadata["attributed"] = citation_mode == "attributed"
         timings = {
@@ -324,6 +475,7 @@ class RagSession:
             no_answer=no_answer,
             facts={
                 **base_facts,
+                "raw_answer": raw,
                 "citation_mode": citation_mode if citations else "none",
                 "model": getattr(model, "name", ""),
                 "mode": self.mode,

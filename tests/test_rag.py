@@ -49,7 +49,7 @@ def kb(tmp_path, tiny_embedder):
     knowledge.close()
 
 
-def test_prompt_numbers_passages_and_answer_cites_them(kb):
+def test_prompt_is_a_short_instruction_over_plain_passages_then_the_question(kb):
     model = RecordingModel("The refund window is 45 days [1].")
     streamed: list[str] = []
     result = answer(
@@ -61,18 +61,23 @@ def test_prompt_numbers_passages_and_answer_cites_them(kb):
         on_token=streamed.append,
     )
     [messages] = model.calls
-    user = messages[-1]["content"]
-    assert messages[0]["role"] == "system" and "[1]" in messages[0]["content"]
-    assert "[1] (source: policies.md)" in user and "[2] (source: office.txt)" in user
-    assert user.endswith("Question: How long is the refund window?")
+    system = messages[0]["content"]
+    assert messages[0]["role"] == "system" and messages[-1] == {
+        "role": "user", "content": "How long is the refund window?"
+    }
+    # plain passages: no numbers or source headers for a small model to echo
+    assert "The refund window is 45 days." in system and "Springfield" in system
+    assert "[1]" not in system and "source:" not in system
     assert result.method == "rag" and not result.no_answer
+    assert result.text == "The refund window is 45 days."  # the echoed [1] cut
     assert [(c.number, c.source.endswith("policies.md")) for c in result.citations] == [(1, True)]
     assert "45 days" in result.citations[0].text
-    assert streamed == ["The refund window is 45 days [1]."]
+    assert streamed == ["The refund window is 45 days."]  # checked, then streamed as one piece
     assert {"retrieval_s", "generation_s", "total_s", "time_to_first_token_s"} <= set(
         result.timings
     )
     assert len(result.facts["passages"]) == 2
+    assert all(p["text"] and p["given"] for p in result.facts["passages"])
 
 
 def test_nothing_relevant_means_no_answer_without_calling_the_model(kb):
@@ -92,7 +97,7 @@ def test_model_declining_is_marked_no_answer(kb):
 def test_cited_numbers_and_messages():
     assert cited_numbers("See [2] and [1, 3], again [2]; not [9] or [0].", 3) == [2, 1, 3]
     assert cited_numbers("no citations", 3) == []
-    assert build_messages("q?", [])[1]["content"].endswith("Question: q?")
+    assert build_messages("q?", [])[-1] == {"role": "user", "content": "q?"}
 
 
 def test_real_tiny_local_model_answers(kb, tiny_model_dir):
@@ -156,10 +161,12 @@ def test_uncited_answer_is_attributed_to_the_passage_holding_its_words(kb):
     assert result.citations[0].metadata["attributed"] is True
 
 
-def test_uncited_answer_matching_no_passage_gets_no_sources(kb):
+def test_answer_matching_no_passage_is_declined_as_ungrounded(kb):
     result = answer("How long is the refund window?", kb, model=RecordingModel("Probably two weeks or so."),
                     k=2, min_similarity=None)
-    assert result.citations == [] and result.facts["citation_mode"] == "none"
+    assert result.no_answer and result.text == NO_ANSWER and result.citations == []
+    assert result.facts["declined_because"].startswith("the answer is not grounded")
+    assert result.facts["raw_answer"] == "Probably two weeks or so."
 
 
 def test_cited_answer_is_not_marked_attributed(kb):

@@ -30,10 +30,14 @@ from infuse.models import DEFAULT_MODEL
               help="Ask about at most this many chunks, sampled over every document.")
 @click.option("--time-budget", "time_budget", type=float, default=None,
               help="Seconds to spend at most; generation stops before a chunk would pass it.")
+@click.option("--augment", is_flag=True,
+              help="Also write QA.augmented.jsonl for training: the pairs, rewordings of each, the "
+                   "documents' passages restated, and RAFT rows (questions over passages with "
+                   "distractors) that teach LoRA+RAG to read them.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str | None,
           api_key: str | None, per_chunk: int, holdout: float, seed: int, max_pairs: int | None,
-          max_chunks: int | None, time_budget: float | None, as_json: bool) -> None:
+          max_chunks: int | None, time_budget: float | None, augment: bool, as_json: bool) -> None:
     """Ask a model for question/answer pairs about your documents; keep only grounded ones."""
     from collections import Counter
 
@@ -56,6 +60,13 @@ def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str |
         )
     train_path = write_pairs(result.train, output, id_prefix="syn")
     held_path = write_pairs(result.heldout, heldout_path(output), id_prefix="held")
+    augmented_path = None
+    if augment:
+        from infuse.data.synth import augment_rows, pair_rows, write_rows
+        from infuse.data.synth import augmented_path as augmented_for
+
+        rows = augment_rows(pair_rows(result.train), documents, seed=seed)
+        augmented_path = write_rows(rows, augmented_for(output))
     reasons = Counter(why for _q, _a, why in result.rejected)
     payload = {
         **result.to_dict(),
@@ -63,6 +74,7 @@ def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str |
         "rejected_by_reason": dict(reasons),
         "train_file": str(train_path),
         "heldout_file": str(held_path),
+        "augmented_file": str(augmented_path) if augmented_path else None,
     }
     if as_json:
         print_json(payload)
@@ -78,5 +90,7 @@ def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str |
             result.stopped or "", "--max-chunks")
         console.print(f"asked about {result.chunks_asked} of {result.chunks} chunks "
                       f"({result.documents_covered} of {result.documents} documents): {why}")
+    if augmented_path:
+        console.print(f"augmented: {augmented_path}  (train on it: `infuse train --data`)")
     if not result.train and not result.heldout:
         err_console.print("[yellow]No pair passed the checks: try a larger model (--model/--base-url).[/]")

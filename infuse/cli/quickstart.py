@@ -35,7 +35,15 @@ from infuse.models import DEFAULT_MODEL
 @click.option("--question-budget", "question_budget", type=float, default=None,
               help="Question generation: seconds to spend at most (default 360 on a CPU).")
 @click.option(
-    "--epochs", type=int, default=None, help="LoRA epochs (default: 3 on a CPU, 8 on a GPU)."
+    "--epochs",
+    type=int,
+    default=None,
+    help="LoRA epochs (default on a CPU: 1 over the augmented data, 3 without; 8 on a GPU).",
+)
+@click.option(
+    "--no-augment",
+    is_flag=True,
+    help="Train on the question/answer pairs alone (no rewordings, restated passages, RAFT rows).",
 )
 @click.option("--max-new-tokens", type=int, default=32, show_default=True)
 @click.option(
@@ -49,6 +57,7 @@ def quickstart(
     epochs: int | None,
     max_new_tokens: int,
     all_questions: bool,
+    no_augment: bool,
     as_json: bool,
     base_url: str | None,
     api_key: str | None,
@@ -74,6 +83,7 @@ def quickstart(
         api_key=api_key,
         synth_budget_s=question_budget,
         max_pairs=max_pairs,
+        augment=not no_augment,
     )
     say = (
         (lambda text: None) if as_json else (lambda text: console.print(f"[bold cyan]>[/] {text}"))

@@ -296,3 +296,174 @@ def heldout_path(output: str | Path) -> Path:
     """Where the held-out split goes beside `output`: QA.jsonl -> QA.heldout.jsonl."""
     output = Path(output)
     return output.with_name(f"{output.stem}.heldout{output.suffix or '.jsonl'}")
+
+
+# Knowledge injection: a fine-tune learns a new fact from many wordings of it (Ovadia et al.,
+# EMNLP 2024; EntiGraph, ICLR 2025), and learns to read retrieved passages from questions asked
+# over passages that include distractors (RAFT, 2024). The wordings are templates, not a model:
+# the 135M default paraphrases badly, and templates keep every answer word for word grounded.
+QUESTION_WORDINGS = (
+    "{q}",
+    "Quick question: {q}",
+    "{q} Please answer briefly.",
+    "I'd like to know: {q}",
+    "Can you tell me this? {q}",
+)
+RESTATE_WORDINGS = (
+    "What does {where} say about {topic}?",
+    "Tell me what you know about {topic}.",
+)
+
+
+def _training_row(messages: list[dict[str, str]], source: str, kind: str) -> dict[str, Any]:
+    return {"messages": messages, "source": source, "augmentation": kind}
+
+
+def paraphrase_rows(
+    rows: Sequence[dict[str, Any]], *, variants: int = 3, seed: int = 0
+) -> list[dict[str, Any]]:
+    """`variants` differently worded copies of each user/assistant training row (the original
+    wording is not repeated); the answer stays word for word."""
+    rng = random.Random(seed)
+    out = []
+    for row in rows:
+        question, answer = _question_answer(row)
+        wordings = list(QUESTION_WORDINGS[1:])
+        rng.shuffle(wordings)
+        for wording in wordings[:variants]:
+            out.append(
+                _training_row(
+                    [{"role": "user", "content": wording.format(q=question)},
+                     {"role": "assistant", "content": answer}],
+                    row.get("source", ""),
+                    "paraphrase",
+                )
+            )
+    return out
+
+
+def _question_answer(row: dict[str, Any]) -> tuple[str, str]:
+    messages = row.get("messages")
+    if isinstance(messages, list):
+        users = [m["content"] for m in messages if m.get("role") == "user"]
+        answers = [m["content"] for m in messages if m.get("role") == "assistant"]
+        if users and answers:
+            return users[-1], answers[-1]
+    return str(row.get("question", "")), str(row.get("answer", ""))
+
+
+def restatement_rows(documents: Sequence[Document], *, max_chunk_tokens: int = 200) -> list[dict[str, Any]]:
+    """Each passage of the documents restated as answers: "What does <doc> say about <section>?"
+    and "Tell me what you know about <section>." -> the passage's text."""
+    from infuse.knowledge.chunking import chunk_document
+
+    out = []
+    for document in documents:
+        source = Path(document.source).name or document.source
+        for chunk in chunk_document(document, max_tokens=max_chunk_tokens, overlap_tokens=0):
+            lines = [line for line in chunk.text.splitlines() if line.strip()]
+            body = "\n".join(lines[1:]) if len(lines) > 1 else chunk.text
+            headings = [h for h in chunk.heading_path if h] or [chunk.title or source]
+            topic = headings[-1].rstrip("?.!: ")
+            where = chunk.title or source
+            for wording in RESTATE_WORDINGS:
+                question = wording.format(where=where, topic=topic)
+                out.append(_training_row(
+                    [{"role": "user", "content": question},
+                     {"role": "assistant", "content": body.strip()}],
+                    source,
+                    "restatement",
+                ))
+    return out
+
+
+def _overlap(a: str, b: str) -> int:
+    return len(set(_words(a)) & set(_words(b)))
+
+
+def raft_rows(
+    rows: Sequence[dict[str, Any]],
+    documents: Sequence[Document],
+    *,
+    distractors: int = 2,
+    max_chunk_tokens: int = 200,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """RAFT-style rows for LoRA+RAG: the question asked over passages the way RAG asks it
+    (`infuse.conversation.passages_messages`), the passage holding the answer among
+    `distractors` others (the most similar wrong ones first), the answer as the target.
+
+    The right passage is the one of the row's source (when given) that shares most words with
+    the answer and question; rows whose answer no passage supports are left out.
+    """
+    from infuse.conversation import passages_messages
+    from infuse.knowledge.chunking import chunk_document
+
+    chunks: list[tuple[str, str]] = []
+    for document in documents:
+        source = Path(document.source).name or document.source
+        chunks += [(source, chunk.text)
+                   for chunk in chunk_document(document, max_tokens=max_chunk_tokens, overlap_tokens=0)]
+    if not chunks:
+        return []
+    rng = random.Random(seed)
+    out = []
+    for row in rows:
+        question, answer = _question_answer(row)
+        source = Path(str(row.get("source", ""))).name
+        pool = [c for c in chunks if c[0] == source] or chunks
+        gold = max(pool, key=lambda c: (2 * _overlap(answer, c[1]) + _overlap(question, c[1])))
+        if _overlap(answer, gold[1]) == 0:
+            continue
+        others = sorted(
+            (c for c in chunks if c is not gold),
+            key=lambda c: -_overlap(question, c[1]),
+        )[: distractors * 2]
+        rng.shuffle(others)
+        passages = [gold[1], *[c[1] for c in others[:distractors]]]
+        rng.shuffle(passages)
+        messages = passages_messages(question, passages)
+        messages.append({"role": "assistant", "content": answer})
+        out.append(_training_row(messages, gold[0], "raft"))
+    return out
+
+
+def augment_rows(
+    rows: Sequence[dict[str, Any]],
+    documents: Sequence[Document],
+    *,
+    variants: int = 2,
+    restate: bool = True,
+    raft: bool = True,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Training rows plus knowledge-injection augmentation: the originals, `variants` rewordings
+    of each, the documents' passages restated, and RAFT rows (question over passages with
+    distractors) for LoRA+RAG. Rows are in a fixed shuffled order."""
+    out = [dict(row, augmentation=row.get("augmentation", "original")) for row in rows]
+    if variants:
+        out += paraphrase_rows(rows, variants=variants, seed=seed)
+    if restate:
+        out += restatement_rows(documents)
+    if raft:
+        out += raft_rows(rows, documents, seed=seed)
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write training rows as JSONL (atomically); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def pair_rows(pairs: Sequence[QAPair], id_prefix: str = "syn") -> list[dict[str, Any]]:
+    """QAPairs as training rows (see `QAPair.to_row`)."""
+    return [pair.to_row(f"{id_prefix}{i + 1:04d}") for i, pair in enumerate(pairs)]
+
+
+def augmented_path(output: str | Path) -> Path:
+    """Where the augmented training rows go beside `output`: QA.jsonl -> QA.augmented.jsonl."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.augmented{output.suffix or '.jsonl'}")

@@ -20,6 +20,8 @@ MASKED_FRACTION = 0.05  # fewer supervised tokens than this: almost everything i
 OVERFIT_RISE = 1.05  # eval loss this much above its best, at the end
 HIGH_HALLUCINATION = 0.2  # unanswerable questions answered anyway, above this share
 HIGH_WRONG_DECLINES = 0.2  # answerable questions declined, above this share
+FORGETTING_SHARE = 0.25  # general questions the base knew and the adapter lost, from this share
+FORGETTING_MIN_LOST = 2  # ... and at least this many (one miss is noise)
 
 
 @dataclass
@@ -284,6 +286,27 @@ def check_model_too_small(results: EvalResults, run: RunRecord | None = None) ->
     )
 
 
+def check_forgetting(results: EvalResults, run: RunRecord | None = None) -> Finding | None:
+    """Fires when the adapter lost general knowledge the base model had (`infuse.eval.forgetting`)."""
+    forgetting = results.meta.get("forgetting")
+    if not forgetting or not forgetting.get("known_by_base"):
+        return None
+    known, lost = len(forgetting["known_by_base"]), forgetting.get("lost", [])
+    if len(lost) < FORGETTING_MIN_LOST or len(lost) / known < FORGETTING_SHARE:
+        return None
+    examples = "; ".join(f"{item['question']} base: {item['base']!r}, adapter: {item['adapter']!r}"
+                         for item in lost[:2])
+    return Finding(
+        "forgetting",
+        "The fine-tune made the model forget what it knew",
+        f"Of {known} general questions the base model answered right, the adapter got "
+        f"{len(lost)} wrong ({len(lost) / known:.0%}), e.g. {examples}. Train less (fewer epochs, "
+        "a lower learning rate or LoRA rank), mix general question/answer rows into the training "
+        "data, or use RAG, which leaves the model as it is.",
+        {"known_by_base": known, "lost": len(lost), "lost_share": len(lost) / known},
+    )
+
+
 CHECKS = (
     check_model_too_small,
     check_base_already_answers,
@@ -296,6 +319,7 @@ CHECKS = (
     check_cag_does_not_fit,
     check_hallucination,
     check_wrong_declines,
+    check_forgetting,
 )
 
 

@@ -34,6 +34,7 @@ def evaluate(
     output_dir: str | Path | None = None,
     on_progress=None,
     prefer: str = "accuracy",
+    forgetting: bool = True,
 ) -> EvalResults:
     """Run the question set through the named methods (plus `extra_methods`), diagnose, report.
 
@@ -42,7 +43,9 @@ def evaluate(
     RAG retrieves from a knowledge base built from it (`output_dir/kb`, or a temporary one).
     `options.run_dir` adds the training curve and run facts; `judge` is a ChatModel that grades
     answers 1-5; `on_progress(done, total, method=...)` reports each answer; `prefer`
-    ("accuracy" or "fast") is what the recommendation optimises. When `output_dir` is given, results.json and report.html are written there and
+    ("accuracy" or "fast") is what the recommendation optimises; with `forgetting` (and both the
+    base and lora methods) the packaged general questions check what the adapter forgot
+    (`results.meta["forgetting"]`, diagnosis `forgetting`). When `output_dir` is given, results.json and report.html are written there and
     their paths put in `results.meta["files"]`, with the assistant profile (`profile.json`) that
     `infuse serve --profile` reads.
     """
@@ -86,6 +89,14 @@ def evaluate(
             "judge": getattr(judge, "name", None) if judge is not None else None,
         }
         results = _run(items, [*built, *extra_methods], skipped, judge, on_progress, meta)
+        by_name = {method.name: method for method in built}
+        ran = {m.name for m in results.methods}
+        if forgetting and {"base", "lora"} <= ran and {"base", "lora"} <= set(by_name):
+            from infuse.eval.forgetting import check_forgetting
+
+            results.meta["forgetting"] = check_forgetting(
+                by_name["base"], by_name["lora"], max_new_tokens=options.max_new_tokens
+            ).to_dict()
     if run is not None:
         results.training_curve = run.curve()
     compare_methods(results)

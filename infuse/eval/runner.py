@@ -38,7 +38,11 @@ def score_answer(
     cited = [c.source for c in answer.citations]
     context_hit = source_hit = retrieval_hit = None
     texts = [c.text for c in answer.citations if c.text]
-    given = [p.get("text", "") for p in answer.facts.get("passages", []) if isinstance(p, dict)]
+    given = [
+        p.get("text", "")
+        for p in answer.facts.get("passages", [])
+        if isinstance(p, dict) and p.get("given", True)
+    ]
     if texts and refs:
         context_hit = scoring.answer_in_context(texts, refs)
     if any(given) and refs:

@@ -146,11 +146,11 @@ def test_a_follow_up_is_retrieved_on_the_subject_of_the_earlier_turn(kb_dir):
     )
     assert followed.facts["passages"][0]["source"].endswith("refunds.md")
     assert Path(followed.citations[0].source).name == "refunds.md"
-    # The model sees the conversation: system, the earlier turns, then passages + question.
+    # The model sees the conversation: system (with the passages), the earlier turns, the question.
     messages = model.calls[-1]
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1:3] == history
-    assert messages[-1]["content"].endswith("Question: and how long does that take?")
+    assert messages[-1]["content"] == "and how long does that take?"
 
 
 def test_follow_up_rule():
@@ -178,8 +178,15 @@ def test_follow_up_rule():
 def test_stream_yields_the_pieces_then_the_answer_and_closing_it_stops_the_model(
     kb_dir, chat_model_dir
 ):
-    session = RagSession(
+    grounded = RagSession(
         kb_dir, str(chat_model_dir), device="cpu", mode="bm25", min_similarity=None
+    )
+    *pieces, final = list(grounded.stream(QUESTIONS[1], max_new_tokens=12))
+    # Grounded: checked first, then streamed as one piece (the answer or the decline).
+    assert len(pieces) == 1 and pieces[0] == final.text
+    # Ungrounded: streamed live, piece by piece.
+    session = RagSession(
+        kb_dir, grounded.model, mode="bm25", min_similarity=None, grounded=False
     )
     items = list(session.stream(QUESTIONS[1], max_new_tokens=12))
     *pieces, final = items

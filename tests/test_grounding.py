@@ -1,0 +1,139 @@
+"""Grounded RAG and CAG with small models: answers cut from the reply, checked against the
+passages, and declines that come from evidence (missing question terms, ungrounded answers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from infuse.answer import Answer
+from infuse.knowledge.kb import KnowledgeBase
+from infuse.llm.base import Generation
+from infuse.rag import (
+    NO_ANSWER,
+    RagSession,
+    extract_answer,
+    grounding_problem,
+    missing_question_terms,
+)
+
+
+class ScriptedModel:
+    """A ChatModel that replies with a fixed text and counts its calls."""
+
+    name = "scripted"
+
+    def __init__(self, reply: str):
+        self.reply = reply
+        self.calls: list[list[dict[str, str]]] = []
+
+    def generate(self, messages, *, max_new_tokens=256, temperature=0.0, stop=None, on_token=None):
+        self.calls.append(messages)
+        return Generation(text=self.reply, total_s=0.01)
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory):
+    from knowledge.conftest import build_tiny_embedder
+
+    from infuse.knowledge.embeddings import Embedder
+
+    root = tmp_path_factory.mktemp("grounding")
+    embedder = Embedder(str(build_tiny_embedder(root / "embedder")), device="cpu")
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "policies.md").write_text(
+        "# Policies\n\n## Refunds\n\nThe refund window is 45 days. A restocking fee of 12 percent "
+        "applies to opened devices.\n"
+    )
+    (docs / "office.txt").write_text("Our office is in Springfield, next to the river.")
+    knowledge = KnowledgeBase(root / "kb", create=True, embedder=embedder)
+    knowledge.add([docs])
+    yield knowledge
+    knowledge.close()
+
+
+def test_extract_answer_cuts_echoed_headers_citations_and_repeats():
+    assert extract_answer("Answer: The refund window is 45 days [1]. The refund window is 45") == (
+        "The refund window is 45 days."
+    )
+    assert extract_answer("\n\nText: 45 days.\nText: 45 days.") == "45 days."
+    assert extract_answer("It is 45 days.") == "It is 45 days."
+
+
+def test_grounding_rejects_numbers_and_words_no_passage_holds():
+    passages = ["The refund window is 45 days.", "Our office is in Springfield."]
+    question = "How long is the refund window?"
+    assert grounding_problem("The refund window is 45 days.", question, passages) is None
+    assert "60" in grounding_problem("The refund window is 60 days.", question, passages)
+    assert grounding_problem("Ask the friendly support wizard.", question, passages)
+    assert grounding_problem("The refund window.", question, passages)  # nothing new said
+
+
+def test_missing_question_terms_name_what_no_passage_speaks_of():
+    passages = ["Nimbus Orchard Labs was founded in 2016 in Ghent."]
+    assert missing_question_terms("In which year was Nimbus Orchard Labs founded?", passages) == []
+    assert missing_question_terms("What was Nimbus Orchard Labs' revenue last year?", passages) == [
+        "reven"
+    ]
+
+
+def test_question_about_something_absent_is_declined_without_asking_the_model(kb):
+    model = ScriptedModel("The CEO earns 2 million.")
+    session = RagSession(kb, model, k=2, min_similarity=None)
+    result = session.answer("What is the salary of the chief executive?")
+    assert result.no_answer and result.text == NO_ANSWER and model.calls == []
+    assert "salar" in result.facts["declined_because"]
+
+
+def test_invented_number_is_declined_and_grounded_answer_kept(kb):
+    question = "How long is the refund window?"
+    invented = RagSession(kb, ScriptedModel("The refund window is 60 days."), k=2, min_similarity=None)
+    result = invented.answer(question)
+    assert result.no_answer and "60" in result.facts["declined_because"]
+    assert result.facts["raw_answer"] == "The refund window is 60 days."
+    right = RagSession(kb, ScriptedModel("Answer: 45 days.\nAnswer: 45 days."), k=2, min_similarity=None)
+    result = right.answer(question)
+    assert not result.no_answer and result.text == "45 days."
+
+
+def test_only_the_passages_given_are_shown_and_marked(kb):
+    model = ScriptedModel("The refund window is 45 days.")
+    session = RagSession(kb, model, k=2, min_similarity=None, passages_given=1)
+    result = session.answer("How long is the refund window?")
+    passages = result.facts["passages"]
+    assert [p["given"] for p in passages] == [True, False]
+    assert passages[0]["text"] in model.calls[0][0]["content"] or "45 days" in model.calls[0][0]["content"]
+    assert passages[1]["text"].split("\n")[-1] not in model.calls[0][0]["content"]
+
+
+def test_grounding_can_be_turned_off(kb):
+    session = RagSession(kb, ScriptedModel("Ask the wizard."), k=2, min_similarity=None, grounded=False)
+    assert session.answer("How long is the refund window?").text == "Ask the wizard."
+
+
+class ScriptedCagSession:
+    """What CagMethod needs of a CAG session: the knowledge text and answer()."""
+
+    def __init__(self, knowledge: str, reply: str):
+        self.system = knowledge
+        self.reply = reply
+        self.asked: list[str] = []
+
+    def answer(self, question, **options):
+        self.asked.append(question)
+        return Answer(text=self.reply, method="cag", facts={})
+
+
+def test_cag_declines_from_the_whole_knowledge():
+    from infuse.methods.cag import CagMethod
+
+    knowledge = "The refund window is 45 days. Our office is in Springfield."
+    invented = CagMethod(ScriptedCagSession(knowledge, "The refund window is 90 days."))
+    result = invented.answer("How long is the refund window?")
+    assert result.no_answer and "90" in result.facts["declined_because"]
+    absent = CagMethod(ScriptedCagSession(knowledge, "anything"))
+    result = absent.answer("Who is the chief financial officer?")
+    assert result.no_answer and absent.session.asked == []
+    right = CagMethod(ScriptedCagSession(knowledge, "The refund window is 45 days. It is 45 days."))
+    result = right.answer("How long is the refund window?")
+    assert not result.no_answer and result.text == "The refund window is 45 days."
