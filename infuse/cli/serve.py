@@ -48,6 +48,9 @@ def serve_options(command: Callable) -> Callable:
         click.option("--persona", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                      help="File holding the assistant's system prompt (its voice)."),
         click.option("--max-new-tokens", type=int, default=256, show_default=True),
+        click.option("--no-grounding", is_flag=True,
+                     help="RAG streams the model's answer as it comes, without the grounding check "
+                          "and evidence declines (for strong models you trust)."),
         click.option("--queue-size", type=int, default=8, show_default=True,
                      help="Requests that may wait per model; more get 429."),
         click.option("--max-file-mb", type=float, default=20, show_default=True),
@@ -89,6 +92,7 @@ def settings_from(options: dict) -> ServeSettings:  # noqa: F821 - imported lazi
         read_only=options["read_only"],
         persona=persona,
         max_new_tokens=options["max_new_tokens"],
+        grounded=not options["no_grounding"],
         queue_size=options["queue_size"],
         methods=methods,
         max_file_bytes=int(options["max_file_mb"] * MB),

@@ -170,7 +170,8 @@ class Assistant:
             else:
                 prompt = f"{persona}\n\n{rag.SYSTEM_PROMPT}" if persona else rag.SYSTEM_PROMPT
                 built["rag"] = RagSession(
-                    self.library.kb, model, max_new_tokens=settings.max_new_tokens, system_prompt=prompt
+                    self.library.kb, model, max_new_tokens=settings.max_new_tokens, system_prompt=prompt,
+                    grounded=settings.grounded,
                 )
         cag_worker = "base"
         if "cag" in names:

@@ -63,6 +63,7 @@ class ServeSettings:
     read_only: bool = False
     persona: str | None = None
     max_new_tokens: int = 256
+    grounded: bool = True  # RAG checks answers against its passages and declines without evidence
     queue_size: int = DEFAULT_QUEUE_SIZE
     methods: list[str] | None = None  # None: every method that can run here
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES

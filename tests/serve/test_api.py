@@ -23,7 +23,7 @@ def server(api_env, tmp_path_factory):
     process = ServerProcess(
         ["--kb", str(api_env["kb"]), "--model", str(api_env["model"]), "--profile", str(api_env["profile"]),
          "--runs", str(api_env["runs"]), "--allow-root", str(api_env["docs"]), "--max-new-tokens", "8",
-         "--queue-size", "4"],
+         "--queue-size", "4", "--no-grounding"],
         log,
     )
     yield process
