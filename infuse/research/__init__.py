@@ -6,8 +6,8 @@ noting and writing a cited Markdown report, within budgets.
 """
 
 from infuse.research.citations import CitationCheck, check_citations
-from infuse.research.core import NO_ANSWER, Budget, ResearchSession, research
+from infuse.research.core import NO_ANSWER, Budget, ResearchSession, report_dict, research
 from infuse.research.websearch import SearchResult, WebSearch, web_search
 
 __all__ = ["NO_ANSWER", "Budget", "CitationCheck", "ResearchSession", "SearchResult",
-           "WebSearch", "check_citations", "research", "web_search"]
+           "WebSearch", "check_citations", "report_dict", "research", "web_search"]

@@ -13,7 +13,6 @@ wall time) are checked before each step; what a budget cut is listed in `facts["
 from __future__ import annotations
 
 import json
-
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -130,7 +129,7 @@ class _Run:
     def progress(self, stage: str, **info: Any) -> None:
         self.step += 1
         if self.on_progress is not None:
-            self.on_progress(self.step, None, stage=stage, **info)
+            self.on_progress(self.step, None, step=stage, **info)
 
     def time_left(self) -> bool:
         return time.perf_counter() - self.started < self.budget.seconds
@@ -395,7 +394,7 @@ def _raise(message: str):
 
 
 
-def research(question: str, *, model: Any = None, kb: Any = None, search: str | None = None,
+def research(question: str, *, model: Any = None, kb: Any = None, search: Any = None,
              budget: Budget | None = None, fetch_config: Any = None, to_kb: Any = None,
              on_progress: Callable[..., None] | None = None) -> Answer:
     """One question, one-shot. `model`: a ChatModel or a spec for `load_chat_model` (None:
@@ -411,3 +410,18 @@ def research(question: str, *, model: Any = None, kb: Any = None, search: str | 
     session = ResearchSession(model, kb=kb, search=search, budget=budget,
                               fetch_config=fetch_config, to_kb=to_kb)
     return session.answer(question, on_progress=on_progress)
+
+
+def report_dict(answer: Answer) -> dict[str, Any]:
+    """The JSON form of a research answer: report, citations, dropped_citations, timings, ..."""
+    payload = answer.to_dict()
+    facts = payload.pop("facts")
+    return {
+        "report": payload.pop("answer"),
+        "citations": payload["citations"],
+        "dropped_citations": facts.get("dropped_citations", []),
+        "flagged_sentences": facts.get("flagged_sentences", []),
+        "no_answer": payload["no_answer"],
+        "timings": payload["timings"],
+        "facts": facts,
+    }

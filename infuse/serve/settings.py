@@ -65,6 +65,7 @@ class ServeSettings:
     max_new_tokens: int = 256
     queue_size: int = DEFAULT_QUEUE_SIZE
     methods: list[str] | None = None  # None: every method that can run here
+    search: str | None = None  # the research tool's web search (searxng:URL, brave, ...; None: kb only)
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
