@@ -140,8 +140,11 @@ class _Run:
         (with the reason in `skipped`)."""
         reason = ""
         for _attempt in range(2):
-            if self.calls >= self.budget.model_calls or not self.time_left():
+            if self.calls >= self.budget.model_calls:
                 self.skipped.append(f"{step}: budget spent ({self.calls} model calls)")
+                raise _OutOfBudget
+            if not self.time_left():
+                self.skipped.append(f"{step}: time budget spent ({self.budget.seconds:g} s)")
                 raise _OutOfBudget
             self.calls += 1
             began = time.perf_counter()
