@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("infuse.cli.train:export", "Export a run as adapter, merged weights or GGUF."),
     "kb": ("infuse.cli.kb:kb", "Build and search the knowledge base."),
     "ask": ("infuse.cli.ask:ask", "Answer a question with RAG or CAG."),
+    "research": ("infuse.cli.research:research", "Research a question: knowledge base, then the web; a cited report."),
     "cag": ("infuse.cli.cag:cag", "Build a CAG cache: the whole knowledge in the KV cache."),
     "eval": ("infuse.cli.eval:eval_group", "Compare methods (or retrieval) on a question set."),
     "scrape": ("infuse.cli.scrape:scrape", "Crawl web pages into knowledge; extract structured records."),

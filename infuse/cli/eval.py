@@ -74,6 +74,8 @@ def parse_methods(text: str) -> list[str]:
 @click.option("--judge-url", default=None, help="OpenAI-compatible endpoint of an LLM judge (1-5 grades).")
 @click.option("--judge-model", default=None, help="Model name the judge endpoint serves.")
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
+@click.option("--search", default=None,
+              help="research method: web search (searxng:URL, brave, tavily, exa; default none).")
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("eval-report"),
               show_default=True, help="Folder for results.json and report.html.")
 @click.option("--prefer", type=click.Choice(["accuracy", "fast"]), default="accuracy", show_default=True,
@@ -84,8 +86,8 @@ def parse_methods(text: str) -> list[str]:
 def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path, ...],
                kb: str | None, run_dir: Path | None, methods: str, limit: int | None, subset: str | None,
                model: str, base_url: str | None, api_key: str | None, judge_url: str | None,
-               judge_model: str | None, max_new_tokens: int, output_dir: Path, prefer: str,
-               as_json: bool) -> None:
+               judge_model: str | None, max_new_tokens: int, search: str | None,
+               output_dir: Path, prefer: str, as_json: bool) -> None:
     """Compare the base model, RAG, CAG, the LoRA adapter and adapter+RAG on one question set."""
     if ctx.invoked_subcommand is not None:
         return
@@ -99,7 +101,7 @@ def eval_group(ctx: click.Context, questions: Path | None, knowledge: tuple[Path
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")
     options = MethodOptions(  # evaluate() expands folders and builds the default kb (output/kb)
         model=model, base_url=base_url, api_key=api_key, knowledge=list(knowledge),
-        run_dir=run_dir, max_new_tokens=max_new_tokens, kb=kb,
+        run_dir=run_dir, max_new_tokens=max_new_tokens, kb=kb, search=search,
     )
     judge = None
     if judge_url:

@@ -51,6 +51,8 @@ def serve_options(command: Callable) -> Callable:
         click.option("--no-grounding", is_flag=True,
                      help="RAG streams the model's answer as it comes, without the grounding check "
                           "and evidence declines (for strong models you trust)."),
+        click.option("--search", default=None,
+                     help="The research tool's web search: searxng:URL, brave, tavily, exa (default: kb only)."),
         click.option("--queue-size", type=int, default=8, show_default=True,
                      help="Requests that may wait per model; more get 429."),
         click.option("--max-file-mb", type=float, default=20, show_default=True),
@@ -95,10 +97,21 @@ def settings_from(options: dict) -> ServeSettings:  # noqa: F821 - imported lazi
         grounded=not options["no_grounding"],
         queue_size=options["queue_size"],
         methods=methods,
+        search=_search_spec(options.get("search")),
         max_file_bytes=int(options["max_file_mb"] * MB),
         max_request_bytes=int(options["max_request_mb"] * MB),
         max_total_bytes=int(options["max_total_mb"] * MB),
     ).validate()
+
+
+def _search_spec(spec: str | None) -> str | None:
+    """--search checked now (a missing API key is named before anything loads)."""
+    if spec is None or spec == "none":
+        return None
+    from infuse.research.websearch import web_search
+
+    web_search(spec)
+    return spec
 
 
 def _library(settings):

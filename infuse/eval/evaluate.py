@@ -18,14 +18,14 @@ from infuse.eval.results import EvalResults
 from infuse.eval.runinfo import RunInfo, load_run
 from infuse.eval.runner import run_eval
 from infuse.eval.verdict import compare_methods, recommend
-from infuse.methods import METHOD_NAMES, MethodOptions, SkippedMethod, build_methods
+from infuse.methods import DEFAULT_METHODS, MethodOptions, SkippedMethod, build_methods
 from infuse.methods.build import knowledge_files
 
 
 def evaluate(
     questions: str | Path | Sequence[EvalQuestion],
     *,
-    methods: Sequence[str] = METHOD_NAMES,
+    methods: Sequence[str] = DEFAULT_METHODS,
     options: MethodOptions | None = None,
     extra_methods: Sequence[Any] = (),
     limit: int | None = None,

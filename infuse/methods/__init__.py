@@ -27,6 +27,7 @@ from infuse.methods.base import (
     SkippedMethod,
 )
 from infuse.methods.build import (
+    DEFAULT_METHODS,
     METHOD_NAMES,
     MethodOptions,
     build_methods,
@@ -37,6 +38,7 @@ from infuse.methods.cag import CagMethod
 from infuse.rag import RagSession
 
 __all__ = [
+    "DEFAULT_METHODS",
     "DEFAULT_SYSTEM_PROMPT",
     "DOES_NOT_FIT",
     "FAILED",

@@ -1,4 +1,4 @@
-"""The standard methods built from options: base, rag, cag, lora, lora+rag.
+"""The standard methods built from options: base, rag, cag, lora, lora+rag, research.
 
     build_methods(names, MethodOptions(...)) -> (methods, skipped)
 
@@ -28,7 +28,8 @@ from infuse.methods.base import (
 )
 from infuse.models import DEFAULT_MODEL
 
-METHOD_NAMES = ("base", "rag", "cag", "lora", "lora+rag")
+DEFAULT_METHODS = ("base", "rag", "cag", "lora", "lora+rag")  # what eval runs when not told
+METHOD_NAMES = (*DEFAULT_METHODS, "research")
 
 
 @dataclass
@@ -52,6 +53,7 @@ class MethodOptions:
     max_new_tokens: int = 64
     device: str | None = None
     k: int = 5  # RAG: passages given to the model
+    search: str | None = None  # research: web search backend (searxng:URL, brave, ...; None: kb only)
 
 
 def knowledge_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -236,6 +238,22 @@ def _lora_method(options: MethodOptions, shared: _Shared) -> LazyMethod:
     return LazyMethod("lora", open_it, facts={"run_dir": str(options.run_dir)})
 
 
+def _research_method(options: MethodOptions, shared: _Shared) -> LazyMethod:
+    def open_it():
+        from infuse.research import Budget, ResearchSession
+
+        kb = shared.knowledge_base("research") if options.kb is not None else None
+        if kb is None and not options.search:
+            raise _skip("research", "nothing to research in: no knowledge base (--kb/--knowledge) "
+                        "and no web search")
+        # eval asks many questions: one round, few model calls each
+        budget = Budget(depth=1, breadth=2, pages=3, model_calls=8, seconds=120)
+        return ResearchSession(shared.base(), kb=kb, search=options.search, budget=budget,
+                               max_new_tokens=max(options.max_new_tokens, 128))
+
+    return LazyMethod("research", open_it, facts={"search": options.search or "none"})
+
+
 def build_methods(
     names: Sequence[str], options: MethodOptions
 ) -> tuple[list[LazyMethod], list[SkippedMethod]]:
@@ -259,6 +277,8 @@ def build_methods(
             methods.append(_rag_method("rag", options, shared, shared.base))
         elif name == "cag":
             methods.append(_cag_method(options, shared))
+        elif name == "research":
+            methods.append(_research_method(options, shared))
         elif options.run_dir is None:
             skipped.append(SkippedMethod(name, "no training run given (--run RUN_DIR)"))
         elif name == "lora":

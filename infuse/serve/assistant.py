@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import ConfigError
-from infuse.serve.schemas import AskResult, EvalSummary, citation_models
+from infuse.serve.schemas import AskResult, EvalSummary, ResearchResult, citation_models
 from infuse.serve.settings import ServeSettings
 from infuse.serve.workers import GenerationWorker, Job
 
@@ -402,6 +402,37 @@ class Assistant:
             no_answer=bool(answer.no_answer),
             fallback_from=answer.facts.get("fallback_from"),
             citations=citation_models(answer),
+            timings=dict(answer.timings),
+        )
+
+    def research_result(self, question: str, *, depth: int = 1, breadth: int = 2,
+                        max_pages: int = 3) -> ResearchResult:
+        """Research synchronously (MCP's `research`): knowledge base, then the web when the
+        server has --search; a report with checked citations."""
+        from infuse.research import Budget, ResearchSession
+
+        self.start()
+        if not self.wait_ready(timeout=LOAD_WAIT_S):
+            raise ConfigError(f"The assistant is {self._status}: {self._error or 'still loading'}.")
+        if self.base_model is None:
+            raise ConfigError("research needs the base model: serve with rag, cag or base among --methods.")
+        for name, value in (("depth", depth), ("breadth", breadth), ("max_pages", max_pages)):
+            if not 1 <= value <= 5:
+                raise ValueError(f"{name} {value}: give 1 to 5.")
+        session = ResearchSession(
+            self.base_model,
+            kb=self.library.kb if self.library is not None else None,
+            search=self.settings.search,
+            budget=Budget(depth=depth, breadth=breadth, pages=max_pages, model_calls=6 * depth + 4),
+        )
+        answer = session.answer(question)
+        return ResearchResult(
+            report=answer.text,
+            no_answer=answer.no_answer,
+            citations=citation_models(answer),
+            dropped_citations=answer.facts["dropped_citations"],
+            sources_read=len(answer.facts["sources_read"]),
+            model_calls=answer.facts["model_calls"],
             timings=dict(answer.timings),
         )
 

@@ -7,6 +7,8 @@ Tools, each with a typed result (so the SDK publishes an output schema and struc
     list_sources()              every document with its chunk count
     add(paths)                  files or folders under the allowed roots      (not with --read-only)
     remove(targets)             documents by path or id                        (not with --read-only)
+    research(question, ...)     a Markdown report from the knowledge base (and the web with
+                                --search), citations checked against the sources read
     eval_summary()              the current verdict (the profile `infuse eval` wrote)
 
 Resources: each document as `infuse://doc/{key}` (JSON: text and metadata). Errors reach the
@@ -26,6 +28,7 @@ from infuse.serve.schemas import (
     AskResult,
     EvalSummary,
     RemoveResult,
+    ResearchResult,
     SearchResult,
     SourceList,
     doc_uri,
@@ -110,6 +113,19 @@ def build_mcp_server(library: Library, assistant: Any = None, *, read_only: bool
             raise _tool_error(RuntimeError("This server has no assistant loaded; only search works."))
         try:
             return assistant.ask_result(question, method, max_new_tokens=max_new_tokens)
+        except (InfuseError, KeyError, ValueError) as error:
+            raise _tool_error(error) from error
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    def research(question: str, depth: int = 1, breadth: int = 2, max_pages: int = 3) -> ResearchResult:
+        """Research a question: the knowledge base first, then web pages when the server has a
+        search backend; plans sub-questions, notes findings and writes a Markdown report with
+        numbered citations. Citations to anything not read are removed (`dropped_citations`);
+        `no_answer` is true when the sources read do not answer it. Slower than `ask`."""
+        if assistant is None:
+            raise _tool_error(RuntimeError("This server has no assistant loaded; only search works."))
+        try:
+            return assistant.research_result(question, depth=depth, breadth=breadth, max_pages=max_pages)
         except (InfuseError, KeyError, ValueError) as error:
             raise _tool_error(error) from error
 

@@ -103,6 +103,20 @@ class AskResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
 
 
+class ResearchResult(BaseModel):
+    """A research report (Markdown) with its checked citations."""
+
+    report: str
+    no_answer: bool = False
+    citations: list[CitationModel] = Field(default_factory=list)
+    dropped_citations: list[int] = Field(
+        default_factory=list, description="citations to sources not read, removed from the report"
+    )
+    sources_read: int = 0
+    model_calls: int = 0
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
 class EvalSummary(BaseModel):
     """The current verdict: the assistant profile written by `infuse eval`, or why there is none."""
 

@@ -66,6 +66,7 @@ class ServeSettings:
     grounded: bool = True  # RAG checks answers against its passages and declines without evidence
     queue_size: int = DEFAULT_QUEUE_SIZE
     methods: list[str] | None = None  # None: every method that can run here
+    search: str | None = None  # the research tool's web search (searxng:URL, brave, ...; None: kb only)
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
