@@ -49,8 +49,8 @@ def serve_options(command: Callable) -> Callable:
                      help="File holding the assistant's system prompt (its voice)."),
         click.option("--max-new-tokens", type=int, default=256, show_default=True),
         click.option("--no-grounding", is_flag=True,
-                     help="RAG streams the model's answer as it comes, without the grounding check "
-                          "and evidence declines (for strong models you trust)."),
+                     help="RAG and CAG stream the model's answer as it comes, without the grounding "
+                          "check and evidence declines (for strong models you trust)."),
         click.option("--search", default=None,
                      help="The research tool's web search: searxng:URL, brave, tavily, exa (default: kb only)."),
         click.option("--queue-size", type=int, default=8, show_default=True,

@@ -224,14 +224,14 @@ class Assistant:
                 from infuse.cag import CagSession
 
                 session = CagSession.from_files(files, model, **instructions)
-            return CagMethod(session, max_new_tokens=settings.max_new_tokens)
+            return CagMethod(session, max_new_tokens=settings.max_new_tokens, grounded=settings.grounded)
 
         try:
             if settings.cag_cache is not None:
                 from infuse.cag import CagSession
 
                 return CagMethod(CagSession.open(settings.cag_cache, model=model),
-                                 max_new_tokens=settings.max_new_tokens)
+                                 max_new_tokens=settings.max_new_tokens, grounded=settings.grounded)
             if self.library is None:
                 self.skipped.append({"name": "cag", "reason": "no knowledge: give --kb or --cag-cache"})
                 return None
