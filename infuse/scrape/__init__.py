@@ -18,11 +18,15 @@ from __future__ import annotations
 
 from infuse.exports import lazy_exports
 
-__getattr__, __all__ = lazy_exports(__name__, {
-    "crawl": "infuse.scrape.crawl",
+# `crawl` is imported now: the submodule of the same name would otherwise shadow the function
+# once anything imports `infuse.scrape.crawl` (the fetcher and content modules stay lazy).
+from infuse.scrape.crawl import crawl as crawl
+
+__getattr__, _lazy = lazy_exports(__name__, {
     "CrawlConfig": "infuse.scrape.crawl",
     "CrawlResult": "infuse.scrape.crawl",
     "extract_pages": "infuse.scrape.extract",
     "UrlRefresher": "infuse.scrape.refresh",
     "Fetcher": "infuse.scrape.fetch",
 })
+__all__ = [*_lazy, "crawl"]  # noqa: PLE0604

@@ -160,7 +160,7 @@ def test_generation_holds_the_model_lock_so_threads_take_turns(chat):
 
 
 def test_a_prompt_longer_than_the_context_is_refused_before_generating(tiny_tokenizer):
-    from conftest import build_tiny_model
+    from tiny_models import build_tiny_model
 
     from infuse.errors import PromptTooLongError
     from infuse.llm.local import LocalChatModel
