@@ -53,6 +53,7 @@ class MethodOptions:
     max_new_tokens: int = 64
     device: str | None = None
     k: int = 5  # RAG: passages given to the model
+    grounded: bool = True  # RAG and CAG check answers against the knowledge and decline without it
     search: str | None = None  # research: web search backend (searxng:URL, brave, ...; None: kb only)
 
 
@@ -177,7 +178,8 @@ def _rag_method(name: str, options: MethodOptions, shared: _Shared, chat_model) 
 
         kb = shared.knowledge_base(name)
         return RagSession(
-            kb, chat_model(), name=name, k=options.k, max_new_tokens=options.max_new_tokens
+            kb, chat_model(), name=name, k=options.k, max_new_tokens=options.max_new_tokens,
+            grounded=options.grounded,
         )
 
     facts = {"run_dir": str(options.run_dir)} if name == "lora+rag" else {}
@@ -206,7 +208,7 @@ def _cag_method(options: MethodOptions, shared: _Shared) -> LazyMethod:
                     model=options.model,
                     api_key=options.api_key,
                 )
-            return CagMethod(session, max_new_tokens=options.max_new_tokens)
+            return CagMethod(session, max_new_tokens=options.max_new_tokens, grounded=options.grounded)
         try:
             if options.cag_cache is not None:
                 session = CagSession.open(options.cag_cache, model=shared.kv_base())
@@ -218,7 +220,7 @@ def _cag_method(options: MethodOptions, shared: _Shared) -> LazyMethod:
                 "context_window": error.context_window,
             }
             raise _skip("cag", str(error), DOES_NOT_FIT, facts) from None
-        return CagMethod(session, max_new_tokens=options.max_new_tokens)
+        return CagMethod(session, max_new_tokens=options.max_new_tokens, grounded=options.grounded)
 
     return LazyMethod("cag", open_it)
 

@@ -65,9 +65,11 @@ def test_out_folder_must_be_ours(small_site, tmp_path, capsys):
 
 
 def test_interrupted_crawl_exits_130_and_resumes(site, tmp_path, capsys, monkeypatch):
+    import importlib
+
     from scrape_site import FILLER, Response, article
 
-    from infuse.scrape import crawl as crawl_module
+    crawl_module = importlib.import_module("infuse.scrape.crawl")  # the module, not the function
 
     links = [f"/p{number}.html" for number in range(4)]
     site.pages["/"] = Response(article("Home", [FILLER], links))
