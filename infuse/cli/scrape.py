@@ -40,7 +40,9 @@ def own_folder(folder: Path) -> None:
         raise ConfigError(
             f"--out {folder} holds files infuse did not write; give a new or empty folder."
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    from infuse.files import check_writable_folder
+
+    check_writable_folder(folder, setting="--out folder")  # before any page is fetched
     (folder / OUT_MARKER).write_text("written by infuse scrape\n", encoding="utf-8")
 
 

@@ -256,6 +256,18 @@ CASES: list[Case] = [
          match="none.json", setup=_write("page.html", "<p>Hi</p>")),
     Case("extract malformed schema", ["scrape", "extract", "{tmp}/page.html", "--schema", "{tmp}/bad.json"],
          match="bad.json", setup=_all(_write("page.html", "<p>Hi</p>"), _write("bad.json", "{nope"))),
+    # --- unwritable outputs of the other writers -----------------------------------------
+    Case("kb add into unwritable folder", ["kb", "add", "{tmp}/a.md", "--kb", "{tmp}/ro/kb"], match="ro",
+         setup=_all(_write("a.md", "# A\n\nText.\n"), _unwritable)),
+    Case("quickstart into unwritable folder", ["quickstart", "--output", "{tmp}/ro/qs"], match="ro",
+         setup=_unwritable),
+    Case("export into unwritable folder", ["export", "{tmp}/notrun", "--output", "{tmp}/ro/out"],
+         match="(notrun|ro)", setup=_all(_not_a_run, _unwritable)),
+    Case("crawl into unwritable folder", ["scrape", "crawl", "https://example.org/", "--out", "{tmp}/ro/pages"],
+         match="ro", setup=_unwritable),
+    Case("research report into unwritable folder", ["research", "What?", "--kb", "{tmp}/nokb", "--search", "none",
+                                                    "--out", "{tmp}/ro/report.md"], match="(ro|nokb)",
+         setup=_unwritable),
     # --- serve --------------------------------------------------------------------------
     Case("serve on all interfaces without a token", ["serve", "--host", "0.0.0.0", "--port", "8765"],
          match="(?i)token", subprocess=True),
