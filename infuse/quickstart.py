@@ -79,7 +79,7 @@ def plan_quickstart(
     api_key: str | None = None,
     synth_budget_s: float | None = None,
     max_pairs: int | None = None,
-    augment: bool = True,
+    augment: bool | None = None,
 ) -> QuickstartPlan:
     """Decide inputs and budget. Raises ConfigError when the folder has no documents, a setting
     is out of range or the output folder cannot be written (before any work starts).
@@ -134,6 +134,11 @@ def plan_quickstart(
         if len(skipped) > 5:
             notes.append(f"not read: {len(skipped) - 5} more files (`infuse kb add {folder}` lists them)")
     subset = None if (on_gpu or all_questions) else CPU_SUBSET
+    if augment is None:
+        # The augmented rows (long RAFT rows with passages among them) cost several times the
+        # bare pairs to train: the default on a GPU, opt-in on a CPU so the quickstart stays in
+        # minutes there.
+        augment = bool(on_gpu)
     if epochs is None:
         # On a CPU one pass over the augmented rows (each fact seen 4 times: the pair, two
         # rewordings, a RAFT row) costs about what 3 epochs of the bare pairs did.

@@ -76,7 +76,8 @@ def test_quickstart_trains_on_the_augmented_rows(tmp_path):
     (folder / "refund.md").write_text("# Refunds\n\nThe refund window is 38 days.\n")
     (folder / "train.jsonl").write_text(json.dumps(ROWS[1]) + "\n")
     (folder / "questions.jsonl").write_text(json.dumps({"question": "Refund window?", "answer": "38 days"}) + "\n")
-    plan = plan_quickstart(folder, output=tmp_path / "out", on_gpu=False)
+    assert not plan_quickstart(folder, output=tmp_path / "cpu", on_gpu=False).augment  # opt-in on a CPU
+    plan = plan_quickstart(folder, output=tmp_path / "out", on_gpu=False, augment=True)
     assert plan.augment and plan.epochs == 1
     said: list[str] = []
     _augment_training(plan, said.append)
