@@ -275,8 +275,9 @@ def _augment_training(plan: QuickstartPlan, say: Callable[[str], None]) -> None:
     if not plan.augment or plan.train_data is None:
         return
     from infuse.data.synth import augment_rows, read_documents, write_rows
+    from infuse.files import read_jsonl
 
-    rows = [json.loads(line) for line in plan.train_data.read_text().splitlines() if line.strip()]
+    rows = [row for _line, row in read_jsonl(plan.train_data)]  # one wording of JSONL errors
     documents = read_documents(plan.documents).documents
     augmented = augment_rows(rows, documents)
     target = plan.output / "train-augmented.jsonl"
