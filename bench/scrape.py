@@ -3,9 +3,9 @@
     PYTHONPATH=. python bench/scrape.py [--pages 1000] [--render-pages 10] [--extraction-model smollm2]
 
 Quality: article-body token F1 on 32 documentation pages saved from Debian `-doc` packages
-(BSD/MIT licensed; licences beside them in bench/data/scrape/pages/*/copyright), against the
-gold bodies in bench/data/scrape/gold (see make_gold.py), for infuse (trafilatura with our
-options, Markdown), plain `trafilatura.extract` (defaults) and the whole page's text.
+(BSD/MIT licensed; licences beside them in bench/data/scrape/third_party/pages/*/copyright),
+against the gold bodies in bench/data/scrape/gold (see make_gold.py), for infuse (trafilatura
+with our options, Markdown), plain `trafilatura.extract` (defaults) and the whole page's text.
 Tokens are lower-cased words; Markdown link targets and ordered-list numbers are dropped
 before counting (the text is measured, not the URLs and list syntax we keep).
 
@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data" / "scrape"
+PAGES = DATA / "third_party" / "pages"  # third-party pages, each package's licence beside them
 WORD = re.compile(r"\w+", re.UNICODE)
 LINK = re.compile(r"\]\([^)]*\)")
 LIST_NUMBER = re.compile(r"^\s*\d+\.\s", re.M)
@@ -65,7 +66,7 @@ def quality() -> tuple[list[list[str]], int]:
 
     from infuse.scrape.content import parse_html
 
-    pages = sorted((DATA / "pages").rglob("*.html"))
+    pages = sorted(PAGES.rglob("*.html"))
     scores: dict[str, list[tuple[float, float, float]]] = {
         "infuse": [],
         "trafilatura": [],
@@ -92,7 +93,7 @@ def extraction_speed(min_seconds: float = 3.0) -> list[list[str]]:
 
     from infuse.scrape.content import parse_html
 
-    htmls = [page.read_text(encoding="utf-8") for page in sorted((DATA / "pages").rglob("*.html"))]
+    htmls = [page.read_text(encoding="utf-8") for page in sorted(PAGES.rglob("*.html"))]
     rows = []
     for name, run in (
         (

@@ -28,7 +28,7 @@ def body_text(page: Path) -> str:
 
 
 if __name__ == "__main__":
-    for page in sorted((HERE / "pages").rglob("*.html")):
+    for page in sorted((HERE / "third_party" / "pages").rglob("*.html")):
         target = HERE / "gold" / page.parent.name / (page.stem + ".txt")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(body_text(page), encoding="utf-8")
