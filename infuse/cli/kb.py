@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import click
 
+from infuse.cli.options import json_option
 from infuse.cli.output import console, err_console, print_json
 from infuse.errors import ConfigError, DataError
 
@@ -19,7 +20,6 @@ kb_option = click.option(
     show_default=True,
     help="Knowledge base folder (LanceDB) or postgresql:// URL (env INFUSE_KB).",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 
 
 def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, object]:

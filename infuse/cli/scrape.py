@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 
 import click
 
+from infuse.cli.options import choice_option, json_option, path_option
 from infuse.cli.output import console, err_console, print_json
-from infuse.cli.scrape_options import PageProgress, build_fetch_config, fetch_options, json_option
+from infuse.cli.scrape_options import PageProgress, fetch_options, kb_options
 from infuse.errors import ConfigError, DataError
 
 OUT_MARKER = ".infuse-scrape"
@@ -81,49 +82,30 @@ def scrape() -> None:
     show_default=True,
     help="Most links followed from a start URL.",
 )
-@click.option(
+@choice_option(
     "--scope",
-    type=click.Choice(["host", "domain", "prefix"]),
-    default="host",
-    show_default=True,
-    help="Stay on the start host, its domain, or under the start URL's folder.",
+    ["host", "domain", "prefix"],
+    "Stay on the start host, its domain, or under the start URL's folder.",
 )
 @click.option(
     "--include", multiple=True, metavar="GLOB", help="Only URLs matching one of these globs."
 )
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Never URLs matching these globs.")
 @click.option("--no-sitemap", is_flag=True, help="Do not seed from the site's sitemap.")
-@click.option(
+@choice_option(
     "--render",
-    type=click.Choice(["auto", "always", "never"]),
-    default="auto",
-    show_default=True,
-    help="Render JavaScript pages in headless Chromium (auto: when a page has almost no text).",
+    ["auto", "always", "never"],
+    "Render JavaScript pages in headless Chromium (auto: when a page has almost no text).",
 )
-@click.option(
-    "--to-kb",
-    "kb_location",
-    default=None,
-    help="Add pages to this knowledge base (folder or postgresql:// URL).",
+@kb_options(
+    "Add pages to this knowledge base (folder or postgresql:// URL).",
+    "With --to-kb: embedding model (default: the knowledge base's, else minilm).",
 )
-@click.option(
-    "--embedder",
-    default=None,
-    help="With --to-kb: embedding model (default: the knowledge base's, else minilm).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write pages as Markdown files into this folder.",
-)
-@click.option(
+@path_option("--out", "out_dir", "Write pages as Markdown files into this folder.", folder=True)
+@path_option(
     "--state",
     "state_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Resume file (default under .infuse/scrape/); Ctrl-C, then the same command resumes.",
+    "Resume file (default under .infuse/scrape/); Ctrl-C, then the same command resumes.",
 )
 @fetch_options
 @json_option
@@ -140,11 +122,7 @@ def crawl_command(
     embedder,
     out_dir,
     state_path,
-    delay,
-    timeout,
-    max_bytes,
-    allow_private,
-    allow_networks,
+    fetch_config,
     as_json,
 ) -> None:
     """Crawl from URLS politely (robots.txt, per-host delay) into documents whose source is their URL."""
@@ -162,7 +140,7 @@ def crawl_command(
         exclude=list(exclude),
         sitemaps=not no_sitemap,
         render=render,
-        fetch=build_fetch_config(delay, timeout, max_bytes, allow_private, allow_networks),
+        fetch=fetch_config,
     )
     state_path = state_path or default_state_path(urls, str(kb_location or out_dir))
     ingest = None

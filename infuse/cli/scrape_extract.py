@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
+from infuse.cli.options import json_option, path_option
 from infuse.cli.output import console, err_console, print_json
-from infuse.cli.scrape_options import PageProgress, build_fetch_config, fetch_options, json_option
+from infuse.cli.scrape_options import PageProgress, fetch_options, kb_options
 from infuse.errors import ConfigError
 
 
@@ -54,27 +54,12 @@ from infuse.errors import ConfigError
     help="Long pages are cut into parts of this size and merged.",
 )
 @click.option("--max-new-tokens", type=int, default=1024, show_default=True)
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write records to F.jsonl or F.csv.",
+@path_option("--out", "out_path", "Write records to F.jsonl or F.csv.")
+@path_option("--to-dataset", "dataset_path", "Write rows (url + fields) to F.jsonl for `infuse data`.")
+@kb_options(
+    "Add the records to this knowledge base (one document per record).",
+    "With --to-kb: embedding model.",
 )
-@click.option(
-    "--to-dataset",
-    "dataset_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write rows (url + fields) to F.jsonl for `infuse data`.",
-)
-@click.option(
-    "--to-kb",
-    "kb_location",
-    default=None,
-    help="Add the records to this knowledge base (one document per record).",
-)
-@click.option("--embedder", default=None, help="With --to-kb: embedding model.")
 @fetch_options
 @json_option
 def extract_command(
@@ -91,11 +76,7 @@ def extract_command(
     dataset_path,
     kb_location,
     embedder,
-    delay,
-    timeout,
-    max_bytes,
-    allow_private,
-    allow_networks,
+    fetch_config,
     as_json,
 ) -> None:
     """Extract records from URLs or saved pages (files, folders) by --schema or --selectors."""
@@ -103,7 +84,6 @@ def extract_command(
 
     if bool(schema_spec) == bool(selectors_path):
         raise ConfigError("Give exactly one of --schema FILE|module:Model or --selectors FILE.")
-    fetch_config = build_fetch_config(delay, timeout, max_bytes, allow_private, allow_networks)
     schema = selectors = model = None
     if selectors_path:
         from infuse.scrape.selecting import load_selectors

@@ -2,57 +2,73 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import click
 
+from infuse.cli.options import option_group
 from infuse.cli.output import err_console
 from infuse.errors import ConfigError
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+_fetch_option_group = option_group(
+    click.option(
+        "--delay",
+        type=float,
+        default=1.0,
+        show_default=True,
+        help="Seconds between requests to one host (robots.txt Crawl-delay is a floor).",
+    ),
+    click.option(
+        "--timeout",
+        type=float,
+        default=20.0,
+        show_default=True,
+        help="Read timeout per request, seconds.",
+    ),
+    click.option(
+        "--max-bytes",
+        type=int,
+        default=10 * 1024 * 1024,
+        show_default=True,
+        help="Largest body read, counted after decompression.",
+    ),
+    click.option(
+        "--allow-private",
+        is_flag=True,
+        help="Allow loopback/private/link-local addresses (your own intranet).",
+    ),
+    click.option(
+        "--allow-network",
+        "allow_networks",
+        multiple=True,
+        metavar="CIDR",
+        help="Allow just this private network, e.g. 10.1.0.0/16 (repeatable).",
+    ),
+)
 
 
-def fetch_options(command):
-    """Politeness and safety options shared by crawl and extract."""
-    options = [
-        click.option(
-            "--delay",
-            type=float,
-            default=1.0,
-            show_default=True,
-            help="Seconds between requests to one host (robots.txt Crawl-delay is a floor).",
-        ),
-        click.option(
-            "--timeout",
-            type=float,
-            default=20.0,
-            show_default=True,
-            help="Read timeout per request, seconds.",
-        ),
-        click.option(
-            "--max-bytes",
-            type=int,
-            default=10 * 1024 * 1024,
-            show_default=True,
-            help="Largest body read, counted after decompression.",
-        ),
-        click.option(
-            "--allow-private",
-            is_flag=True,
-            help="Allow loopback/private/link-local addresses (your own intranet).",
-        ),
-        click.option(
-            "--allow-network",
-            "allow_networks",
-            multiple=True,
-            metavar="CIDR",
-            help="Allow just this private network, e.g. 10.1.0.0/16 (repeatable).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+def fetch_options(command: Callable) -> Callable:
+    """Add the politeness and safety options; the command receives them as one `fetch_config`."""
+
+    @functools.wraps(command)
+    def with_fetch_config(*args, delay, timeout, max_bytes, allow_private, allow_networks, **kwargs):
+        fetch_config = build_fetch_config(delay, timeout, max_bytes, allow_private, allow_networks)
+        return command(*args, fetch_config=fetch_config, **kwargs)
+
+    return _fetch_option_group(with_fetch_config)
+
+
+def kb_options(kb_help: str, embedder_help: str) -> Callable[[Callable], Callable]:
+    """`--to-kb LOCATION` and `--embedder NAME`: the knowledge base that pages or records go to."""
+    return option_group(
+        click.option("--to-kb", "kb_location", default=None, help=kb_help),
+        click.option("--embedder", default=None, help=embedder_help),
+    )
 
 
 def build_fetch_config(delay, timeout, max_bytes, allow_private, allow_networks):
+    """The FetchConfig the options describe; ConfigError names a bad value."""
     import ipaddress
 
     from infuse.scrape.fetch import FetchConfig

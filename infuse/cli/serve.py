@@ -8,60 +8,56 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from infuse.cli.options import option_group
 from infuse.errors import ConfigError
 from infuse.models import DEFAULT_MODEL
 
 MB = 1024 * 1024
 
 
-def serve_options(command: Callable) -> Callable:
-    """The options every serve mode shares."""
-    options = [
-        click.option("--kb", default=None, envvar="INFUSE_KB",
-                     help="Knowledge base folder or postgresql:// URL (env INFUSE_KB; default .infuse/kb when it exists)."),
-        click.option("--runs", type=click.Path(path_type=Path), default=None,
-                     help="Folder of training runs: each finished run is served as infuse-lora:<run>."),
-        click.option("--profile", type=click.Path(path_type=Path), default=None,
-                     help="Assistant profile written by `infuse eval` (enables infuse-auto)."),
-        click.option("--cag-cache", type=click.Path(path_type=Path), default=None,
-                     help="A CAG cache folder built with `infuse cag build` (infuse-cag)."),
-        click.option("--model", default=DEFAULT_MODEL, show_default=True,
-                     help="Base model: packaged name, folder, .gguf, or the served name with --base-url."),
-        click.option("--base-url", default=None, help="Generate with an OpenAI-compatible server instead."),
-        click.option("--api-key", default=None, envvar="INFUSE_API_KEY", help="Key for --base-url."),
-        click.option("--methods", default=None,
-                     help="Comma-separated methods to serve (rag,cag,base,lora,lora+rag). Default: all that can run."),
-        click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
-        click.option("--port", type=int, default=8000, show_default=True),
-        click.option("--token-file", type=click.Path(path_type=Path), default=None,
-                     help="File holding the bearer token clients must send (required off loopback)."),
-        click.option("--allowed-host", "allowed_hosts", multiple=True,
-                     help="Extra Host header value to accept (behind a proxy), e.g. assistant.example.com."),
-        click.option("--allow-root", "allowed_roots", multiple=True, type=click.Path(path_type=Path),
-                     help="Folder clients may add files from (repeatable). None: adding files is off."),
-        click.option("--read-only", is_flag=True, help="Hide the tools that change the knowledge base."),
-        click.option("--persona", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-                     help="File holding the assistant's system prompt (its voice)."),
-        click.option("--max-new-tokens", type=int, default=256, show_default=True),
-        click.option("--no-grounding", is_flag=True,
-                     help="RAG and CAG stream the model's answer as it comes, without the grounding "
-                          "check and evidence declines (for strong models you trust)."),
-        click.option("--search", default=None,
-                     help="The research tool's web search: searxng:URL, brave, tavily, exa (default: kb only)."),
-        click.option("--queue-size", type=int, default=8, show_default=True,
-                     help="Requests that may wait per model; more get 429."),
-        click.option("--max-file-mb", type=float, default=20, show_default=True),
-        click.option("--max-request-mb", type=float, default=50, show_default=True),
-        click.option("--max-total-mb", type=float, default=500, show_default=True),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# The options every serve mode shares.
+serve_options = option_group(
+    click.option("--kb", default=None, envvar="INFUSE_KB",
+                 help="Knowledge base folder or postgresql:// URL (env INFUSE_KB; default .infuse/kb when it exists)."),
+    click.option("--runs", type=click.Path(path_type=Path), default=None,
+                 help="Folder of training runs: each finished run is served as infuse-lora:<run>."),
+    click.option("--profile", type=click.Path(path_type=Path), default=None,
+                 help="Assistant profile written by `infuse eval` (enables infuse-auto)."),
+    click.option("--cag-cache", type=click.Path(path_type=Path), default=None,
+                 help="A CAG cache folder built with `infuse cag build` (infuse-cag)."),
+    click.option("--model", default=DEFAULT_MODEL, show_default=True,
+                 help="Base model: packaged name, folder, .gguf, or the served name with --base-url."),
+    click.option("--base-url", default=None, help="Generate with an OpenAI-compatible server instead."),
+    click.option("--api-key", default=None, envvar="INFUSE_API_KEY", help="Key for --base-url."),
+    click.option("--methods", default=None,
+                 help="Comma-separated methods to serve (rag,cag,base,lora,lora+rag). Default: all that can run."),
+    click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
+    click.option("--port", type=int, default=8000, show_default=True),
+    click.option("--token-file", type=click.Path(path_type=Path), default=None,
+                 help="File holding the bearer token clients must send (required off loopback)."),
+    click.option("--allowed-host", "allowed_hosts", multiple=True,
+                 help="Extra Host header value to accept (behind a proxy), e.g. assistant.example.com."),
+    click.option("--allow-root", "allowed_roots", multiple=True, type=click.Path(path_type=Path),
+                 help="Folder clients may add files from (repeatable). None: adding files is off."),
+    click.option("--read-only", is_flag=True, help="Hide the tools that change the knowledge base."),
+    click.option("--persona", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                 help="File holding the assistant's system prompt (its voice)."),
+    click.option("--max-new-tokens", type=int, default=256, show_default=True),
+    click.option("--no-grounding", is_flag=True,
+                 help="RAG and CAG stream the model's answer as it comes, without the grounding "
+                      "check and evidence declines (for strong models you trust)."),
+    click.option("--search", default=None,
+                 help="The research tool's web search: searxng:URL, brave, tavily, exa (default: kb only)."),
+    click.option("--queue-size", type=int, default=8, show_default=True,
+                 help="Requests that may wait per model; more get 429."),
+    click.option("--max-file-mb", type=float, default=20, show_default=True),
+    click.option("--max-request-mb", type=float, default=50, show_default=True),
+    click.option("--max-total-mb", type=float, default=500, show_default=True),
+)
 
 
 def settings_from(options: dict) -> ServeSettings:  # noqa: F821 - imported lazily below
@@ -78,24 +74,16 @@ def settings_from(options: dict) -> ServeSettings:  # noqa: F821 - imported lazi
     for name in methods or []:
         if name not in known:
             raise ConfigError(f"--methods {name!r} is not one of {', '.join(sorted(known))}.")
+    as_given = ("runs", "profile", "cag_cache", "model", "base_url", "api_key", "host", "port",
+                "read_only", "max_new_tokens", "queue_size")
     return ServeSettings(
+        **{name: options[name] for name in as_given},
         kb=kb,
-        runs=options["runs"],
-        profile=options["profile"],
-        cag_cache=options["cag_cache"],
-        model=options["model"],
-        base_url=options["base_url"],
-        api_key=options["api_key"],
-        host=options["host"],
-        port=options["port"],
         token=token,
         allowed_hosts=list(options["allowed_hosts"]),
         allowed_roots=list(options["allowed_roots"]),
-        read_only=options["read_only"],
         persona=persona,
-        max_new_tokens=options["max_new_tokens"],
         grounded=not options["no_grounding"],
-        queue_size=options["queue_size"],
         methods=methods,
         search=_search_spec(options.get("search")),
         max_file_bytes=int(options["max_file_mb"] * MB),

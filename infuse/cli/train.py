@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from infuse.cli.options import option_group
 from infuse.cli.output import console, err_console, print_json
 from infuse.models import DEFAULT_MODEL
 
@@ -58,17 +59,8 @@ _TRAIN_OPTIONS = [
 ]
 
 
-def _with_options(options):
-    def decorate(function):
-        for option in reversed(options):
-            function = option(function)
-        return function
-
-    return decorate
-
-
 @click.command()
-@_with_options(_TRAIN_OPTIONS)
+@option_group(*_TRAIN_OPTIONS)
 @click.option("--resume", is_flag=True, help="Continue the run in --output from its newest checkpoint.")
 @click.option("--force", is_flag=True, help="Write into a non-empty --output folder that holds no run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")

@@ -133,9 +133,7 @@ class Library:
 
     def chunks(self, doc_id: str) -> list[Any]:
         """A document's chunks in order."""
-        if hasattr(self.kb, "chunks"):
-            return list(self.kb.chunks(doc_id))
-        return _chunks_from_store(self.kb.store, doc_id)
+        return list(self.kb.chunks(doc_id))
 
     def document_text(self, key: str) -> tuple[Any, str]:
         """(record, text) of one document, its chunks joined in order. KeyError when unknown."""
@@ -145,26 +143,3 @@ class Library:
         chunks = sorted(self.chunks(record.doc_id), key=lambda chunk: chunk.position)
         return record, "\n\n".join(chunk.text for chunk in chunks)
 
-
-def _chunks_from_store(store: Any, doc_id: str) -> list[Any]:
-    """Chunks of one document read from a LanceDB store (for knowledge bases without `chunks()`)."""
-    from infuse.knowledge.documents import Chunk
-
-    table = store._open_table() if hasattr(store, "_open_table") else None
-    if table is None:
-        return []
-    quoted = "'" + doc_id.replace("'", "''") + "'"
-    rows = table.search().where(f"doc_id = {quoted}").limit(100_000).to_list()
-    return [
-        Chunk(
-            chunk_id=row["chunk_id"],
-            doc_id=row["doc_id"],
-            source=row["source"],
-            text=row["text"],
-            position=row["position"],
-            chunk_count=row["chunk_count"],
-            doc_hash=row["doc_hash"],
-            title=row.get("title") or "",
-        )
-        for row in rows
-    ]
