@@ -13,7 +13,7 @@ JSON valid against it (`infuse.llm.structured`) or raises BackendError.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 Message = dict[str, str]
@@ -32,9 +32,27 @@ class Generation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class GenerateOptions:
+    """The keywords of one `ChatModel.generate` call, as a backend receives them."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    stop: list[str] | None = None
+    on_token: Callable[[str], None] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def keywords(self) -> dict[str, Any]:
+        """The options as `generate` keywords (to pass on to a lower call)."""
+        return {option.name: getattr(self, option.name) for option in fields(self)}
+
+
 @runtime_checkable
 class ChatModel(Protocol):
-    """A chat model: local transformers or a remote OpenAI-compatible server."""
+    """A chat model: local transformers, llama.cpp, or a remote OpenAI-compatible server.
+
+    Backends subclass it and implement `generate_with`; `generate` is the call everyone makes.
+    """
 
     name: str
 
@@ -47,4 +65,18 @@ class ChatModel(Protocol):
         stop: list[str] | None = None,
         on_token: Callable[[str], None] | None = None,
         response_format: dict[str, Any] | None = None,
-    ) -> Generation: ...
+    ) -> Generation:
+        """Answer OpenAI-style `messages`; greedy at `temperature` 0, sampled above.
+
+        `on_token` receives the answer's text as it comes; the answer ends at a `stop` string
+        (left out), after `max_new_tokens`, or where it starts repeating itself. With
+        `response_format` (a JSON Schema dict) the text is JSON valid against it.
+        Raises PromptTooLongError when the prompt does not fit the context window (before
+        generating), BackendError when the backend fails or its JSON does not validate.
+        """
+        options = GenerateOptions(max_new_tokens, temperature, stop, on_token, response_format)
+        return self.generate_with(messages, options)
+
+    def generate_with(self, messages: list[Message], options: GenerateOptions) -> Generation:
+        """The backend's answer to one `generate` call (what each backend implements)."""
+        ...

@@ -17,13 +17,12 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from infuse.errors import BackendError, ConfigError, PromptTooLongError
-from infuse.llm.base import Generation, Message
-from infuse.llm.repetition import DEFAULT_WINDOW, RepetitionGuard
+from infuse.llm.base import ChatModel, GenerateOptions, Generation, Message
+from infuse.llm.repetition import DEFAULT_WINDOW, GuardedText, RepetitionGuard
 
 DEFAULT_MAX_CONTEXT = 8192
 """Context allocated when the model's own window is larger (memory grows with it)."""
@@ -36,7 +35,7 @@ def llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-class LlamaCppChatModel:
+class LlamaCppChatModel(ChatModel):
     """A GGUF file loaded by llama.cpp; greedy by default. Thread-safe (one answer at a time)."""
 
     def __init__(
@@ -91,39 +90,27 @@ class LlamaCppChatModel:
         """Free the model's memory."""
         self.llm.close()
 
-    def generate(
-        self,
-        messages: list[Message],
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        on_token: Callable[[str], None] | None = None,
-        response_format: dict[str, Any] | None = None,
-    ) -> Generation:
-        """Answer `messages`; stop strings, streaming, structured output as `ChatModel` says.
-
-        Raises PromptTooLongError when the prompt does not fit the context (before generating).
-        """
+    def generate_with(self, messages: list[Message], options: GenerateOptions) -> Generation:
+        """llama.cpp streams the answer (so the repetition guard can stop it)."""
         kwargs: dict[str, Any] = {
             "messages": messages,
-            "max_tokens": max_new_tokens,
-            "temperature": temperature,
-            "stop": list(stop or []),
+            "max_tokens": options.max_new_tokens,
+            "temperature": options.temperature,
+            "stop": list(options.stop or []),
             "stream": True,
         }
         if self.seed is not None:
             kwargs["seed"] = self.seed
         schema = None
-        if response_format is not None:
+        if options.response_format is not None:
             from infuse.llm.structured import check_schema
 
-            schema = check_schema(response_format)
+            schema = check_schema(options.response_format)
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         guard = RepetitionGuard(None if schema is not None else self.repetition_window)
         started = time.perf_counter()
         with self.lock:
-            text, tokens, finish_reason, first_at = self._stream(kwargs, guard, on_token)
+            text, tokens, finish_reason, first_at = self._stream(kwargs, guard, options.on_token)
         total = time.perf_counter() - started
         if schema is not None:
             from infuse.llm.structured import validate_json
@@ -142,8 +129,7 @@ class LlamaCppChatModel:
         )
 
     def _stream(self, kwargs, guard: RepetitionGuard, on_token):
-        text = ""
-        emitted = 0
+        answer = GuardedText(guard, on_token)
         tokens = 0
         finish_reason = None
         first_at = None
@@ -158,20 +144,12 @@ class LlamaCppChatModel:
                 if first_at is None:
                     first_at = time.perf_counter()
                 tokens += 1
-                text += piece
-                keep = guard.check(text)
-                if keep is not None:
-                    text, finish_reason = text[:keep], "repetition"
+                if not answer.add(piece):
+                    finish_reason = "repetition"
                     break
-                safe_end = len(text) - guard.hold_back
-                if on_token is not None and safe_end > emitted:
-                    on_token(text[emitted:safe_end])
-                    emitted = safe_end
         finally:
             chunks.close()  # stops llama.cpp generating when the guard ended the answer
-        if on_token is not None and len(text) > emitted:
-            on_token(text[emitted:])
-        return text, tokens, finish_reason, first_at
+        return answer.finish(), tokens, finish_reason, first_at
 
 
 _TOO_LONG = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")

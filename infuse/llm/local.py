@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from infuse.errors import PromptTooLongError, TemplateError
-from infuse.llm.base import Generation, Message
+from infuse.llm.base import ChatModel, GenerateOptions, Generation, Message
 from infuse.llm.decoding import decode, end_token_ids
 from infuse.llm.repetition import DEFAULT_WINDOW
 
@@ -42,7 +42,7 @@ def encode_rendered(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-class LocalChatModel:
+class LocalChatModel(ChatModel):
     """A transformers causal LM + tokenizer; greedy by default, sampling when given a temperature."""
 
     def __init__(
@@ -81,31 +81,11 @@ class LocalChatModel:
 
         return DynamicCache(config=self.model.config)
 
-    def generate(
-        self,
-        messages: list[Message],
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        on_token: Callable[[str], None] | None = None,
-        response_format: dict[str, Any] | None = None,
-    ) -> Generation:
-        """Answer `messages` (rendered with the chat template) from a fresh cache.
-
-        With `response_format` (a JSON Schema dict) the answer is constrained to JSON matching
-        it. Raises PromptTooLongError when the prompt does not fit the context window.
-        """
+    def generate_with(self, messages: list[Message], options: GenerateOptions) -> Generation:
+        """`messages` rendered with the chat template, answered from a fresh cache; a
+        `response_format` constrains the decoding itself to JSON matching it."""
         prompt_ids = encode_rendered(self.tokenizer, render_messages(self.tokenizer, messages))
-        return self.generate_from_ids(
-            prompt_ids,
-            None,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            stop=stop,
-            on_token=on_token,
-            response_format=response_format,
-        )
+        return self.generate_from_ids(prompt_ids, None, **options.keywords())
 
     def generate_from_ids(
         self,

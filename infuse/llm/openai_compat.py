@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 
 from infuse.errors import BackendError, PromptTooLongError
-from infuse.llm.base import Generation, Message
-from infuse.llm.repetition import DEFAULT_WINDOW, RepetitionGuard, trim_repetition
+from infuse.llm.base import ChatModel, GenerateOptions, Generation, Message
+from infuse.llm.repetition import DEFAULT_WINDOW, GuardedText, RepetitionGuard, trim_repetition
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -37,7 +37,7 @@ def chat_completions_url(base_url: str) -> str:
     return base + "/chat/completions"
 
 
-class OpenAIChatModel:
+class OpenAIChatModel(ChatModel):
     """A chat model served over HTTP with the OpenAI chat completions API."""
 
     def __init__(
@@ -71,36 +71,27 @@ class OpenAIChatModel:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def generate(
-        self,
-        messages: list[Message],
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        on_token: Callable[[str], None] | None = None,
-        response_format: dict[str, Any] | None = None,
-    ) -> Generation:
-        """Send `messages`; stream when `on_token` is given. Raises BackendError naming the URL.
+    def generate_with(self, messages: list[Message], options: GenerateOptions) -> Generation:
+        """Send `messages`; stream when `on_token` is given. BackendError errors name the URL.
 
-        With `response_format` (a JSON Schema dict) the server is asked for JSON matching it and
-        the answer is validated. A prompt the server says is too long is a PromptTooLongError.
+        A `response_format` is asked of the server and the answer validated; a prompt the server
+        says is too long is a PromptTooLongError.
         """
         body: dict[str, Any] = {
             "model": self.name,
             "messages": messages,
-            "max_tokens": max_new_tokens,
-            "temperature": temperature,
+            "max_tokens": options.max_new_tokens,
+            "temperature": options.temperature,
             **self.extra_body,
         }
-        if stop:
-            body["stop"] = list(stop)
+        if options.stop:
+            body["stop"] = list(options.stop)
         schema = None
-        if response_format is not None:
+        if options.response_format is not None:
             from infuse.llm.structured import check_schema
 
-            schema = check_schema(response_format)
-        generation = self._send(body, schema, on_token)
+            schema = check_schema(options.response_format)
+        generation = self._send(body, schema, options.on_token)
         if schema is not None:
             from infuse.llm.structured import validate_json
 
@@ -183,8 +174,7 @@ class OpenAIChatModel:
         started: float,
     ) -> Generation:
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        text = ""
-        emitted = 0
+        answer = GuardedText(guard, on_token)
         usage: dict[str, Any] | None = None
         finish_reason = None
         first_token_at: float | None = None
@@ -238,15 +228,9 @@ class OpenAIChatModel:
                         continue
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
-                    text += piece
-                    keep = guard.check(text)
-                    if keep is not None:
-                        text, finish_reason = text[:keep], "repetition"
+                    if not answer.add(piece):
+                        finish_reason = "repetition"
                         break
-                    safe_end = len(text) - guard.hold_back
-                    if safe_end > emitted:
-                        on_token(text[emitted:safe_end])
-                        emitted = safe_end
                 if finish_reason == "repetition":
                     break  # leaving the block closes the connection: the server stops
             if events == 0:
@@ -255,8 +239,7 @@ class OpenAIChatModel:
                     + (f", only: {_snippet(chr(10).join(other_lines))}" if other_lines else "")
                     + ". Is --base-url an OpenAI-compatible API?"
                 )
-        if len(text) > emitted:
-            on_token(text[emitted:])
+        text = answer.finish()
         total = time.perf_counter() - started
         ttft = None if first_token_at is None else first_token_at - started
         return _generation(text, usage, ttft, total, finish_reason)

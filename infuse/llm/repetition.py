@@ -53,6 +53,41 @@ class RepetitionGuard:
         return None
 
 
+class GuardedText:
+    """An answer arriving in pieces, cut where it starts repeating itself.
+
+    `on_token` (when given) receives only text that a later cut cannot take back, and the rest
+    at `finish()`.
+    """
+
+    def __init__(self, guard: RepetitionGuard, on_token=None) -> None:
+        self.guard = guard
+        self.on_token = on_token
+        self.text = ""
+        self.emitted = 0
+
+    def add(self, piece: str) -> bool:
+        """Append `piece`; False when the answer has started repeating (it is cut before it)."""
+        self.text += piece
+        keep = self.guard.check(self.text)
+        if keep is not None:
+            self.text = self.text[:keep]
+            return False
+        self.emit(len(self.text) - self.guard.hold_back)
+        return True
+
+    def emit(self, end: int) -> None:
+        """Hand `on_token` the text up to `end` that it has not had yet."""
+        if self.on_token is not None and end > self.emitted:
+            self.on_token(self.text[self.emitted : end])
+            self.emitted = end
+
+    def finish(self) -> str:
+        """Hand `on_token` the rest; returns the whole answer."""
+        self.emit(len(self.text))
+        return self.text
+
+
 def _word_end(text: str, cut: int, reach: int = 16) -> int:
     """`cut`, moved to the end of the word it falls inside (within `reach` characters)."""
     if 0 < cut < len(text) and text[cut - 1].isalnum() and text[cut].isalnum():
