@@ -86,15 +86,20 @@ def read_jsonl(path: str | Path, *, objects: bool = True) -> list[tuple[int, Any
         raise DataError(f"{path}: no such file.") from None
     except OSError as error:
         raise DataError(f"{path}: cannot be read ({error.strerror or error}).") from None
+    return parse_jsonl(decode_utf8(raw, path), path, objects=objects)
+
+
+def decode_utf8(raw: bytes, path: str | Path) -> str:
+    """`raw` (the bytes of file `path`) as text; a BOM is dropped. DataError naming the line
+    when it is not UTF-8."""
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise DataError(
             f"{path}, line {line}: not UTF-8 text (byte {error.start}); re-save the file as "
             "UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
         ) from None
-    return parse_jsonl(text, path, objects=objects)
 def check_writable_folder(folder: str | Path, *, setting: str = "the output folder") -> Path:
     """Create `folder` if needed and prove a file can be written there, before any work starts.
 

@@ -16,11 +16,11 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infuse.answer import Answer, Citation, stream_answer
+from infuse.answer import Answer, AnswerMethod, AnswerOptions, Citation
 from infuse.conversation import PASSAGES_PROMPT, check_history, passages_messages
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
@@ -278,7 +278,7 @@ def search_lock(kb: KnowledgeBase) -> threading.Lock:
         return lock
 
 
-class RagSession:
+class RagSession(AnswerMethod):
     """A knowledge base, its embedder and a chat model, opened once and asked many times.
 
     `kb` is a KnowledgeBase (kept open; the caller closes it) or its location (opened here,
@@ -366,15 +366,7 @@ class RagSession:
                 min_rerank_score=self.min_rerank_score,
             )
 
-    def answer(
-        self,
-        question: str,
-        *,
-        history: Sequence[dict[str, str]] | None = None,
-        max_new_tokens: int | None = None,
-        on_token: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-    ) -> Answer:
+    def answer_with(self, question: str, options: AnswerOptions) -> Answer:
         """Answer `question` from the passages retrieved for it (for a follow-up, retrieved
         for it together with the earlier user question it leans on).
 
@@ -383,7 +375,8 @@ class RagSession:
         the thresholds the model is not called and `no_answer` is True.
         """
         started = time.perf_counter()
-        history = check_history(history)
+        history = check_history(options.history)
+        on_token = options.on_token
         query = retrieval_query(question, history)
         hits = self.search(query)
         retrieval_s = time.perf_counter() - started
@@ -432,9 +425,9 @@ class RagSession:
         # is streamed as one piece once checked, never an ungrounded draft.
         generation = model.generate(
             messages,
-            max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
-            temperature=self.temperature if temperature is None else temperature,
-            on_token=None if self.grounded else on_token,
+            **options.generate_keywords(
+                self.max_new_tokens, self.temperature, stream=not self.grounded
+            ),
         )
         raw = generation.text.strip()
         text = extract_answer(raw) if self.grounded else raw
@@ -484,10 +477,6 @@ class RagSession:
             },
         )
 
-    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
-        """Like `answer`, as text pieces while they are generated, then the final Answer."""
-        return stream_answer(self.answer, question, **options)
-
     def close(self) -> None:
         """Close the knowledge base when this session opened it (the model stays loaded)."""
         if self._own_kb:
@@ -504,37 +493,15 @@ def answer(
     question: str,
     kb: KnowledgeBase | str | Path | None = None,
     *,
-    model: Any = None,
-    k: int = 5,
-    mode: str = "hybrid",
-    filters: Filters | None = None,
-    reranker: Any = None,
-    min_similarity: float | None = DEFAULT_MIN_SIMILARITY,
-    min_rerank_score: float | None = None,
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    on_token: Callable[[str], None] | None = None,
-    base_url: str | None = None,
-    api_key: str | None = None,
     history: Sequence[dict[str, str]] | None = None,
+    on_token: Callable[[str], None] | None = None,
+    **session_options: Any,
 ) -> Answer:
     """Answer one question from the knowledge base `kb` (a KnowledgeBase, folder or URL).
 
-    A one-shot `RagSession` (see there for the Answer); to ask many questions open a session.
+    A one-shot `RagSession` opened with `session_options` (`model`, `k`, `mode`, `filters`,
+    `reranker`, `min_similarity`, `max_new_tokens`, `base_url`, ...: see there for them and the
+    Answer); to ask many questions open a session.
     """
-    with RagSession(
-        kb,
-        model,
-        k=k,
-        mode=mode,
-        filters=filters,
-        reranker=reranker,
-        min_similarity=min_similarity,
-        min_rerank_score=min_rerank_score,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        base_url=base_url,
-        api_key=api_key,
-        lazy=True,
-    ) as session:
+    with RagSession(kb, lazy=True, **session_options) as session:
         return session.answer(question, history=history, on_token=on_token)

@@ -37,3 +37,28 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder(tmp_path_factory):
+    """A tiny random sentence embedder (built as tests/knowledge builds it), once per module."""
+    from knowledge.conftest import build_tiny_embedder
+
+    from infuse.knowledge.embeddings import Embedder
+
+    return Embedder(str(build_tiny_embedder(tmp_path_factory.mktemp("embedder"))), device="cpu")
+
+
+@pytest.fixture
+def refunds_kb(tmp_path, tiny_embedder):
+    """A knowledge base of two files: the refund policy (45 days) and the office (Springfield)."""
+    from infuse.knowledge.kb import KnowledgeBase
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "policies.md").write_text("# Policies\n\n## Refunds\n\nThe refund window is 45 days.\n")
+    (docs / "office.txt").write_text("Our office is in Springfield.")
+    knowledge = KnowledgeBase(tmp_path / "kb", create=True, embedder=tiny_embedder)
+    knowledge.add([docs])
+    yield knowledge
+    knowledge.close()

@@ -4,10 +4,10 @@ passages, and declines that come from evidence (missing question terms, unground
 from __future__ import annotations
 
 import pytest
+from scripted_model import ScriptedModel
 
 from infuse.answer import Answer
 from infuse.knowledge.kb import KnowledgeBase
-from infuse.llm.base import Generation
 from infuse.rag import (
     NO_ANSWER,
     RagSession,
@@ -15,20 +15,6 @@ from infuse.rag import (
     grounding_problem,
     missing_question_terms,
 )
-
-
-class ScriptedModel:
-    """A ChatModel that replies with a fixed text and counts its calls."""
-
-    name = "scripted"
-
-    def __init__(self, reply: str):
-        self.reply = reply
-        self.calls: list[list[dict[str, str]]] = []
-
-    def generate(self, messages, *, max_new_tokens=256, temperature=0.0, stop=None, on_token=None):
-        self.calls.append(messages)
-        return Generation(text=self.reply, total_s=0.01)
 
 
 @pytest.fixture(scope="module")

@@ -5,52 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from scripted_model import ScriptedModel
 
 from infuse.answer import Answer, Citation
-from infuse.knowledge.kb import KnowledgeBase
-from infuse.llm.base import Generation
 from infuse.rag import NO_ANSWER, answer, build_messages, cited_numbers
 
 
-class RecordingModel:
-    """A ChatModel that replies with a fixed text and keeps the messages it was sent."""
-
-    name = "recording"
-
-    def __init__(self, reply: str):
-        self.reply = reply
-        self.calls: list[list[dict[str, str]]] = []
-
-    def generate(self, messages, *, max_new_tokens=256, temperature=0.0, stop=None, on_token=None):
-        self.calls.append(messages)
-        if on_token:
-            on_token(self.reply)
-        return Generation(text=self.reply, total_s=0.01, time_to_first_token_s=0.005)
-
-
-@pytest.fixture(scope="module")
-def tiny_embedder(tmp_path_factory):
-    from knowledge.conftest import build_tiny_embedder  # tests/knowledge: the same tiny embedder
-
-    from infuse.knowledge.embeddings import Embedder
-
-    return Embedder(str(build_tiny_embedder(tmp_path_factory.mktemp("embedder"))), device="cpu")
-
-
 @pytest.fixture
-def kb(tmp_path, tiny_embedder):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "policies.md").write_text("# Policies\n\n## Refunds\n\nThe refund window is 45 days.\n")
-    (docs / "office.txt").write_text("Our office is in Springfield.")
-    knowledge = KnowledgeBase(tmp_path / "kb", create=True, embedder=tiny_embedder)
-    knowledge.add([docs])
-    yield knowledge
-    knowledge.close()
+def kb(refunds_kb):
+    return refunds_kb
 
 
 def test_prompt_is_a_short_instruction_over_plain_passages_then_the_question(kb):
-    model = RecordingModel("The refund window is 45 days [1].")
+    model = ScriptedModel("The refund window is 45 days [1].")
     streamed: list[str] = []
     result = answer(
         "How long is the refund window?",
@@ -81,7 +48,7 @@ def test_prompt_is_a_short_instruction_over_plain_passages_then_the_question(kb)
 
 
 def test_nothing_relevant_means_no_answer_without_calling_the_model(kb):
-    model = RecordingModel("invented")
+    model = ScriptedModel("invented")
     result = answer("What is the airspeed of a swallow?", kb, model=model, min_similarity=1.01)
     assert result.text == NO_ANSWER and result.no_answer
     assert result.citations == [] and model.calls == []
@@ -89,7 +56,7 @@ def test_nothing_relevant_means_no_answer_without_calling_the_model(kb):
 
 def test_model_declining_is_marked_no_answer(kb):
     result = answer(
-        "Who founded the company?", kb, model=RecordingModel(NO_ANSWER), min_similarity=None
+        "Who founded the company?", kb, model=ScriptedModel(NO_ANSWER), min_similarity=None
     )
     assert result.no_answer and result.citations == []
 
@@ -154,7 +121,7 @@ def test_cli_prints_cited_sources(capsys):
 
 
 def test_uncited_answer_is_attributed_to_the_passage_holding_its_words(kb):
-    result = answer("How long is the refund window?", kb, model=RecordingModel("The refund window is 45 days."),
+    result = answer("How long is the refund window?", kb, model=ScriptedModel("The refund window is 45 days."),
                     k=2, min_similarity=None)
     assert result.facts["citation_mode"] == "attributed"
     assert [c.source.endswith("policies.md") for c in result.citations] == [True]
@@ -162,7 +129,7 @@ def test_uncited_answer_is_attributed_to_the_passage_holding_its_words(kb):
 
 
 def test_answer_matching_no_passage_is_declined_as_ungrounded(kb):
-    result = answer("How long is the refund window?", kb, model=RecordingModel("Probably two weeks or so."),
+    result = answer("How long is the refund window?", kb, model=ScriptedModel("Probably two weeks or so."),
                     k=2, min_similarity=None)
     assert result.no_answer and result.text == NO_ANSWER and result.citations == []
     assert result.facts["declined_because"].startswith("the answer is not grounded")
@@ -170,7 +137,7 @@ def test_answer_matching_no_passage_is_declined_as_ungrounded(kb):
 
 
 def test_cited_answer_is_not_marked_attributed(kb):
-    result = answer("Where is the office?", kb, model=RecordingModel("In Springfield [2]."),
+    result = answer("Where is the office?", kb, model=ScriptedModel("In Springfield [2]."),
                     k=2, min_similarity=None)
     assert result.facts["citation_mode"] == "cited"
     assert all(c.metadata["attributed"] is False for c in result.citations)

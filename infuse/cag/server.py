@@ -9,11 +9,10 @@ reported in `Answer.facts["cached_tokens"]`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from infuse.answer import Answer, stream_answer
+from infuse.answer import Answer, AnswerMethod, AnswerOptions
 from infuse.cag.knowledge import (
     DEFAULT_INSTRUCTIONS,
     knowledge_text,
@@ -25,7 +24,7 @@ from infuse.conversation import check_history
 from infuse.llm.openai_compat import OpenAIChatModel
 
 
-class ServerCagSession:
+class ServerCagSession(AnswerMethod):
     """Questions to a served model, each behind the same knowledge system turn."""
 
     def __init__(self, chat: OpenAIChatModel, system: str) -> None:
@@ -65,24 +64,11 @@ class ServerCagSession:
         """Send the knowledge once (one answer token) so the server's prefix cache holds it."""
         self.chat.generate(self._messages("Reply with OK."), max_new_tokens=1)
 
-    def answer(
-        self,
-        question: str,
-        *,
-        history: Sequence[dict[str, str]] | None = None,
-        max_new_tokens: int | None = None,
-        on_token: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-        stop: list[str] | None = None,
-    ) -> Answer:
-        """Answer `question` (after the earlier turns in `history`) through the server; facts
-        carry the server's cached-token count. Thread-safe (the HTTP client is)."""
+    def answer_with(self, question: str, options: AnswerOptions) -> Answer:
+        """Answer through the server; facts carry the server's cached-token count.
+        Thread-safe (the HTTP client is)."""
         generation = self.chat.generate(
-            self._messages(question, history),
-            max_new_tokens=256 if max_new_tokens is None else max_new_tokens,
-            temperature=0.0 if temperature is None else temperature,
-            stop=stop,
-            on_token=on_token,
+            self._messages(question, options.history), **options.generate_keywords()
         )
         timings = {"total_s": generation.total_s}
         if generation.time_to_first_token_s is not None:
@@ -96,10 +82,6 @@ class ServerCagSession:
             "cache_loaded_from_disk": False,
         }
         return Answer(text=generation.text, method="cag", timings=timings, facts=facts)
-
-    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
-        """Like `answer`, as text pieces while they are generated, then the final Answer."""
-        return stream_answer(self.answer, question, **options)
 
     def _messages(
         self, question: str, history: Sequence[dict[str, str]] | None = None

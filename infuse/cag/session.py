@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from infuse.answer import Answer, stream_answer
+from infuse.answer import Answer, AnswerMethod, AnswerOptions
 from infuse.cag.knowledge import (
     DEFAULT_INSTRUCTIONS,
     KnowledgePrefix,
@@ -158,7 +158,7 @@ def same_model(first: str, second: str) -> bool:
     return all(path.exists() for path in paths) and paths[0].resolve() == paths[1].resolve()
 
 
-class CagSession:
+class CagSession(AnswerMethod):
     """A loaded model and its knowledge cache; `answer` as often as you like (from several
     threads too: questions take turns on the one cache), the cache stays the same size."""
 
@@ -384,25 +384,16 @@ class CagSession:
             layers = [(layer.keys, layer.values) for layer in self._dynamic.layers]
         save_cache(cache_dir, layers, self.prefix.token_ids, self.manifest)
 
-    def answer(
-        self,
-        question: str,
-        *,
-        history: Sequence[dict[str, str]] | None = None,
-        max_new_tokens: int | None = None,
-        on_token: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-        stop: list[str] | None = None,
-    ) -> Answer:
-        """Answer `question` (after the earlier turns in `history`) from the cached knowledge;
-        only the conversation's tokens are computed. Thread-safe: questions take turns.
+    def answer_with(self, question: str, options: AnswerOptions) -> Answer:
+        """Answer from the cached knowledge; only the conversation's tokens are computed.
+        Thread-safe: questions take turns.
 
         Raises ContextTooLongError before generating when the question (with its history) does
         not fit beside the knowledge.
         """
-        history = check_history(history)
-        max_new_tokens = 256 if max_new_tokens is None else max_new_tokens
-        temperature = 0.0 if temperature is None else temperature
+        history = check_history(options.history)
+        generate = options.generate_keywords()
+        max_new_tokens = generate.pop("max_new_tokens")
         question_ids = self.prefix.question_ids(self.chat.tokenizer, question, history)
         window = self.chat.context_window
         if window is not None:
@@ -423,18 +414,14 @@ class CagSession:
         with self._lock, model_lock(self.chat):
             try:
                 if self.engine is not None:
-                    generation = self._generate_fast(
-                        question_ids, max_new_tokens, temperature, stop, on_token
-                    )
+                    generation = self._generate_fast(question_ids, max_new_tokens, **generate)
                 else:
                     generation = self.chat.generate_from_ids(
                         question_ids,
                         self._dynamic,
                         max_new_tokens=max_new_tokens,
-                        temperature=temperature,
-                        stop=stop,
-                        on_token=on_token,
                         cached_tokens=self.knowledge_tokens,
+                        **generate,
                     )
             finally:
                 self._restore()
@@ -458,10 +445,6 @@ class CagSession:
             "cache_load_s": self.load_s,
         }
         return Answer(text=generation.text, method="cag", timings=timings, facts=facts)
-
-    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
-        """Like `answer`, as text pieces while they are generated, then the final Answer."""
-        return stream_answer(self.answer, question, **options)
 
     @property
     def decoding(self) -> str:

@@ -45,14 +45,13 @@ def convert_file(
     destination: str | Path,
     *,
     target: str,
-    merged_prompt: str | None = None,
-    output_column: str | None = None,
-    system_prompt: str | None = None,
-    conversation_extension: int = 1,
-    random_state: int = 3407,
-    role_aliases: dict[str, str] | None = None,
+    **conversation: Any,
 ) -> ConvertResult:
     """Convert dataset file `source` into `destination` in format `target` (the `data convert` twin).
+
+    `conversation` keywords say how rows become conversations (`ConversationOptions`:
+    merged_prompt, output_column, system_prompt, conversation_extension, random_state,
+    role_aliases).
 
     Rows whose answer is empty or null are left out and counted (every row empty: DataError).
     Refused before any work (ConfigError): an unknown format or output type, a size below 1,
@@ -60,23 +59,18 @@ def convert_file(
     killed earlier convert left beside `destination` are removed.
     """
     from infuse.data.answers import describe_dropped, drop_unanswered
-    from infuse.data.loading import load_dataset_file, to_conversations
+    from infuse.data.loading import ConversationOptions, load_dataset_file
 
     source, destination = Path(source), Path(destination)
     check_output_path(destination, target)
-    if conversation_extension < 1:
-        raise ConfigError(f"conversation_extension={conversation_extension}: must be >= 1 (1 = off).")
+    settings = ConversationOptions(**conversation)
     if destination.exists() and source.exists() and destination.resolve() == source.resolve():
         raise ConfigError(f"The output {destination} is the input file: converting would replace it. "
                           "Give another output file.")
     check_writable_folder(destination.parent, setting="output file")
     remove_stale_temps(destination)
     loaded = load_dataset_file(source)
-    conversations = to_conversations(
-        loaded, merged_prompt=merged_prompt, output_column=output_column, system_prompt=system_prompt,
-        conversation_extension=conversation_extension, random_state=random_state,
-        role_aliases=role_aliases,
-    )["conversations"]
+    conversations = settings.conversations(loaded)
     kept, dropped = drop_unanswered(conversations, source=str(source))
     rows = to_format_rows(kept, target)
     write_rows(rows, destination, target)

@@ -171,37 +171,30 @@ def inspect_file(
     max_seq_len: int = 2048,
     n_samples: int = 3,
     histogram_png: str | Path | None = None,
-    merged_prompt: str | None = None,
-    output_column: str | None = None,
-    system_prompt: str | None = None,
-    conversation_extension: int = 1,
-    random_state: int = 3407,
-    role_aliases: dict[str, str] | None = None,
+    **conversation: Any,
 ) -> InspectReport:
     """Load a dataset file and inspect it under `model`'s tokenizer (the `data inspect` twin).
+
+    `conversation` keywords say how rows become conversations (`ConversationOptions`).
 
     The histogram PNG goes to `histogram_png`, by default next to the file as
     `<name>.lengths.png`. Bad sizes and an unwritable PNG folder are refused (ConfigError)
     before any work.
     """
-    from infuse.data.loading import load_dataset_file, to_conversations
+    from infuse.data.loading import ConversationOptions, load_dataset_file
     from infuse.errors import ConfigError
     from infuse.files import check_writable_folder
     from infuse.models import load_tokenizer
 
     path = Path(path)
-    for name, value, least in (("max_seq_len", max_seq_len, 1), ("samples", n_samples, 0),
-                               ("conversation_extension", conversation_extension, 1)):
+    for name, value, least in (("max_seq_len", max_seq_len, 1), ("samples", n_samples, 0)):
         if value < least:
             raise ConfigError(f"{name}={value}: must be >= {least}.")
+    settings = ConversationOptions(**conversation)
     plot = Path(histogram_png) if histogram_png else default_histogram_path(path)
     check_writable_folder(plot.parent, setting="--plot path")
     loaded = load_dataset_file(path)
-    conversations = to_conversations(
-        loaded, merged_prompt=merged_prompt, output_column=output_column, system_prompt=system_prompt,
-        conversation_extension=conversation_extension, random_state=random_state,
-        role_aliases=role_aliases,
-    )["conversations"]
+    conversations = settings.conversations(loaded)
     tokenizer = load_tokenizer(model)
     if chat_template:
         from infuse.data.templates import get_chat_template

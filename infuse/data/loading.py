@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from infuse.data.sharegpt import column_values, standardize_sharegpt, to_sharegpt
-from infuse.errors import ColumnError, DataError
-from infuse.files import parse_jsonl
+from infuse.errors import ColumnError, ConfigError, DataError
+from infuse.files import decode_utf8, parse_jsonl
 
 FORMATS = ("alpaca", "sharegpt", "messages", "columns")
 ALPACA_PROMPT = "{instruction}[[\n\n{input}]]"
@@ -40,15 +40,7 @@ class LoadedData:
 
 
 def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}: not UTF-8 text (byte {error.start}, line {line}). "
-            "Re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
-        ) from None
+    return decode_utf8(path.read_bytes(), path)
 
 
 def _rows_from_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
@@ -185,6 +177,29 @@ def load_dataset_file(path: str | Path) -> LoadedData:
         raise DataError(f"{path}: the dataset is empty (no rows).")
     data_format, column = detect_format(dataset)
     return LoadedData(dataset=dataset, format=data_format, path=path, conversation_column=column)
+
+
+@dataclass(frozen=True)
+class ConversationOptions:
+    """How rows become conversations: the keywords of `to_conversations`, checked when made
+    (ConfigError), so a bad setting is refused before any work."""
+
+    merged_prompt: str | None = None
+    output_column: str | None = None
+    system_prompt: str | None = None
+    conversation_extension: int = 1
+    random_state: int = 3407
+    role_aliases: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.conversation_extension < 1:
+            raise ConfigError(
+                f"conversation_extension={self.conversation_extension}: must be >= 1 (1 = off)."
+            )
+
+    def conversations(self, loaded: LoadedData) -> list:
+        """The `conversations` column `to_conversations` makes of `loaded`."""
+        return to_conversations(loaded, **vars(self))["conversations"]
 
 
 def to_conversations(

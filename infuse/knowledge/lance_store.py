@@ -238,12 +238,7 @@ class LanceStore(ChunkStore):
         }
 
     @_guarded
-    def replace_documents(
-        self,
-        chunks: list[Chunk],
-        remove_doc_ids: list[str],
-        texts: dict[str, str] | None = None,
-    ) -> None:
+    def _replace(self, chunks: list[Chunk], doomed: list[str], texts: dict[str, str]) -> None:
         table = self._open_table()
         if table is None:
             if not chunks:
@@ -251,11 +246,7 @@ class LanceStore(ChunkStore):
             table = self._create_table(len(chunks[0].vector))
         if TEXT_COLUMN not in table.schema.names:  # made before documents kept their text
             table.add_columns({TEXT_COLUMN: "CAST(NULL AS STRING)"})
-        by_id = {chunk.chunk_id: self._row(chunk, texts or {}) for chunk in chunks}
-        rows = list(by_id.values())
-        doomed = sorted(set(remove_doc_ids) | {chunk.doc_id for chunk in chunks})
-        if not doomed:
-            return
+        rows = [self._row(chunk, texts) for chunk in chunks]
         condition = f"doc_id IN ({', '.join(_quote(doc_id) for doc_id in doomed)})"
         if rows:
             # Keyed on chunk id: a chunk already there (another writer's) is updated, never

@@ -184,12 +184,7 @@ class PostgresStore(ChunkStore):
             )
         self._has_table = True
 
-    def replace_documents(
-        self,
-        chunks: list[Chunk],
-        remove_doc_ids: list[str],
-        texts: dict[str, str] | None = None,
-    ) -> None:
+    def _replace(self, chunks: list[Chunk], doomed: list[str], texts: dict[str, str]) -> None:
         if not self._table_exists():
             if not chunks:
                 return
@@ -197,13 +192,9 @@ class PostgresStore(ChunkStore):
         if not self._has_text_column:  # tables made before documents kept their text
             self._execute(f"ALTER TABLE {CHUNKS} ADD COLUMN IF NOT EXISTS {TEXT_COLUMN} text")
             self._has_text_column = True
-        texts = texts or {}
-        chunks = list({chunk.chunk_id: chunk for chunk in chunks}.values())
-        doomed = sorted(set(remove_doc_ids) | {chunk.doc_id for chunk in chunks})
         columns = ", ".join(_COLUMNS)
         with self._conn.transaction():
-            if doomed:
-                self._execute(f"DELETE FROM {CHUNKS} WHERE doc_id = ANY(%s)", (doomed,))
+            self._execute(f"DELETE FROM {CHUNKS} WHERE doc_id = ANY(%s)", (doomed,))
             if chunks:
                 self._execute(f"CREATE TEMP TABLE {STAGING} ({_COLUMN_TYPES}) ON COMMIT DROP")
                 with self._conn.cursor() as cursor:

@@ -62,7 +62,6 @@ class ChunkStore(ABC):
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Save knowledge-base settings."""
 
-    @abstractmethod
     def replace_documents(
         self,
         chunks: list[Chunk],
@@ -70,10 +69,19 @@ class ChunkStore(ABC):
         texts: dict[str, str] | None = None,
     ) -> None:
         """In one atomic commit: delete every chunk of `remove_doc_ids` and of the documents
-        `chunks` belong to, then insert `chunks` (each chunk id at most once).
+        `chunks` belong to, then insert `chunks` (each chunk id at most once: the last wins).
 
         `texts` maps a document id to its full text, stored with its first chunk.
         """
+        unique = list({chunk.chunk_id: chunk for chunk in chunks}.values())
+        doomed = sorted(set(remove_doc_ids) | {chunk.doc_id for chunk in unique})
+        if doomed:
+            self._replace(unique, doomed, texts or {})
+
+    @abstractmethod
+    def _replace(self, chunks: list[Chunk], doomed: list[str], texts: dict[str, str]) -> None:
+        """The backend's commit for `replace_documents`: delete every chunk of the `doomed`
+        documents and insert `chunks` (unique ids), all or nothing."""
 
     @abstractmethod
     def writing(self, on_wait: Callable[[], None] | None = None) -> AbstractContextManager[None]:

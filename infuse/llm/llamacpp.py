@@ -130,26 +130,19 @@ class LlamaCppChatModel(ChatModel):
 
     def _stream(self, kwargs, guard: RepetitionGuard, on_token):
         answer = GuardedText(guard, on_token)
-        tokens = 0
         finish_reason = None
-        first_at = None
         chunks = self.llm.create_chat_completion(**kwargs)
         try:
             for chunk in _guarded(chunks, self.context_window):
                 choice = chunk["choices"][0]
                 piece = (choice.get("delta") or {}).get("content")
                 finish_reason = choice.get("finish_reason") or finish_reason
-                if not piece:
-                    continue
-                if first_at is None:
-                    first_at = time.perf_counter()
-                tokens += 1
-                if not answer.add(piece):
+                if piece and not answer.add(piece):
                     finish_reason = "repetition"
                     break
         finally:
             chunks.close()  # stops llama.cpp generating when the guard ended the answer
-        return answer.finish(), tokens, finish_reason, first_at
+        return answer.finish(), answer.pieces, finish_reason, answer.first_at
 
 
 _TOO_LONG = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")

@@ -177,7 +177,6 @@ class OpenAIChatModel(ChatModel):
         answer = GuardedText(guard, on_token)
         usage: dict[str, Any] | None = None
         finish_reason = None
-        first_token_at: float | None = None
         events = 0
         with self._client.stream("POST", self.url, json=body) as response:
             if response.status_code >= 400:
@@ -224,11 +223,7 @@ class OpenAIChatModel(ChatModel):
                 for choice in event.get("choices") or []:
                     piece = (choice.get("delta") or {}).get("content")
                     finish_reason = choice.get("finish_reason") or finish_reason
-                    if not piece:
-                        continue
-                    if first_token_at is None:
-                        first_token_at = time.perf_counter()
-                    if not answer.add(piece):
+                    if piece and not answer.add(piece):
                         finish_reason = "repetition"
                         break
                 if finish_reason == "repetition":
@@ -241,7 +236,7 @@ class OpenAIChatModel(ChatModel):
                 )
         text = answer.finish()
         total = time.perf_counter() - started
-        ttft = None if first_token_at is None else first_token_at - started
+        ttft = None if answer.first_at is None else answer.first_at - started
         return _generation(text, usage, ttft, total, finish_reason)
 
     def _raise_for_status(self, response: httpx.Response, body: dict[str, Any]) -> None:

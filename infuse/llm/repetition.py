@@ -16,6 +16,8 @@ output turns the guard off: its keys and punctuation repeat by design.
 
 from __future__ import annotations
 
+import time
+
 DEFAULT_WINDOW = 48
 """Characters whose second occurrence counts as a repeat (0 or None turns the guard off)."""
 
@@ -57,7 +59,8 @@ class GuardedText:
     """An answer arriving in pieces, cut where it starts repeating itself.
 
     `on_token` (when given) receives only text that a later cut cannot take back, and the rest
-    at `finish()`.
+    at `finish()`. `pieces` counts the pieces added; `first_at` is when the first came
+    (`time.perf_counter()`).
     """
 
     def __init__(self, guard: RepetitionGuard, on_token=None) -> None:
@@ -65,9 +68,14 @@ class GuardedText:
         self.on_token = on_token
         self.text = ""
         self.emitted = 0
+        self.pieces = 0
+        self.first_at: float | None = None
 
     def add(self, piece: str) -> bool:
         """Append `piece`; False when the answer has started repeating (it is cut before it)."""
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        self.pieces += 1
         self.text += piece
         keep = self.guard.check(self.text)
         if keep is not None:

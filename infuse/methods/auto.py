@@ -8,12 +8,10 @@ phrase is held back, so a client never sees a refusal followed by the fallback's
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from infuse.answer import Answer
+from infuse.answer import Answer, AnswerMethod, AnswerOptions
 from infuse.errors import ConfigError
 from infuse.methods.profile import AssistantProfile
 
@@ -48,7 +46,7 @@ class _HoldBack:
             self.on_token(self.held)
 
 
-class AutoMethod:
+class AutoMethod(AnswerMethod):
     """The profile's winner with one fallback; safe to share between threads like its methods."""
 
     name = "auto"
@@ -72,19 +70,12 @@ class AutoMethod:
             "verdict": profile.verdict(),
         }
 
-    def answer(
-        self,
-        question: str,
-        *,
-        history: list[dict[str, str]] | None = None,
-        max_new_tokens: int | None = None,
-        on_token: Callable[[str], None] | None = None,
-    ) -> Answer:
+    def answer_with(self, question: str, options: AnswerOptions) -> Answer:
         """The winner's answer; the fallback's when the winner declined and a fallback exists."""
+        on_token = options.on_token
         held = _HoldBack(on_token) if self.fallback is not None else None
         first = self.winner.answer(
-            question, history=history, max_new_tokens=max_new_tokens,
-            on_token=held if held is not None else on_token,
+            question, **options.keywords(on_token=held if held is not None else on_token)
         )
         if not first.no_answer or self.fallback is None:
             if held is not None:
@@ -93,33 +84,10 @@ class AutoMethod:
         if held is not None and held.released and on_token is not None:
             # The decline was already streamed as text that did not look like one; set it apart.
             on_token("\n\n")
-        second = self.fallback.answer(
-            question, history=history, max_new_tokens=max_new_tokens, on_token=on_token
-        )
-        second = self._named(second, self.fallback_name)
+        second = self._named(self.fallback.answer(question, **options.keywords()), self.fallback_name)
         second.facts["fallback_from"] = self.profile.winner
         second.timings["declined_s"] = first.timings.get("total_s", 0.0)
         return second
-
-    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
-        """Text pieces as they come, then the final Answer."""
-        pieces: queue.Queue = queue.Queue()
-        outcome: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                outcome["answer"] = self.answer(question, on_token=pieces.put, **options)
-            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
-                outcome["error"] = error
-            finally:
-                pieces.put(None)
-
-        threading.Thread(target=work, daemon=True).start()
-        while (piece := pieces.get()) is not None:
-            yield piece
-        if "error" in outcome:
-            raise outcome["error"]
-        yield outcome["answer"]
 
     def close(self) -> None:
         """Nothing of its own: the methods it wraps are closed by whoever built them."""

@@ -5,18 +5,19 @@
     LazyMethod          a method opened on first use (`setup()`), or a skip with its reason
     SkippedMethod       a method that was asked for but cannot run here, and why
 
-Sessions (`infuse.rag.RagSession`, `infuse.methods.cag.CagMethod`) satisfy the same protocol.
+`AnswerMethod` lives in `infuse.answer` (below rag and cag); sessions (`infuse.rag.RagSession`,
+`infuse.methods.cag.CagMethod`) are AnswerMethods too.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from infuse.answer import Answer, stream_answer
+from infuse.answer import Answer, AnswerMethod, AnswerOptions
 from infuse.conversation import chat_messages
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -28,27 +29,6 @@ DEFAULT_SYSTEM_PROMPT = (
 MISSING = "missing"  # the code or the input it needs is not there
 DOES_NOT_FIT = "does_not_fit"  # the knowledge is longer than the model's context (CAG)
 FAILED = "failed"  # opening it raised an error
-
-
-@runtime_checkable
-class AnswerMethod(Protocol):
-    """An answer method: opened once, asked many times, safe to share between threads."""
-
-    name: str
-    facts: dict[str, Any]
-
-    def answer(
-        self,
-        question: str,
-        *,
-        history: Sequence[dict[str, str]] | None = None,
-        max_new_tokens: int | None = None,
-        on_token: Callable[[str], None] | None = None,
-    ) -> Answer: ...
-
-    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -73,7 +53,7 @@ class SkipMethod(Exception):
         self.skip = skip
 
 
-class ModelMethod:
+class ModelMethod(AnswerMethod):
     """A chat model answering from what it knows (the base model, or base + LoRA adapter).
 
     The model object may be shared with other methods; a local model serialises its own
@@ -103,32 +83,20 @@ class ModelMethod:
         """The chat messages sent for one question: system prompt, earlier turns, the question."""
         return chat_messages(question, history, self.system_prompt)
 
-    def answer(
-        self,
-        question: str,
-        *,
-        history: Sequence[dict[str, str]] | None = None,
-        max_new_tokens: int | None = None,
-        on_token: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-    ) -> Answer:
+    def answer_with(self, question: str, options: AnswerOptions) -> Answer:
         """Generate an answer; returns its text with time to first token and total time."""
-        messages = self.messages(question, history)
+        messages = self.messages(question, options.history)
         started = time.perf_counter()
         first: list[float] = []
 
         def timed_on_token(piece: str) -> None:
             if not first:
                 first.append(time.perf_counter() - started)
-            if on_token is not None:
-                on_token(piece)
+            if options.on_token is not None:
+                options.on_token(piece)
 
-        generation = self.model.generate(
-            messages,
-            max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
-            temperature=self.temperature if temperature is None else temperature,
-            on_token=timed_on_token,
-        )
+        keywords = options.generate_keywords(self.max_new_tokens, self.temperature)
+        generation = self.model.generate(messages, **{**keywords, "on_token": timed_on_token})
         timings = {"total_s": time.perf_counter() - started}
         ttft = generation.time_to_first_token_s
         if ttft is None and first:
@@ -146,15 +114,8 @@ class ModelMethod:
         }
         return Answer(text=generation.text.strip(), method=self.name, timings=timings, facts=facts)
 
-    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
-        """Like `answer`, as text pieces while they are generated, then the final Answer."""
-        return stream_answer(self.answer, question, **options)
 
-    def close(self) -> None:
-        """Nothing to release: the model may be shared and stays loaded."""
-
-
-class LazyMethod:
+class LazyMethod(AnswerMethod):
     """A method opened on first use: `setup()` calls `open()` once (thread-safe) and keeps the
     method it returns; `open()` raises SkipMethod when the method cannot run here.
 
@@ -190,10 +151,6 @@ class LazyMethod:
         result = self.setup().answer(question, **options)
         result.method = self.name
         return result
-
-    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
-        """Like `answer`, as text pieces while they are generated, then the final Answer."""
-        return stream_answer(self.answer, question, **options)
 
     def close(self) -> None:
         """Close the opened method (if it was opened)."""

@@ -10,13 +10,12 @@ nor stay inside the knowledge when told to).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from infuse.answer import Answer, stream_answer
+from infuse.answer import Answer, AnswerMethod, AnswerOptions
 
 
-class CagMethod:
+class CagMethod(AnswerMethod):
     """`session` is a `CagSession` (its cache is locked per question, so threads may share it)
     or a `ServerCagSession`."""
 
@@ -40,15 +39,7 @@ class CagMethod:
             self.facts["context_window"] = getattr(chat, "context_window", None)
         self.facts.update(facts or {})
 
-    def answer(
-        self,
-        question: str,
-        *,
-        history: Sequence[dict[str, str]] | None = None,
-        max_new_tokens: int | None = None,
-        on_token: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-    ) -> Answer:
+    def answer_with(self, question: str, options: AnswerOptions) -> Answer:
         """Answer from the cached knowledge (see `CagSession.answer`); with grounding, declined
         (`no_answer`, the reason in `facts["declined_because"]`) when the evidence is weak."""
         from infuse.rag import NO_ANSWER, extract_answer, grounding_problem, missing_question_terms
@@ -57,8 +48,8 @@ class CagMethod:
         if knowledge:
             missing = missing_question_terms(question, [knowledge])
             if missing:
-                if on_token is not None:
-                    on_token(NO_ANSWER)
+                if options.on_token is not None:
+                    options.on_token(NO_ANSWER)
                 return Answer(
                     text=NO_ANSWER,
                     method=self.name,
@@ -69,12 +60,14 @@ class CagMethod:
                     timings={"total_s": 0.0},
                 )
         # With grounding the reply is checked first, then streamed as one piece.
+        max_new_tokens = options.max_new_tokens
+        if max_new_tokens is None:
+            max_new_tokens = self.max_new_tokens
         result = self.session.answer(
             question,
-            history=history,
-            max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
-            on_token=None if knowledge else on_token,
-            temperature=temperature,
+            **options.keywords(
+                max_new_tokens=max_new_tokens, on_token=None if knowledge else options.on_token
+            ),
         )
         result.method = self.name
         if knowledge and not result.no_answer:
@@ -85,8 +78,8 @@ class CagMethod:
             if problem is not None:
                 result.text, result.no_answer = NO_ANSWER, True
                 result.facts["declined_because"] = f"the answer is not grounded: {problem}"
-        if knowledge and on_token is not None:
-            on_token(result.text)
+        if knowledge and options.on_token is not None:
+            options.on_token(result.text)
         return result
 
     def knowledge_text(self) -> str | None:
@@ -94,10 +87,6 @@ class CagMethod:
         prefix = getattr(self.session, "prefix", None)
         text = getattr(prefix, "system", None) or getattr(self.session, "system", None)
         return text if isinstance(text, str) else None
-
-    def stream(self, question: str, **options: Any) -> Iterator[str | Answer]:
-        """Like `answer`, as text pieces while they are generated, then the final Answer."""
-        return stream_answer(self.answer, question, **options)
 
     def close(self) -> None:
         """Nothing to release: the cache goes with the session, the model may be shared."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from infuse.answer import Answer, Citation, stream_answer
+from infuse.answer import Answer, AnswerMethod, Citation
 from infuse.research.citations import check_citations, content_words
 from infuse.research.websearch import SearchError, WebSearch, web_search
 
@@ -69,7 +69,7 @@ class _OutOfBudget(Exception):
     pass
 
 
-class ResearchSession:
+class ResearchSession(AnswerMethod):
     """A model, a knowledge base (optional), a web search backend (optional) and a fetcher.
 
     `kb`: a KnowledgeBase or None; `search`: a WebSearch, a spec for `web_search`, or None;
@@ -94,12 +94,6 @@ class ResearchSession:
             "search": self.search.name if self.search else "none",
             "budget": self.budget.to_dict(),
         }
-
-    def close(self) -> None:
-        pass
-
-    def stream(self, question: str, **options: Any):
-        return stream_answer(self.answer, question, **options)
 
     # ------------------------------------------------------------------------------------
     def answer(self, question: str, *, history=None, max_new_tokens: int | None = None,

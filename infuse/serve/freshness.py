@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from infuse.answer import AnswerMethod
 from infuse.errors import CacheError
 
 WATCH_INTERVAL_S = 2.0
@@ -36,7 +37,7 @@ def knowledge_files(kb: Any) -> list[Path]:
     return sorted(Path(source) for source in sources if "://" not in source and Path(source).is_file())
 
 
-class FreshCag:
+class FreshCag(AnswerMethod):
     """A CAG method that is rebuilt when the knowledge base changes (an AnswerMethod itself).
 
     `build(files) -> method` makes a CAG method over `files` (ContextTooLongError when they no
@@ -119,11 +120,6 @@ class FreshCag:
         result = method.answer(question, **options)
         result.method = self.name
         return result
-
-    def stream(self, question: str, **options: Any):
-        from infuse.answer import stream_answer
-
-        return stream_answer(self.answer, question, **options)
 
     def close(self) -> None:
         self._stop.set()

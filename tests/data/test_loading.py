@@ -101,7 +101,7 @@ def test_non_object_line_wrong_types_and_empty(tmp_path):
 def test_bad_encoding_unknown_suffix_and_missing_file(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("question,answer\ncafé,oui\n".encode("latin-1"))
-    with pytest.raises(DataError, match="not UTF-8 text .* line 2"):
+    with pytest.raises(DataError, match=r"latin\.csv, line 2: not UTF-8 text"):
         load_dataset_file(path)
     (tmp_path / "data.xlsx").write_bytes(b"PK")
     with pytest.raises(DataError, match="unknown file type '.xlsx'"):

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from synth_chat_server import ScriptedChatServer
+from scripted_chat import ScriptedChatServer
 
 from infuse.cli.quickstart import StepProgress
 from infuse.errors import DataError

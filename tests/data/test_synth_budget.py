@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from synth_chat_server import ScriptedChatServer
+from scripted_chat import ScriptedChatServer
 
 from infuse.data import synth
 from infuse.errors import ConfigError

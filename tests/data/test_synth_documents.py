@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synth_chat_server import ScriptedChatServer
+from scripted_chat import ScriptedChatServer
 
 from infuse.llm import load_chat_model
 from infuse.quickstart import _ensure_questions, plan_quickstart

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from scripted_model import ScriptedModel
 
 from infuse.eval import scoring
-from infuse.llm.base import Generation
 
 
 @pytest.mark.parametrize(
@@ -89,22 +89,8 @@ def test_parse_judge_score(reply, score):
     assert scoring.parse_judge_score(reply) == score
 
 
-class RecordingJudge:
-    """A ChatModel stand-in for a hosted judge API (the one place fakes are allowed)."""
-
-    name = "judge"
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.calls = []
-
-    def generate(self, messages, *, max_new_tokens=256, temperature=0.0, stop=None, on_token=None):
-        self.calls.append(messages)
-        return Generation(text=self.reply)
-
-
 def test_judge_answer_sends_question_reference_and_candidate():
-    judge = RecordingJudge("Score: 5")
+    judge = ScriptedModel("Score: 5", name="judge")
     verdict = scoring.judge_answer(judge, "How long?", ["38 days", "38"], "Thirty-eight days.")
     assert verdict.score == 5 and verdict.raw == "Score: 5"
     user = judge.calls[0][-1]["content"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from at_once import answer_at_once
+from scripted_model import ScriptedModel
 
 from infuse.answer import Answer
 from infuse.rag import RagSession, is_follow_up, retrieval_query
@@ -113,26 +114,8 @@ def test_two_sessions_over_one_knowledge_base_take_turns_searching(kb_dir, chat_
     kb.close()
 
 
-class RecordingModel:
-    """A ChatModel that replies with a fixed text and keeps the messages it was sent."""
-
-    name = "recording"
-
-    def __init__(self, reply: str):
-        self.reply = reply
-        self.calls: list[list[dict[str, str]]] = []
-
-    def generate(self, messages, *, max_new_tokens=256, temperature=0.0, stop=None, on_token=None):
-        from infuse.llm.base import Generation
-
-        self.calls.append(messages)
-        if on_token:
-            on_token(self.reply)
-        return Generation(text=self.reply, total_s=0.01)
-
-
 def test_a_follow_up_is_retrieved_on_the_subject_of_the_earlier_turn(kb_dir):
-    model = RecordingModel("Ten business days [1].")
+    model = ScriptedModel("Ten business days [1].")
     history = [
         {"role": "user", "content": "How do I request a refund?"},
         {"role": "assistant", "content": "Email refunds@acme.test with the order number [1]."},
@@ -209,6 +192,6 @@ def test_stream_yields_the_pieces_then_the_answer_and_closing_it_stops_the_model
 def test_history_turns_are_checked(kb_dir):
     from infuse.errors import ConfigError
 
-    with RagSession(kb_dir, RecordingModel("x"), mode="bm25", min_similarity=None) as session:
+    with RagSession(kb_dir, ScriptedModel("x"), mode="bm25", min_similarity=None) as session:
         with pytest.raises(ConfigError, match=r"history turn 0 .*role"):
             session.answer("Where is the office?", history=[{"from": "human", "value": "hi"}])

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
+from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from scripted_chat import ScriptedChatServer
 
 PAGES = {
     "/history.html": (
@@ -73,9 +74,9 @@ class Site:
         self.httpd.server_close()
 
 
-def scripted_reply(body: dict, fake_citation: bool) -> str:
+def scripted_reply(messages: list[dict], fake_citation: bool) -> str:
     """What a good research model would say at each step (by the step's system prompt)."""
-    system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+    system, user = messages[0]["content"], messages[-1]["content"]
     question = user.split("\n", 1)[0].removeprefix("Question: ")
     if system.startswith("You plan"):
         return json.dumps({"queries": ["refund window introduced"]})
@@ -96,66 +97,17 @@ def scripted_reply(body: dict, fake_citation: bool) -> str:
     raise AssertionError(f"unexpected prompt: {system[:60]}")
 
 
-class ScriptedChat:
-    def __init__(self, fake_citation: bool = False) -> None:
-        self.requests: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                content = scripted_reply(body, fake_citation)
-                payload = json.dumps({
-                    "id": "stub", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", "stub"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def scripted_chat(fake_citation: bool = False) -> ScriptedChatServer:
+    """A chat server answering each research step as a good model would."""
+    return ScriptedChatServer(lambda messages: scripted_reply(messages, fake_citation))
 
 
 @pytest.fixture
 def site():
-    s = Site()
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
-def tiny_embedder(tmp_path_factory):
-    from knowledge.conftest import build_tiny_embedder
-
-    from infuse.knowledge.embeddings import Embedder
-
-    return Embedder(str(build_tiny_embedder(tmp_path_factory.mktemp("embedder"))), device="cpu")
+    with closing(Site()) as served:
+        yield served
 
 
 @pytest.fixture
-def kb(tmp_path, tiny_embedder):
-    from infuse.knowledge.kb import KnowledgeBase
-
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "policies.md").write_text("# Policies\n\n## Refunds\n\nThe refund window is 45 days.\n")
-    (docs / "office.txt").write_text("Our office is in Springfield.")
-    knowledge = KnowledgeBase(tmp_path / "kb", create=True, embedder=tiny_embedder)
-    knowledge.add([docs])
-    yield knowledge
-    knowledge.close()
+def kb(refunds_kb):
+    return refunds_kb

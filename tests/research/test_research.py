@@ -7,7 +7,7 @@ import pytest
 
 from infuse.research import NO_ANSWER, Budget, ResearchSession, check_citations, web_search
 from infuse.scrape.fetch import FetchConfig
-from research.conftest import ScriptedChat
+from research.conftest import scripted_chat
 
 QUESTION = "When was the refund window introduced and how long is the refund window?"
 LOCAL = FetchConfig(allow_private=True, min_delay=0.0, adapt_to_latency=False)
@@ -23,9 +23,8 @@ def session(chat, kb, site, budget=None):
 
 @pytest.fixture
 def chat():
-    c = ScriptedChat(fake_citation=True)
-    yield c
-    c.close()
+    with scripted_chat(fake_citation=True) as server:
+        yield server
 
 
 def test_report_cites_kb_and_web_sources_read_within_budget(chat, kb, site):

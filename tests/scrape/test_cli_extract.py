@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
-from llm_stub import ScriptedChatServer
 from scrape_site import FILLER, Response, article
+from scripted_chat import ScriptedChatServer, in_order
 
 from infuse.cli import main
 
@@ -87,7 +87,7 @@ def test_schema_extraction_from_a_saved_page_through_a_server(tmp_path, capsys):
         "name": {"value": "Nimbus Pro", "evidence": "Nimbus Pro costs"},
         "price": {"value": "$25", "evidence": "costs $25 a month"},
     }
-    server = ScriptedChatServer([json.dumps(answer)])
+    server = ScriptedChatServer(in_order([json.dumps(answer)]))
     try:
         code = main(
             [

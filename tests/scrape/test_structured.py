@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from llm_stub import ScriptedChatServer
 from pydantic import BaseModel
+from scripted_chat import ScriptedChatServer, in_order
 
 from infuse.errors import ConfigError
 from infuse.llm.openai_compat import OpenAIChatModel
@@ -62,7 +62,7 @@ def stub():
     servers = []
 
     def start(answers):
-        servers.append(ScriptedChatServer(answers))
+        servers.append(ScriptedChatServer(in_order(answers)))
         return servers[-1]
 
     yield start

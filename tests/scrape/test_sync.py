@@ -68,30 +68,19 @@ def test_crawl_into_kb_then_sync_counts_changes(site, fast_config, tiny_embedder
         assert len(again.unchanged) == 5
 
 
+def crawl_into(kb, site, embedder_dir, tmp_path) -> int:
+    """`infuse scrape crawl` of the whole test site into knowledge base `kb` (JSON out)."""
+    flags = ["--allow-private", "--delay", "0", "--no-sitemap", "--render", "never", "--json"]
+    return main(
+        ["scrape", "crawl", site.url("/"), "--to-kb", str(kb), "--embedder", str(embedder_dir),
+         "--state", str(tmp_path / "s.json"), *flags]
+    )
+
+
 def test_cli_crawl_to_kb(site, tiny_embedder_dir, tmp_path, capsys):
     build_site(site)
     kb = tmp_path / "kb"
-    code = main(
-        [
-            "scrape",
-            "crawl",
-            site.url("/"),
-            "--to-kb",
-            str(kb),
-            "--embedder",
-            str(tiny_embedder_dir),
-            "--allow-private",
-            "--delay",
-            "0",
-            "--no-sitemap",
-            "--render",
-            "never",
-            "--state",
-            str(tmp_path / "s.json"),
-            "--json",
-        ]
-    )
-    assert code == 0
+    assert crawl_into(kb, site, tiny_embedder_dir, tmp_path) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["kb"] == {"added": 5, "updated": 0, "unchanged": 0}
     assert main(["kb", "list", "--kb", str(kb), "--json"]) == 0
@@ -102,29 +91,7 @@ def test_cli_crawl_to_kb(site, tiny_embedder_dir, tmp_path, capsys):
 def test_cli_kb_sync_recrawls_web_pages(site, tiny_embedder_dir, tmp_path, capsys):
     build_site(site)
     kb = tmp_path / "kb"
-    assert (
-        main(
-            [
-                "scrape",
-                "crawl",
-                site.url("/"),
-                "--to-kb",
-                str(kb),
-                "--embedder",
-                str(tiny_embedder_dir),
-                "--allow-private",
-                "--delay",
-                "0",
-                "--no-sitemap",
-                "--render",
-                "never",
-                "--state",
-                str(tmp_path / "s.json"),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    assert crawl_into(kb, site, tiny_embedder_dir, tmp_path) == 0
     capsys.readouterr()
     site.pages["/stable.html"] = Response(article("Stable", [FILLER, "Now it changed."]))
     del site.pages["/vanishing.html"]  # 404
