@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.answer import Answer, AnswerMethod, AnswerOptions, Citation
+from infuse.closing import Closing
 from infuse.conversation import PASSAGES_PROMPT, check_history, passages_messages
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
@@ -278,7 +279,7 @@ def search_lock(kb: KnowledgeBase) -> threading.Lock:
         return lock
 
 
-class RagSession(AnswerMethod):
+class RagSession(AnswerMethod, Closing):
     """A knowledge base, its embedder and a chat model, opened once and asked many times.
 
     `kb` is a KnowledgeBase (kept open; the caller closes it) or its location (opened here,
@@ -481,12 +482,6 @@ class RagSession(AnswerMethod):
         """Close the knowledge base when this session opened it (the model stays loaded)."""
         if self._own_kb:
             self.kb.close()
-
-    def __enter__(self) -> RagSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def answer(

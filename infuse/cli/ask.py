@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from infuse.cli.options import api_key_option
 from infuse.cli.output import console, print_json
 from infuse.errors import ConfigError
 
@@ -41,12 +42,7 @@ from infuse.errors import ConfigError
     default=None,
     help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (env INFUSE_BASE_URL).",
 )
-@click.option(
-    "--api-key",
-    envvar="INFUSE_API_KEY",
-    default=None,
-    help="Key for --base-url (env INFUSE_API_KEY).",
-)
+@api_key_option()
 @click.option(
     "-k", "k", type=int, default=5, show_default=True, help="RAG: passages given to the model."
 )

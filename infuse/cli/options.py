@@ -29,6 +29,13 @@ def path_option(flag: str, dest: str, help: str, *, folder: bool = False) -> Cal
     return click.option(flag, dest, type=kind, default=None, help=help)
 
 
+def api_key_option(envvar: str = "INFUSE_API_KEY") -> Callable:
+    """`--api-key` for a `--base-url` server, read from `envvar` when not given."""
+    return click.option(
+        "--api-key", envvar=envvar, default=None, help=f"Key for --base-url (env {envvar})."
+    )
+
+
 def choice_option(flag: str, choices: list[str], help: str) -> Callable:
     """A `--flag` taking one of `choices`; the first is the default."""
     kind = click.Choice(choices)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from infuse.cli.options import json_option, path_option
+from infuse.cli.options import api_key_option, json_option, path_option
 from infuse.cli.output import console, err_console, print_json
 from infuse.cli.scrape_options import PageProgress, fetch_options, kb_options
 from infuse.errors import ConfigError
@@ -33,12 +33,7 @@ from infuse.errors import ConfigError
     help="Chat model: packaged name (default smollm2), folder, or the served name with --base-url.",
 )
 @click.option("--base-url", default=None, help="OpenAI-compatible server to extract with.")
-@click.option(
-    "--api-key",
-    envvar="OPENAI_API_KEY",
-    default=None,
-    help="Key for --base-url (env OPENAI_API_KEY).",
-)
+@api_key_option("OPENAI_API_KEY")
 @click.option(
     "--max-retries",
     type=int,

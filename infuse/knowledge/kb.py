@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infuse.closing import Closing
 from infuse.errors import ConfigError, DataError
 from infuse.knowledge.chunking import chunk_document, heading_prefix
 from infuse.knowledge.documents import Chunk, Document, DocumentRecord, SearchHit
@@ -104,7 +105,7 @@ def check_chunking(chunk_tokens: int, overlap_tokens: int) -> None:
         )
 
 
-class KnowledgeBase:
+class KnowledgeBase(Closing):
     """A knowledge base at a folder (LanceDB) or a `postgresql://` URL.
 
     The location must hold a knowledge base already, unless `create=True` (then an empty one
@@ -183,12 +184,6 @@ class KnowledgeBase:
     def close(self) -> None:
         """Release the store's connections."""
         self.store.close()
-
-    def __enter__(self) -> KnowledgeBase:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # reading ----------------------------------------------------------------------------
     def documents(self) -> list[DocumentRecord]:

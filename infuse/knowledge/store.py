@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from infuse.closing import Closing
 from infuse.errors import ConfigError
 from infuse.knowledge.documents import Chunk, DocumentRecord, SearchHit
 
@@ -49,7 +50,7 @@ def metadata_value(value: Any) -> str:
     return str(value)
 
 
-class ChunkStore(ABC):
+class ChunkStore(ABC, Closing):
     """Where chunks, their vectors and their full-text index live."""
 
     location: str
@@ -124,15 +125,6 @@ class ChunkStore(ABC):
 
     def optimize(self) -> None:  # noqa: B027 - optional for backends whose indexes maintain themselves
         """Refresh indexes after a batch of writes."""
-
-    def close(self) -> None:  # noqa: B027
-        """Release connections."""
-
-    def __enter__(self) -> ChunkStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def is_database_url(location: str | Path) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from infuse.closing import Closing
 from infuse.errors import BackendError, PromptTooLongError
 from infuse.llm.base import ChatModel, GenerateOptions, Generation, Message
 from infuse.llm.repetition import DEFAULT_WINDOW, GuardedText, RepetitionGuard, trim_repetition
@@ -37,7 +38,7 @@ def chat_completions_url(base_url: str) -> str:
     return base + "/chat/completions"
 
 
-class OpenAIChatModel(ChatModel):
+class OpenAIChatModel(ChatModel, Closing):
     """A chat model served over HTTP with the OpenAI chat completions API."""
 
     def __init__(
@@ -64,12 +65,6 @@ class OpenAIChatModel(ChatModel):
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
-
-    def __enter__(self) -> OpenAIChatModel:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def generate_with(self, messages: list[Message], options: GenerateOptions) -> Generation:
         """Send `messages`; stream when `on_token` is given. BackendError errors name the URL.

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from infuse import __version__
+from infuse.closing import Closing
 from infuse.scrape.safety import AddressRefused, guarded_transport
 
 USER_AGENT = (
@@ -180,7 +181,7 @@ class _Host:
         self.crawl_delay = 0.0  # robots.txt floor
 
 
-class Fetcher:
+class Fetcher(Closing):
     """Fetch URLs politely and safely. Safe to share between threads; use as a context manager.
 
     `sleep` and `clock` are injectable so tests can check waits without waiting.
@@ -224,12 +225,6 @@ class Fetcher:
 
     def close(self) -> None:
         self.client.close()
-
-    def __enter__(self) -> Fetcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # robots.txt --------------------------------------------------------------------------
     def robots(self, url: str):

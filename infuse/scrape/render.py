@@ -14,6 +14,7 @@ import os
 import shutil
 from urllib.parse import urlsplit
 
+from infuse.closing import Closing
 from infuse.errors import ConfigError
 from infuse.scrape.fetch import USER_AGENT
 from infuse.scrape.safety import AddressRefused, check_host
@@ -34,7 +35,7 @@ def find_chromium(path: str | None = None) -> str:
     )
 
 
-class Renderer:
+class Renderer(Closing):
     """A headless Chromium that renders pages to HTML after their scripts ran."""
 
     def __init__(
@@ -113,9 +114,3 @@ class Renderer:
             self._browser.close()
         finally:
             self._playwright.stop()
-
-    def __enter__(self) -> Renderer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -47,17 +47,19 @@ def test_unanswerable_questions_load_in_both_spellings(tmp_path):
     assert questions[1].references == [] and questions[1].to_dict()["answer"] is None
 
 
-def test_unanswerable_with_an_answer_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    "row, error",
+    [
+        # unanswerable with an answer is refused
+        ('{"question": "Q?", "answer": "A", "unanswerable": true}', "line 1.*unanswerable"),
+        # a missing answer names the line and the null spelling
+        ('{"question": "Q?", "answer": ""}', r'line 1.*"answer": null'),
+    ],
+)
+def test_contradictory_or_empty_answers_are_refused_naming_the_line(tmp_path, row, error):
     path = tmp_path / "qa.jsonl"
-    path.write_text('{"question": "Q?", "answer": "A", "unanswerable": true}\n')
-    with pytest.raises(DataError, match="line 1.*unanswerable"):
-        load_questions(path)
-
-
-def test_missing_answer_names_the_line_and_the_null_spelling(tmp_path):
-    path = tmp_path / "qa.jsonl"
-    path.write_text('{"question": "Q?", "answer": ""}\n')
-    with pytest.raises(DataError, match=r'line 1.*"answer": null'):
+    path.write_text(row + "\n")
+    with pytest.raises(DataError, match=error):
         load_questions(path)
 
 
