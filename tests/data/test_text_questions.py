@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synth_chat_server import ScriptedChatServer
+from scripted_chat import ScriptedChatServer
 
 from infuse.data import synth
 from infuse.data.text_questions import text_pairs, unanswerable_questions
