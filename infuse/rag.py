@@ -318,9 +318,12 @@ class RagSession(AnswerMethod, Closing):
         self.kb = KnowledgeBase(kb) if self._own_kb else kb
         self._model = model
         self._model_options = {"base_url": base_url, "api_key": api_key, "device": device}
-        self.k, self.mode, self.filters = k, mode, filters
-        self.reranker = reranker
-        self.min_similarity, self.min_rerank_score = min_similarity, min_rerank_score
+        self.mode = mode
+        # What `search` asks the knowledge base for, for every question.
+        self.retrieval: dict[str, Any] = {
+            "k": k, "mode": mode, "filters": filters, "reranker": reranker,
+            "min_similarity": min_similarity, "min_rerank_score": min_rerank_score,
+        }
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.system_prompt = system_prompt
         self.passages_given = passages_given
@@ -357,15 +360,7 @@ class RagSession(AnswerMethod, Closing):
     def search(self, query: str) -> list[SearchHit]:
         """The passages this session would give the model for `query` (thread-safe)."""
         with self._retrieval_lock:
-            return self.kb.search(
-                query,
-                k=self.k,
-                mode=self.mode,
-                filters=self.filters,
-                reranker=self.reranker,
-                min_similarity=self.min_similarity,
-                min_rerank_score=self.min_rerank_score,
-            )
+            return self.kb.search(query, **self.retrieval)
 
     def answer_with(self, question: str, options: AnswerOptions) -> Answer:
         """Answer `question` from the passages retrieved for it (for a follow-up, retrieved
