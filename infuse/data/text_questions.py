@@ -67,11 +67,28 @@ _UNITS = frozenset(
     "bit pages page rows row columns column characters character digits digit times percent "
     "threads thread connections entries items lines files versions releases increments".split()
 )
+# Words too general to pin a question or an answer down ("What are the options?" -> "detailed below").
+_GENERIC = frozenset(
+    "below above detailed following follows some time times character characters thing things way "
+    "ways case cases part parts rest ones one options option value values example examples same "
+    "other others different used given shown described listed available possible several many "
+    "much more less most least first second third last next new old good best simple easy "
+    "usual usually important piece file files text section chapter page above-mentioned".split()
+)
 _FOREIGN_NOTE = "unanswerable: asks about '{term}', which no document mentions"
 
 
 def _words(text: str) -> list[str]:
     return [word.lower() for word in _WORD.findall(text)]
+
+
+def _specific(text: str) -> bool:
+    """True when `text` names something: a number, a code-like token, or a word that is
+    neither a stopword nor too general."""
+    if re.search(r"\d|[_`<>=/]|\w[.-]\w|\b[A-Z]{2,}\b", text):
+        return True
+    return any(word not in _STOPWORDS and word not in _GENERIC and len(word) > 2
+               for word in _words(text))
 
 
 def _trim_clause(text: str, max_words: int) -> str | None:
@@ -81,7 +98,7 @@ def _trim_clause(text: str, max_words: int) -> str | None:
     words = clause.split()
     if not 1 <= len(words) <= max_words or words[-1].lower() in _STOPWORDS:
         return None  # "one in" (cut before "which"): a fragment, not an answer
-    return clause
+    return clause if _specific(clause) else None
 
 
 def _definition_pairs(text: str, max_words: int) -> list[tuple[str, str]]:
@@ -106,7 +123,7 @@ def _copular_pair(sentence: str, max_words: int) -> tuple[str, str] | None:
         return None
     if any(word.lower() in _CLAUSE_WORDS for word in subject_words):
         return None
-    if not set(_words(subject)) - _STOPWORDS:
+    if not _specific(re.sub(r"^\w+", "", subject) if subject_words[0] in {"The", "A", "An"} else subject):
         return None
     answer = _trim_clause(obj, max_words)
     if answer is None:
@@ -139,10 +156,15 @@ def _number_pair(sentence: str) -> tuple[str, str] | None:
 
 def _sentences(text: str) -> Iterable[str]:
     for paragraph in re.split(r"\n\s*\n", text):
-        flat = " ".join(line.strip() for line in paragraph.splitlines() if not line.startswith("#"))
+        lines = [line.strip() for line in paragraph.splitlines()]
+        # headings and the chunker's "Title > Section" breadcrumb are labels, not sentences
+        flat = " ".join(line for line in lines if not line.startswith("#") and " > " not in line)
         flat = re.sub(r"^(?:[-*]|\d+\.)\s+", "", flat)
         for match in _SENTENCE.finditer(flat):
             yield match.group(0).strip()
+
+
+LICENCE_NAMES = re.compile(r"^(copyright|copying|licen[cs]e|notice)([._-].*)?$", re.IGNORECASE)
 
 
 def text_pairs(text: str, *, max_pairs: int = 3, max_answer_words: int = 12) -> list[tuple[str, str]]:
