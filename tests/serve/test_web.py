@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from serve_support import DOCS, ServerProcess
+from serve_support import DOCS, REPO, ServerProcess, free_port, load_module
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -19,6 +19,12 @@ if not CHROMIUM.exists():
     pytest.skip("needs Debian's chromium (scripts/install-system.sh)", allow_module_level=True)
 
 SHOTS = Path("/tmp/web-shots")
+scrape_site = load_module("infuse_tests_scrape_site", REPO / "tests" / "scrape" / "scrape_site.py")
+HARBOUR = scrape_site.article("Harbour pilots", [
+    scrape_site.FILLER,
+    "A harbour pilot boards every ship at the outer buoy and guides it to its berth, by day and "
+    "by night. At night the pilot works with a tugboat crew and the lights of the breakwater.",
+])
 QUESTIONS = [
     {"id": "r", "question": "How long is the refund window?", "answer": "45 days", "source": "refund.md"},
     {"id": "s", "question": "How long does shipping take?", "answer": "three business days", "source": "shipping.md"},
@@ -292,6 +298,20 @@ def test_knowledge_empty_then_add_search_remove_then_server_down(start_server, b
     page.click("#documents-table button.danger")
     page.wait_for_selector("#kb-message:has-text('holds no documents yet')")
     assert page.locator("#documents-table").count() == 0
+    # a server started without --allow-private refuses a page on 127.0.0.1, in words
+    site = scrape_site.Site()
+    try:
+        site.pages["/harbour.html"] = scrape_site.Response(HARBOUR)
+        page.fill("#url-input", site.url("/harbour.html"))
+        page.click("#add-url button")
+        page.wait_for_selector("#kb-message.error")
+        message = page.inner_text("#kb-message")
+        assert "Refused" in message and "loopback address" in message and "--allow-private" in message
+        assert site.log == []  # refused before any request reached the site
+    finally:
+        site.close()
+    assert page.locator("#documents-table").count() == 0
+    page.screenshot(path=str(shots / "knowledge-refused-1400.png"), full_page=True)
     view.assert_local()
     # the server goes away: the page says so in words
     server.stop()
@@ -300,6 +320,75 @@ def test_knowledge_empty_then_add_search_remove_then_server_down(start_server, b
     assert "not answering" in page.inner_text("#banner")
     page.screenshot(path=str(shots / "server-down-1400.png"), full_page=True)
     view.close()
+
+
+def test_knowledge_adds_a_web_page_through_the_crawler(start_server, browser, shots, tmp_path, web_env):
+    """A server started with --allow-private fetches a page from a local site with the crawler's
+    fetcher; the page shows its chunks, search finds it, remove takes it away. The API names
+    what went wrong for an unreachable URL, a binary, and a URL that is not http(s)."""
+    import httpx
+
+    from infuse.scrape.fetch import USER_AGENT
+    from infuse.serve.library import open_knowledge_base
+
+    kb = open_knowledge_base(tmp_path / "web-kb", create=True, embedder="minilm")
+    kb.close()
+    server = start_server(["--kb", str(tmp_path / "web-kb"), "--model", str(web_env["model"]),
+                           "--methods", "base,rag", "--max-new-tokens", "4", "--allow-private"])
+    site = scrape_site.Site()
+    try:
+        site.pages["/harbour.html"] = scrape_site.Response(HARBOUR, headers={"Last-Modified": "Tue, 03 Nov 2026 10:00:00 GMT"})
+        site.pages["/chart.bin"] = scrape_site.Response(b"\x00\x01binary" * 50, content_type="application/octet-stream")
+        url = site.url("/harbour.html")
+        view = Page(browser, server.url)
+        page = view.goto("knowledge")
+        page.wait_for_selector("#kb-message:has-text('holds no documents yet')")
+        assert "private addresses allowed" in page.inner_text("#url-note")
+        page.fill("#url-input", url)
+        page.click("#add-url button")
+        page.wait_for_selector("#kb-message:has-text('Added 1 page')")
+        assert "Harbour pilots" in page.inner_text("#kb-message")
+        # the crawler's polite fetcher made the requests: robots.txt first, its User-Agent
+        assert site.paths() == ["/robots.txt", "/harbour.html"]
+        assert all(headers["user-agent"] == USER_AGENT for _path, headers in site.log)
+        row = page.locator("#documents-table tr[data-key]")
+        assert row.count() == 1
+        assert url in row.inner_text() and "changed 2026-11-03 10:00 UTC" in row.inner_text()
+        count = int(row.locator(".chunk-count").inner_text())
+        row.locator("button.doc-title").click()
+        page.wait_for_selector(".chunks-row .chunk")
+        assert page.locator(".chunks-row .chunk").count() == count >= 1
+        assert "tugboat" in page.inner_text(".chunks-row")
+        page.fill("#search-q", "who guides ships into the harbour at night")
+        page.click("#search button")
+        page.wait_for_selector("#search-results .hit")
+        assert page.locator("#search-results .hit").first.get_attribute("data-source") == url
+        shoot(browser, server.url, "knowledge", shots, "knowledge-web", "#documents-table")
+        # errors in words, from the same JSON API the page calls
+        api = f"{server.url}/api/documents/url"
+        closed = f"http://127.0.0.1:{free_port()}/gone.html"
+        for body, status, words in [
+            ({"url": closed}, 502, "Could not reach"),
+            ({"url": site.url("/chart.bin")}, 415, "is not a web page"),
+            ({"url": "ftp://example.org/file"}, 400, "not a web address"),
+            ({"url": url, "max_pages": 500}, 400, "between 1 and 20"),
+        ]:
+            answer = httpx.post(api, json=body, timeout=120)
+            assert answer.status_code == status, answer.text
+            assert words in answer.json()["error"]["message"]
+        page.fill("#url-input", site.url("/chart.bin"))
+        page.click("#add-url button")
+        page.wait_for_selector("#kb-message.error")
+        assert "is not a web page" in page.inner_text("#kb-message")
+        page.click("#documents-table button.danger")
+        page.wait_for_selector("#kb-message:has-text('holds no documents yet')")
+        page.fill("#search-q", "who guides ships into the harbour at night")
+        page.click("#search button")
+        page.wait_for_selector("#search-results p.muted:has-text('Nothing matched')")
+        view.assert_local()
+        view.close()
+    finally:
+        site.close()
 
 
 def test_token_protected_api_asks_for_the_token(start_server, browser, tmp_path, web_env):

@@ -267,6 +267,10 @@ loaders.knowledge = async () => {
   const info = await loadInfo();
   $("#kb-where").textContent = info && info.kb ? `Knowledge base: ${info.kb}` : "";
   $("#upload").hidden = Boolean(info && !info.can_upload);
+  $("#add-url").hidden = Boolean(info && !info.can_add_url);
+  if (info) $("#url-note").textContent = info.allow_private
+    ? "Fetched politely by the server (robots.txt, size and time limits); private addresses allowed (--allow-private)."
+    : "Fetched politely by the server (robots.txt, size and time limits); public addresses only.";
   await loadDocuments();
 };
 async function loadDocuments() {
@@ -283,7 +287,7 @@ async function loadDocuments() {
       el("td", {}, el("button", { type: "button", class: "link doc-title", "aria-expanded": "false", onclick: (event) => toggleChunks(event.currentTarget, doc) }, doc.title || doc.source),
         el("div", { class: "muted mono", text: doc.source })),
       el("td", { class: "num chunk-count", text: doc.chunk_count }),
-      el("td", { class: "hide-narrow", text: doc.added || doc.changed || "–" }),
+      el("td", { class: "hide-narrow dates" }, doc.added ? el("div", { text: `added ${doc.added}` }) : null, doc.changed ? el("div", { class: "muted", text: `changed ${doc.changed}` }) : null, !doc.added && !doc.changed ? "–" : null),
       el("td", {}, el("button", { type: "button", class: "danger", "aria-label": `Remove ${doc.title || doc.source}`, onclick: () => removeDocument(doc) }, "Remove"))));
     target.replaceChildren(el("h2", { text: `${body.count} document${body.count === 1 ? "" : "s"}` }), el("div", { class: "table-wrap" }, el("table", { id: "documents-table" },
       el("thead", {}, el("tr", {}, el("th", { text: "Document" }), el("th", { class: "num", text: "Chunks" }), el("th", { class: "hide-narrow", text: "Added / changed" }), el("th", { text: "" }))),
@@ -327,6 +331,27 @@ $("#upload").addEventListener("submit", async (event) => {
     showMessage("#kb-message", `Added ${file.name}: ${report.chunks_written} chunks indexed.`);
     $("#upload-file").value = "";
   } catch (error) { showMessage("#kb-message", error.message, true); }
+});
+$("#add-url").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const url = $("#url-input").value.trim();
+  const maxPages = Number($("#url-pages").value);
+  const button = $("#add-url button");
+  showMessage("#kb-message", maxPages > 1 ? `Crawling up to ${maxPages} pages from ${url}…` : `Fetching ${url}…`);
+  button.disabled = true;
+  try {
+    const report = await getJSON("/api/documents/url", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ url, max_pages: maxPages }) });
+    await loadDocuments();
+    const titles = report.documents.map((doc) => doc.title || doc.source).join(", ");
+    const skipped = report.pages.filter((page) => page.state !== "added").length;
+    showMessage("#kb-message", `Added ${report.documents.length} page${report.documents.length === 1 ? "" : "s"} from ${url} (${titles}): ${report.chunks_written} chunks indexed`
+      + `${report.unchanged.length ? `, ${report.unchanged.length} already up to date` : ""}${skipped ? `; ${skipped} other link${skipped === 1 ? "" : "s"} skipped` : ""}${report.stopped_early ? "; stopped at the time limit" : ""}.`);
+    for (const doc of report.documents) {
+      const row = document.querySelector(`#documents-table tr[data-key="${doc.key}"]`);
+      if (row) row.classList.add("fresh");
+    }
+    $("#url-input").value = "";
+  } catch (error) { showMessage("#kb-message", error.message, true); } finally { button.disabled = false; }
 });
 $("#search").addEventListener("submit", async (event) => {
   event.preventDefault();
