@@ -295,9 +295,14 @@ def _list_runs(folder: Path) -> list[dict[str, Any]]:
         except Exception:  # noqa: BLE001 - a broken run is listed with its reason
             found.append({"name": path.name, "status": "unreadable"})
             continue
+        steps, loss = record.steps, record.final_loss
+        if record.status == "running":  # run.json is written at the end: the live step is in metrics
+            logged = [point for point in RunRecord.read(path).curve() if point.get("loss") is not None]
+            if logged:
+                steps, loss = max(steps, logged[-1]["step"]), logged[-1]["loss"]
         found.append({"name": path.name, "status": record.status, "model": record.config.model,
-                      "steps": record.steps, "total_steps": record.total_steps,
-                      "final_loss": record.final_loss, "eval_loss": record.eval_loss,
+                      "steps": steps, "total_steps": record.total_steps,
+                      "final_loss": loss, "eval_loss": record.eval_loss,
                       "started": record.started, "finished": record.finished})
     return found
 

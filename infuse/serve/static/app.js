@@ -217,7 +217,9 @@ function answerMeta(final) {
       el("div", { class: "sources passage-sources" }, passages.map(sourceButton)));
   }
   if (!citations.length && !passages.length) {
-    wrap.append(el("div", { class: "meta", text: "No sources: this method answers from the model alone." }));
+    wrap.append(el("div", { class: "meta", text: info.method === "cag"
+      ? "Sources: the whole knowledge, read at once from the model's cache (CAG cites no single passage)."
+      : "No sources: this method answers from the model alone." }));
   }
   return wrap;
 }
@@ -269,8 +271,8 @@ loaders.knowledge = async () => {
   $("#upload").hidden = Boolean(info && !info.can_upload);
   $("#add-url").hidden = Boolean(info && !info.can_add_url);
   if (info) $("#url-note").textContent = info.allow_private
-    ? "Fetched politely by the server (robots.txt, size and time limits); private addresses allowed (--allow-private)."
-    : "Fetched politely by the server (robots.txt, size and time limits); public addresses only.";
+    ? "Fetched by the server, politely (robots.txt, size and time limits); private addresses allowed."
+    : "Fetched by the server, politely (robots.txt, size and time limits); public addresses only.";
   await loadDocuments();
 };
 async function loadDocuments() {
@@ -279,8 +281,8 @@ async function loadDocuments() {
     const body = await getJSON("/api/documents");
     if (!body.count) {
       target.replaceChildren();
-      showMessage("#kb-message", `The knowledge base at ${body.kb} holds no documents yet. Add a file above, or run \`infuse kb add FILES --kb ${body.kb}\`.`);
-      return;
+      showMessage("#kb-message", `The knowledge base at ${body.kb} holds no documents yet. Add a file or a web page above, or run \`infuse kb add FILES --kb ${body.kb}\`.`);
+      return body;
     }
     showMessage("#kb-message", "");
     const rows = body.documents.map((doc) => el("tr", { "data-key": doc.key },
@@ -292,9 +294,11 @@ async function loadDocuments() {
     target.replaceChildren(el("h2", { text: `${body.count} document${body.count === 1 ? "" : "s"}` }), el("div", { class: "table-wrap" }, el("table", { id: "documents-table" },
       el("thead", {}, el("tr", {}, el("th", { text: "Document" }), el("th", { class: "num", text: "Chunks" }), el("th", { class: "hide-narrow", text: "Added / changed" }), el("th", { text: "" }))),
       el("tbody", {}, rows))));
+    return body;
   } catch (error) {
     target.replaceChildren();
     showMessage("#kb-message", error.message, true);
+    return null;
   }
 }
 async function toggleChunks(button, doc) {
@@ -316,8 +320,10 @@ async function removeDocument(doc) {
   if (!window.confirm(`Remove ${doc.title || doc.source} from the knowledge base?`)) return;
   try {
     await getJSON(`/api/documents/${encodeURIComponent(doc.doc_id)}`, { method: "DELETE" });
-    showMessage("#kb-message", `Removed ${doc.source}.`);
-    await loadDocuments();
+    const left = await loadDocuments();
+    // an empty knowledge base keeps its message (what to do next), after the removal
+    showMessage("#kb-message", `Removed ${doc.source}.${left && !left.count ? " " + $("#kb-message").textContent : ""}`);
+    await refreshSearch();
   } catch (error) { showMessage("#kb-message", error.message, true); }
 }
 $("#upload").addEventListener("submit", async (event) => {
@@ -329,6 +335,7 @@ $("#upload").addEventListener("submit", async (event) => {
     const report = await getJSON("/api/documents/upload", { method: "POST", headers: { "X-Filename": file.name }, body: file });
     await loadDocuments();
     showMessage("#kb-message", `Added ${file.name}: ${report.chunks_written} chunks indexed.`);
+    await refreshSearch();
     $("#upload-file").value = "";
   } catch (error) { showMessage("#kb-message", error.message, true); }
 });
@@ -351,10 +358,14 @@ $("#add-url").addEventListener("submit", async (event) => {
       if (row) row.classList.add("fresh");
     }
     $("#url-input").value = "";
+    await refreshSearch();
   } catch (error) { showMessage("#kb-message", error.message, true); } finally { button.disabled = false; }
 });
-$("#search").addEventListener("submit", async (event) => {
-  event.preventDefault();
+async function refreshSearch() {
+  if ($("#search-results").childElementCount && $("#search-q").value.trim()) await runSearch();
+}
+$("#search").addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
+async function runSearch() {
   const query = $("#search-q").value.trim();
   const target = $("#search-results");
   if (!query) { target.replaceChildren(); return; }
@@ -365,7 +376,7 @@ $("#search").addEventListener("submit", async (event) => {
         el("span", { class: "pos" }, el("span", { class: "score", text: `score ${num(hit.score)}` }), ` · #${hit.rank} · ${hit.title || hit.source}`), hit.text)))
         : el("p", { class: "muted", text: "Nothing matched." }));
   } catch (error) { target.replaceChildren(el("div", { class: "message error", text: error.message })); }
-});
+}
 
 // ---------------------------------------------------------------- charts
 function lineChart(series, { width = 760, height = 280, xLabel = "step", yLabel = "loss" } = {}) {
@@ -413,7 +424,9 @@ function histogram(values, { width = 760, height = 240, bins = 20, limit = null 
   root.append(svg("text", { x: pad.left, y: height - 22, "font-size": 12, fill: "#5d6773" }, min),
     svg("text", { x: width - pad.right, y: height - 22, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, max),
     svg("text", { x: (width + pad.left) / 2, y: height - 6, "text-anchor": "middle", "font-size": 12, fill: "#5d6773" }, "tokens per example"),
-    svg("text", { x: pad.left - 6, y: pad.top + 10, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, top));
+    svg("text", { x: pad.left - 6, y: pad.top + 10, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, top),
+    svg("text", { x: pad.left - 6, y: height - pad.bottom, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, 0),
+    svg("line", { x1: pad.left, x2: width - pad.right, y1: height - pad.bottom + 0.5, y2: height - pad.bottom + 0.5, stroke: "#bdb9ae" }));
   return el("div", { class: "chart" }, root);
 }
 function facts(pairs) {
@@ -468,7 +481,7 @@ loaders.runs = async () => {
     }
     showMessage("#runs-message", "");
     list.replaceChildren(...body.runs.map((run) => el("li", {}, el("button", { type: "button", "data-run": run.name, onclick: () => showRun(run.name) },
-      el("strong", { text: run.name }), el("br"), el("span", { class: "muted", text: `${run.status} · ${run.steps}${run.total_steps ? "/" + run.total_steps : ""} steps · loss ${num(run.final_loss)}` })))));
+      el("strong", { text: run.name }), el("br"), el("span", { class: "muted", text: `${run.status} · ${run.status === "running" ? "step " + run.steps : run.steps + (run.total_steps ? "/" + run.total_steps : "") + " steps"} · ${run.status === "running" ? "last loss" : "loss"} ${num(run.final_loss)}` })))));
     if (!state.run || !body.runs.some((run) => run.name === state.run)) state.run = body.runs[0].name;
     await showRun(state.run);
   } catch (error) { showMessage("#runs-message", error.message, true); }
