@@ -61,7 +61,9 @@ def web_env(api_env):
         json.dumps({"step": s, "loss": 3.0 - s / 10}) + "\n" + (json.dumps({"step": s, "eval_loss": 3.2 - s / 20}) + "\n" if s % 2 == 0 else "")
         for s in range(1, 7)))
     RunRecord(config=RunConfig(), status="running").write(runs / "zz-fresh")
-    return {**api_env, "report": report, "data": data}
+    persona = root / "persona.txt"
+    persona.write_text("You are Ada, the shop's helpful support assistant.\n")
+    return {**api_env, "report": report, "data": data, "persona": persona}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +73,7 @@ def server(web_env, tmp_path_factory):
         ["--kb", str(web_env["kb"]), "--model", str(web_env["model"]),
          "--profile", str(web_env["report"] / "profile.json"), "--runs", str(web_env["runs"]),
          "--allow-root", str(web_env["data"]), "--max-new-tokens", "16",
+         "--persona", str(web_env["persona"]),
          "--no-grounding"],  # the tiny random model: show its answers, do not decline them
         log,
     )
@@ -131,8 +134,15 @@ def shoot(browser, base: str, hash_: str, folder: Path, name: str, ready: str, c
         page.page.wait_for_selector(ready, state="attached")
         page.page.wait_for_timeout(300)
         page.page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
+        assert_fits(page.page, width)
         page.assert_local()
         page.close()
+
+
+def assert_fits(page, width: int) -> None:
+    """Nothing sticks out sideways: the page is usable without scrolling left and right."""
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"the page is {scroll_width} px wide at a {width} px window"
 
 
 def shot_chat(page, path: Path) -> None:
@@ -141,6 +151,7 @@ def shot_chat(page, path: Path) -> None:
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     page.wait_for_timeout(200)
     page.screenshot(path=str(path))
+    assert_fits(page, page.viewport_size["width"])
 
 
 def ask(page, model: str, question: str):
@@ -158,6 +169,7 @@ def test_chat_every_model_streams_names_its_method_and_opens_sources(server, bro
     page.wait_for_selector("#model option", state="attached")
     models = page.eval_on_selector_all("#model option", "options => options.map(o => o.value)")
     assert models[0] == "infuse-auto" and "serves" in page.inner_text("#model option")
+    assert page.inner_text("#persona") == "Persona: You are Ada, the shop's helpful support assistant."
     assert set(models) >= {"infuse-rag", "infuse-cag", "infuse-base", "infuse-lora:acme", "infuse-lora+rag:acme"}
     pieces: list[int] = []
     for model in models:
@@ -264,7 +276,16 @@ def test_verdict_shows_every_method_with_score_and_interval(server, browser, sho
         assert float(interval.get_attribute("data-low")) == pytest.approx(method["low"])
         assert float(interval.get_attribute("data-high")) == pytest.approx(method["high"])
         assert row.locator(".interval-text").inner_text() == f"{round(method['low'] * 100)}% – {round(method['high'] * 100)}%"
-    assert page.locator("#verdict-table tbody tr").count() == len(profile["methods"])
+    results = json.loads((web_env["report"] / "results.json").read_text())
+    for method in results["methods"]:  # the eval's own file: accuracy and its interval
+        row = page.locator(f'#verdict-table tr[data-method="{method["name"]}"]')
+        assert row.locator(".score-cell").inner_text() == f"{round(method['accuracy'] * 100)}%"
+        low, high = method["accuracy_interval"]
+        assert row.locator(".interval-text").inner_text() == f"{round(low * 100)}% – {round(high * 100)}%"
+    for method in profile["methods"]:
+        row = page.locator(f'#verdict-table tr[data-method="{method["name"]}"]')
+        assert row.locator("td.latency").inner_text() == f"{method['latency_p50_s']:.2f} s"
+    assert page.locator("#verdict-table tbody tr").count() == len(profile["methods"]) == len(results["methods"])
     assert profile["verdict"] in page.inner_text(".verdict-line")
     assert f"infuse-auto serves {profile['winner']}" in page.inner_text("#verdict")
     view.assert_local()
@@ -361,6 +382,7 @@ def test_knowledge_empty_then_add_search_remove_then_server_down(start_server, b
     narrow.page.click("#search button")
     narrow.page.wait_for_selector("#search-results .hit")
     narrow.page.screenshot(path=str(shots / "knowledge-search-390.png"), full_page=True)
+    assert_fits(narrow.page, 390)
     narrow.close()
     page.click("#documents-table button.danger")
     page.wait_for_selector("#kb-message:has-text('holds no documents yet')")
@@ -392,6 +414,7 @@ def test_knowledge_empty_then_add_search_remove_then_server_down(start_server, b
         assert "not answering" in tab.inner_text("#banner")
         assert "not answering" in tab.inner_text("#runs-message")
         tab.screenshot(path=str(shots / f"server-down-{width}.png"), full_page=True)
+        assert_fits(tab, width)
     narrow.assert_local()
     narrow.close()
     view.close()

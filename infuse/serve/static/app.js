@@ -481,11 +481,17 @@ loaders.runs = async () => {
     }
     showMessage("#runs-message", "");
     list.replaceChildren(...body.runs.map((run) => el("li", {}, el("button", { type: "button", "data-run": run.name, onclick: () => showRun(run.name) },
-      el("strong", { text: run.name }), el("br"), el("span", { class: "muted", text: `${run.status} · ${run.status === "running" ? "step " + run.steps : run.steps + (run.total_steps ? "/" + run.total_steps : "") + " steps"} · ${run.status === "running" ? "last loss" : "loss"} ${num(run.final_loss)}` })))));
+      el("strong", { text: run.name }), el("br"), el("span", { class: "muted", text: runLine(run) })))));
     if (!state.run || !body.runs.some((run) => run.name === state.run)) state.run = body.runs[0].name;
     await showRun(state.run);
   } catch (error) { showMessage("#runs-message", error.message, true); }
 };
+function runLine(run) {
+  if (run.status === "running") return run.final_loss === null || run.final_loss === undefined
+    ? "running · no metrics yet" : `running · step ${run.steps} · last loss ${num(run.final_loss)}`;
+  return `${run.status} · ${run.steps}${run.total_steps ? "/" + run.total_steps : ""} steps · loss ${num(run.final_loss)}`;
+}
+const when = (iso) => (iso ? String(iso).replace("T", " ").replace(/:\d\d(\.\d+)?(\+00:00|Z)$/, " UTC") : null);
 async function showRun(name) {
   state.run = name;
   for (const button of document.querySelectorAll("#runs-list button")) button.setAttribute("aria-current", String(button.dataset.run === name));
@@ -505,7 +511,7 @@ async function showRun(name) {
       el("h3", { text: "Run" }),
       facts([["Status", run.status], ["Steps", `${run.steps}${run.total_steps ? " of " + run.total_steps : ""}`], ["Final loss", num(run.final_loss)], ["Eval loss", num(run.eval_loss)],
         ["Examples", `${run.train_examples ?? "–"} train / ${run.eval_examples ?? "–"} eval`], ["Device", [run.device, run.dtype].filter(Boolean).join(" ")], ["Tokens/s", run.tokens_per_s ? Math.round(run.tokens_per_s) : null],
-        ["Started", run.started], ["Finished", run.finished]]),
+        ["Started", when(run.started)], ["Finished", when(run.finished)]]),
       el("h3", { text: "Settings" }),
       facts(Object.entries(config).filter(([, v]) => v !== null && v !== "" && typeof v !== "object").map(([k, v]) => [k, String(v)])),
       run.warnings && run.warnings.length ? el("ul", { class: "warnings" }, run.warnings.map((w) => el("li", { text: w }))) : null].filter(Boolean));
@@ -536,7 +542,7 @@ loaders.verdict = async () => {
         el("td", {}, el("span", { class: `badge${m.name === profile.winner ? " win" : ""}`, text: m.name })),
         el("td", { class: "num score-cell", text: pct(m.score) }),
         el("td", { class: "interval-cell" }, intervalBar(m.score, m.low, m.high), el("div", { class: "muted interval-text", text: `${pct(m.low)} – ${pct(m.high)}` })),
-        el("td", { class: "num", text: secs(m.latency_p50_s ?? s.total_p50_s) }),
+        el("td", { class: "num latency", text: secs(m.latency_p50_s ?? s.total_p50_s) }),
         el("td", { class: "num hide-narrow", text: m.questions }),
         el("td", { class: "hide-narrow", text: (m.not_distinguishable_from || []).join(", ") || "–" }));
     });
