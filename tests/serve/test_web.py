@@ -483,6 +483,19 @@ def test_knowledge_adds_a_web_page_through_the_crawler(start_server, browser, sh
         page.fill("#search-q", "who guides ships into the harbour at night")
         page.click("#search button")
         page.wait_for_selector("#search-results p.muted:has-text('Nothing matched')")
+        # a small crawl stops at its page cap: the start page and the first links, no more
+        links = [f"/dock-{number}.html" for number in range(1, 7)]
+        site.pages["/port.html"] = scrape_site.Response(scrape_site.article("Port", [scrape_site.FILLER], links))
+        for number, link in enumerate(links, start=1):
+            site.pages[link] = scrape_site.Response(scrape_site.article(f"Dock {number}", [scrape_site.FILLER]))
+        site.log.clear()
+        page.fill("#url-input", site.url("/port.html"))
+        page.select_option("#url-pages", "5")
+        page.click("#add-url button")
+        page.wait_for_selector("#kb-message:has-text('Added 5 pages')")
+        assert page.locator("#documents-table tr[data-key]").count() == 5
+        fetched = [path for path in site.paths() if path.endswith(".html")]
+        assert fetched == ["/port.html", *links[:4]]  # breadth-first, then the cap
         view.assert_local()
         view.close()
     finally:
