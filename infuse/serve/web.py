@@ -25,6 +25,7 @@ import asyncio
 import datetime as dt
 import json
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,7 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
     from infuse.serve.web_pages import MAX_PAGE_BYTES, MAX_PAGES, UrlAddError, add_url
 
     roots = [Path(root) for root in settings.allowed_roots]
+    crawling = threading.Lock()  # one web crawl at a time: each is slow by design (politeness)
 
     def need_kb():
         if library is None:
@@ -183,7 +185,7 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
         try:
             result = await asyncio.to_thread(
                 add_url, library, url, max_pages=max_pages, allow_private=settings.allow_private,
-                max_bytes=min(settings.max_file_bytes, MAX_PAGE_BYTES),
+                max_bytes=min(settings.max_file_bytes, MAX_PAGE_BYTES), busy=crawling,
             )
         except UrlAddError as error:
             return _error(error.status, str(error))

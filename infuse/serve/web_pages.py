@@ -67,9 +67,6 @@ class UrlAddResult:
         }
 
 
-_busy = threading.Lock()  # one crawl at a time per server: it is slow by design (politeness)
-
-
 def check_url(url: str) -> str:
     """The URL stripped, or UrlAddError(400) saying what is wrong with it."""
     url = (url or "").strip()
@@ -90,10 +87,12 @@ def add_url(
     allow_private: bool = False,
     max_bytes: int = MAX_PAGE_BYTES,
     deadline_s: float = DEADLINE_S,
+    busy: threading.Lock | None = None,
 ) -> UrlAddResult:
     """Fetch `url` (and, with `max_pages` > 1, pages it links to on the same host) and add the
     pages to `library`'s knowledge base. Raises UrlAddError with the reason in words when no
-    page could be added (refused address, unreachable, not a web page, no text)."""
+    page could be added (refused address, unreachable, not a web page, no text). `busy`, held
+    while crawling, lets a server run one crawl at a time (a second caller is told to wait)."""
     from infuse.scrape.crawl import CrawlConfig, crawl
     from infuse.scrape.fetch import FetchConfig
 
@@ -121,7 +120,8 @@ def add_url(
         if time.monotonic() > stop_at:
             raise _TimeUp()
 
-    if not _busy.acquire(blocking=False):
+    busy = busy or threading.Lock()
+    if not busy.acquire(blocking=False):
         raise UrlAddError("Another web page is being added; try again when it has finished.", 429)
     try:
         result = crawl([url], config, on_progress=on_progress)
@@ -135,7 +135,7 @@ def add_url(
             document.reader_options["added"] = added
         report = library.add_documents(documents)
     finally:
-        _busy.release()
+        busy.release()
     from infuse.serve.schemas import doc_key
 
     return UrlAddResult(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -496,6 +498,16 @@ def test_knowledge_adds_a_web_page_through_the_crawler(start_server, browser, sh
         assert page.locator("#documents-table tr[data-key]").count() == 5
         fetched = [path for path in site.paths() if path.endswith(".html")]
         assert fetched == ["/port.html", *links[:4]]  # breadth-first, then the cap
+        # one crawl at a time: a second request while one is fetching is told to wait
+        site.pages["/slow.html"] = scrape_site.Response(HARBOUR, delay_s=3.0)
+        site.log.clear()
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(httpx.post, api, json={"url": site.url("/slow.html")}, timeout=120)
+            while "/robots.txt" not in site.paths():
+                time.sleep(0.05)
+            second = httpx.post(api, json={"url": url}, timeout=120)
+            assert second.status_code == 429 and "try again" in second.json()["error"]["message"]
+            assert first.result().status_code == 200
         view.assert_local()
         view.close()
     finally:
