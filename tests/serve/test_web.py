@@ -339,6 +339,8 @@ def test_data_page_renders_the_token_histogram(server, browser, shots, web_env):
     lows = page.eval_on_selector_all("rect.bin", "bins => bins.map(b => [+b.dataset.low, +b.dataset.high, +b.dataset.count])")
     for low, high, count in lows:
         assert count == sum(1 for length in expected.token_lengths if low <= length <= high)
+    labels = page.eval_on_selector_all("#data-report svg text", "texts => texts.map(t => t.textContent)")
+    assert {"0", str(max(counts)), str(min(expected.token_lengths)), str(max(expected.token_lengths))} <= set(labels)
     assert page.locator(".sample .trained").count() >= 1
     assert "jsonl" in page.inner_text("#data-report dl").lower() or expected.format in page.inner_text("#data-report dl")
     view.assert_local()

@@ -22,7 +22,8 @@ const svgNS = "http://www.w3.org/2000/svg";
 function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(svgNS, tag);
   for (const [key, value] of Object.entries(attrs)) if (value !== null && value !== undefined) node.setAttribute(key, value);
-  for (const child of children.flat(Infinity)) if (child) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  // 0 is a label like any other (an axis starting at 0); only null, undefined and false are skipped
+  for (const child of children.flat(Infinity)) if (child !== null && child !== undefined && child !== false) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   return node;
 }
 const pct = (value) => (value === null || value === undefined ? "–" : `${Math.round(value * 100)}%`);
