@@ -121,6 +121,11 @@ class Library:
         with self._write_lock, self._search_lock():
             return self.kb.add_documents(documents)
 
+    def sync(self, refreshers: list[Any]) -> Any:
+        """Bring every document up to date with its source (`KnowledgeBase.sync`); the IngestReport."""
+        with self._write_lock, self._search_lock():
+            return self.kb.sync(refreshers=refreshers)
+
     def remove(self, targets: list[str]) -> RemoveResult:
         """Remove documents by source path or document id (or the short id of `infuse://doc/`)."""
         by_key = {doc_key(record.doc_id): record.doc_id for record in self.kb.documents()}

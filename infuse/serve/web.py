@@ -7,6 +7,7 @@ as `/v1`).
     POST   /api/documents/upload          add one file (raw body, name in `X-Filename`)
     POST   /api/documents/url             add a web page, or a small crawl from it:
                                           {"url": ..., "max_pages": 1} (see web_pages.py)
+    POST   /api/documents/sync            `kb sync`: web pages asked again (ETag), files re-read
     DELETE /api/documents/{key}           remove one document
     GET    /api/search?q=&k=              chunks with scores
     GET    /api/runs                      training runs under --runs (CLI runs included)
@@ -84,7 +85,7 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
     from starlette.staticfiles import StaticFiles
 
     from infuse.serve.schemas import doc_key
-    from infuse.serve.web_pages import MAX_PAGE_BYTES, MAX_PAGES, UrlAddError, add_url
+    from infuse.serve.web_pages import MAX_PAGE_BYTES, MAX_PAGES, UrlAddError, add_url, sync_pages
 
     roots = [Path(root) for root in settings.allowed_roots]
     crawling = threading.Lock()  # one web crawl at a time: each is slow by design (politeness)
@@ -191,6 +192,17 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
             return _error(error.status, str(error))
         return JSONResponse(result.to_dict())
 
+    async def sync(_request):
+        if (missing := need_kb()) is not None:
+            return missing
+        if settings.read_only:
+            return _error(403, "This server is read-only (--read-only): nothing can be refreshed.")
+        try:
+            report = await asyncio.to_thread(sync_pages, library, allow_private=settings.allow_private, busy=crawling)
+        except UrlAddError as error:
+            return _error(error.status, str(error))
+        return JSONResponse(report)
+
     async def search(request):
         if (missing := need_kb()) is not None:
             return missing
@@ -250,6 +262,7 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
         Route("/api/documents", documents),
         Route("/api/documents/upload", upload, methods=["POST"]),
         Route("/api/documents/url", add_web_page, methods=["POST"]),
+        Route("/api/documents/sync", sync, methods=["POST"]),
         Route("/api/documents/{key:path}", document, methods=["GET"]),
         Route("/api/documents/{key:path}", remove, methods=["DELETE"]),
         Route("/api/search", search),

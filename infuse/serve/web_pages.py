@@ -154,6 +154,34 @@ def add_url(
     )
 
 
+def sync_pages(library: Any, *, allow_private: bool = False, busy: threading.Lock | None = None) -> dict[str, Any]:
+    """`infuse kb sync` for the served knowledge base: web pages asked again conditionally
+    (ETag / Last-Modified) through the crawler's refresher, files re-read; the ingest report.
+
+    Each page is fetched with the settings of the crawl that found it; a page crawled with
+    `--allow-private` (the knowledge base's owner opted in for that site) keeps that permission,
+    any other reaches private addresses only when this server allows them.
+    """
+    from infuse.knowledge.sources import SyncRefusedError
+    from infuse.scrape.fetch import FetchConfig
+    from infuse.scrape.refresh import UrlRefresher
+
+    refresher = UrlRefresher(FetchConfig(
+        max_bytes=MAX_PAGE_BYTES, read_timeout=READ_TIMEOUT_S, total_timeout=PAGE_TIMEOUT_S,
+        max_retries=1, max_retry_after=10.0, allow_private=allow_private,
+    ))
+    busy = busy or threading.Lock()
+    if not busy.acquire(blocking=False):
+        raise UrlAddError("Web pages are being fetched already; try again when that has finished.", 429)
+    try:
+        report = library.sync([refresher])
+    except SyncRefusedError as error:
+        raise UrlAddError(str(error), 409) from error
+    finally:
+        busy.release()
+    return report.to_dict()
+
+
 def _failure(url: str, pages: list[Any], allow_private: bool) -> UrlAddError:
     """Why nothing was added, from the start page's result."""
     first = next((page for page in pages if page.url == url), pages[0] if pages else None)

@@ -426,7 +426,8 @@ def test_knowledge_empty_then_add_search_remove_then_server_down(start_server, b
 
 def test_knowledge_adds_a_web_page_through_the_crawler(start_server, browser, shots, tmp_path, web_env):
     """A server started with --allow-private fetches a page from a local site with the crawler's
-    fetcher; the page shows its chunks, search finds it, remove takes it away. The API names
+    fetcher; the page shows its chunks, search finds it, a change on the site is picked up by
+    "Check sources for changes" (the crawler's refresher), remove takes it away. The API names
     what went wrong for an unreachable URL, a binary, and a URL that is not http(s)."""
     import httpx
 
@@ -465,6 +466,17 @@ def test_knowledge_adds_a_web_page_through_the_crawler(start_server, browser, sh
         page.click("#search button")
         page.wait_for_selector("#search-results .hit")
         assert page.locator("#search-results .hit").first.get_attribute("data-source") == url
+        # the page changes on the site: "Check sources for changes" asks it again and replaces it
+        site.pages["/harbour.html"] = scrape_site.Response(HARBOUR.replace("tugboat", "pilot boat"))
+        site.log.clear()
+        page.click("#sync")
+        page.wait_for_selector("#kb-message:has-text('Checked:')")
+        assert "1 changed, 0 new, 0 removed, 0 unchanged" in page.inner_text("#kb-message")
+        assert site.log and site.log[-1][0] == "/harbour.html"
+        assert site.log[-1][1].get("if-modified-since") == "Tue, 03 Nov 2026 10:00:00 GMT"  # asked conditionally
+        page.locator("#documents-table button.doc-title").click()
+        page.wait_for_selector(".chunks-row .chunk")
+        assert "pilot boat" in page.inner_text(".chunks-row") and "tugboat" not in page.inner_text(".chunks-row")
         shoot(browser, server.url, "knowledge", shots, "knowledge-web", "#documents-table")
         # errors in words, from the same JSON API the page calls
         api = f"{server.url}/api/documents/url"

@@ -292,7 +292,10 @@ async function loadDocuments() {
       el("td", { class: "num chunk-count", text: doc.chunk_count }),
       el("td", { class: "hide-narrow dates" }, doc.added ? el("div", { text: `added ${doc.added}` }) : null, doc.changed ? el("div", { class: "muted", text: `changed ${doc.changed}` }) : null, !doc.added && !doc.changed ? "–" : null),
       el("td", {}, el("button", { type: "button", class: "danger", "aria-label": `Remove ${doc.title || doc.source}`, onclick: () => removeDocument(doc) }, "Remove"))));
-    target.replaceChildren(el("h2", { text: `${body.count} document${body.count === 1 ? "" : "s"}` }), el("div", { class: "table-wrap" }, el("table", { id: "documents-table" },
+    const canSync = !state.info || state.info.can_add_url;
+    target.replaceChildren(el("div", { class: "docs-head" }, el("h2", { text: `${body.count} document${body.count === 1 ? "" : "s"}` }),
+      canSync ? el("button", { type: "button", id: "sync", class: "ghost", title: "Ask web pages again (ETag / Last-Modified) and re-read files, like `infuse kb sync`", onclick: syncDocuments }, "Check sources for changes") : null),
+    el("div", { class: "table-wrap" }, el("table", { id: "documents-table" },
       el("thead", {}, el("tr", {}, el("th", { text: "Document" }), el("th", { class: "num", text: "Chunks" }), el("th", { class: "hide-narrow", text: "Added / changed" }), el("th", { text: "" }))),
       el("tbody", {}, rows))));
     return body;
@@ -301,6 +304,20 @@ async function loadDocuments() {
     showMessage("#kb-message", error.message, true);
     return null;
   }
+}
+async function syncDocuments() {
+  const button = $("#sync");
+  button.disabled = true;
+  showMessage("#kb-message", "Checking every source for changes (web pages are asked politely, one host request at a time)…");
+  try {
+    const report = await getJSON("/api/documents/sync", { method: "POST" });
+    await loadDocuments();
+    const counts = [["changed", report.updated], ["new", report.added], ["removed", report.removed], ["unchanged", report.unchanged]]
+      .map(([label, items]) => `${items.length} ${label}`).join(", ");
+    const skipped = report.skipped.map((item) => item.reason).join("; ");
+    showMessage("#kb-message", `Checked: ${counts}.${skipped ? ` Kept as they were: ${skipped}.` : ""}`);
+    await refreshSearch();
+  } catch (error) { showMessage("#kb-message", error.message, true); } finally { if ($("#sync")) $("#sync").disabled = false; }
 }
 async function toggleChunks(button, doc) {
   const row = button.closest("tr");
