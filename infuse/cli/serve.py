@@ -44,6 +44,8 @@ serve_options = option_group(
     click.option("--allow-root", "allowed_roots", multiple=True, type=click.Path(path_type=Path),
                  help="Folder clients may add files from (repeatable). None: adding files is off."),
     click.option("--read-only", is_flag=True, help="Hide the tools that change the knowledge base."),
+    click.option("--allow-private", is_flag=True,
+                 help="Let clients add web pages from loopback/private addresses (your intranet)."),
     click.option("--persona", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                  help="File holding the assistant's system prompt (its voice)."),
     click.option("--max-new-tokens", type=int, default=256, show_default=True),
@@ -75,7 +77,7 @@ def settings_from(options: dict) -> ServeSettings:  # noqa: F821 - imported lazi
         if name not in known:
             raise ConfigError(f"--methods {name!r} is not one of {', '.join(sorted(known))}.")
     as_given = ("runs", "profile", "cag_cache", "model", "base_url", "api_key", "host", "port",
-                "read_only", "max_new_tokens", "queue_size")
+                "read_only", "allow_private", "max_new_tokens", "queue_size")
     return ServeSettings(
         **{name: options[name] for name in as_given},
         kb=kb,

@@ -9,6 +9,8 @@
     freshness.py     CAG rebuilt when the knowledge base changes
     openai_api.py    /v1/models, /v1/chat/completions
     mcp_server.py    the MCP tools and resources (official SDK)
+    web.py           the web page at `/` and its `/api` JSON routes (static/ holds the page)
+    web_pages.py     add_url: a web page (or a small crawl) into the knowledge base, via infuse.scrape
     auth.py          bearer token, compared in constant time
     app.py           the ASGI app and uvicorn
 """

@@ -116,6 +116,16 @@ class Library:
             report = self.kb.add([str(file) for file in files])
         return AddResult(**report.to_dict())
 
+    def add_documents(self, documents: list[Any]) -> Any:
+        """Add documents that come from elsewhere (an upload, a web page); the IngestReport."""
+        with self._write_lock, self._search_lock():
+            return self.kb.add_documents(documents)
+
+    def sync(self, refreshers: list[Any]) -> Any:
+        """Bring every document up to date with its source (`KnowledgeBase.sync`); the IngestReport."""
+        with self._write_lock, self._search_lock():
+            return self.kb.sync(refreshers=refreshers)
+
     def remove(self, targets: list[str]) -> RemoveResult:
         """Remove documents by source path or document id (or the short id of `infuse://doc/`)."""
         by_key = {doc_key(record.doc_id): record.doc_id for record in self.kb.documents()}

@@ -61,6 +61,7 @@ class ServeSettings:
     allowed_hosts: list[str] = field(default_factory=list)
     allowed_roots: list[Path] = field(default_factory=list)
     read_only: bool = False
+    allow_private: bool = False  # adding web pages may reach loopback/private addresses (an intranet)
     persona: str | None = None
     max_new_tokens: int = 256
     grounded: bool = True  # RAG checks answers against its passages and declines without evidence

@@ -5,6 +5,9 @@ as `/v1`).
     GET    /api/documents                 documents with chunk counts and dates
     GET    /api/documents/{key}           one document's chunks
     POST   /api/documents/upload          add one file (raw body, name in `X-Filename`)
+    POST   /api/documents/url             add a web page, or a small crawl from it:
+                                          {"url": ..., "max_pages": 1} (see web_pages.py)
+    POST   /api/documents/sync            `kb sync`: web pages asked again (ETag), files re-read
     DELETE /api/documents/{key}           remove one document
     GET    /api/search?q=&k=              chunks with scores
     GET    /api/runs                      training runs under --runs (CLI runs included)
@@ -23,6 +26,7 @@ import asyncio
 import datetime as dt
 import json
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +47,11 @@ def _iso(timestamp: float) -> str:
 
 
 def _document_dates(record: Any) -> dict[str, str | None]:
-    added = (record.metadata or {}).get("added")
-    changed = None
+    """When a document was added (uploads and web pages record it) and when its source last
+    changed (a file's modification time, a web page's Last-Modified header)."""
+    options = getattr(record, "reader_options", None) or {}
+    added = (record.metadata or {}).get("added") or options.get("added")
+    changed = _http_date(options.get("last_modified"))
     source = record.source
     if source and Path(source).is_absolute():
         try:
@@ -52,6 +59,18 @@ def _document_dates(record: Any) -> dict[str, str | None]:
         except OSError:
             changed = None
     return {"added": added, "changed": changed}
+
+
+def _http_date(value: str | None) -> str | None:
+    """An HTTP date (Last-Modified) in the page's one date format; the raw text if unparsable."""
+    import email.utils
+
+    if not value:
+        return None
+    try:
+        return _iso(email.utils.parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError):
+        return value
 
 
 def _under_roots(path: Path, roots: list[Path]) -> bool:
@@ -66,8 +85,10 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
     from starlette.staticfiles import StaticFiles
 
     from infuse.serve.schemas import doc_key
+    from infuse.serve.web_pages import MAX_PAGE_BYTES, MAX_PAGES, UrlAddError, add_url, sync_pages
 
     roots = [Path(root) for root in settings.allowed_roots]
+    crawling = threading.Lock()  # one web crawl at a time: each is slow by design (politeness)
 
     def need_kb():
         if library is None:
@@ -89,6 +110,9 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
             "allowed_roots": [str(root) for root in roots],
             "read_only": settings.read_only,
             "can_upload": library is not None and not settings.read_only,
+            "can_add_url": library is not None and not settings.read_only,
+            "allow_private": settings.allow_private,
+            "max_url_pages": MAX_PAGES,
         })
 
     async def documents(_request):
@@ -146,6 +170,37 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
             report = await asyncio.to_thread(_add_upload, library, name, bytes(body))
         except Exception as error:  # noqa: BLE001 - reported to the page in words
             return _error(400, f"Could not add {name}: {error}")
+        return JSONResponse(report)
+
+    async def add_web_page(request):
+        if (missing := need_kb()) is not None:
+            return missing
+        if settings.read_only:
+            return _error(403, "This server is read-only (--read-only): nothing can be added.")
+        try:
+            body = await request.json()
+            url = str(body.get("url", ""))
+            max_pages = int(body.get("max_pages", 1))
+        except (ValueError, TypeError, AttributeError):
+            return _error(400, 'Send JSON like {"url": "https://example.org/page", "max_pages": 1}.')
+        try:
+            result = await asyncio.to_thread(
+                add_url, library, url, max_pages=max_pages, allow_private=settings.allow_private,
+                max_bytes=min(settings.max_file_bytes, MAX_PAGE_BYTES), busy=crawling,
+            )
+        except UrlAddError as error:
+            return _error(error.status, str(error))
+        return JSONResponse(result.to_dict())
+
+    async def sync(_request):
+        if (missing := need_kb()) is not None:
+            return missing
+        if settings.read_only:
+            return _error(403, "This server is read-only (--read-only): nothing can be refreshed.")
+        try:
+            report = await asyncio.to_thread(sync_pages, library, allow_private=settings.allow_private, busy=crawling)
+        except UrlAddError as error:
+            return _error(error.status, str(error))
         return JSONResponse(report)
 
     async def search(request):
@@ -206,6 +261,8 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
         Route("/api/info", info),
         Route("/api/documents", documents),
         Route("/api/documents/upload", upload, methods=["POST"]),
+        Route("/api/documents/url", add_web_page, methods=["POST"]),
+        Route("/api/documents/sync", sync, methods=["POST"]),
         Route("/api/documents/{key:path}", document, methods=["GET"]),
         Route("/api/documents/{key:path}", remove, methods=["DELETE"]),
         Route("/api/search", search),
@@ -235,9 +292,7 @@ def _add_upload(library: Any, name: str, body: bytes) -> dict[str, Any]:
             document.source = source
             document.metadata = {**document.metadata, "added": now}
             document.reader_options = {}
-    with library._write_lock, library._search_lock():
-        report = library.kb.add_documents(documents)
-    return report.to_dict()
+    return library.add_documents(documents).to_dict()
 
 
 def _list_runs(folder: Path) -> list[dict[str, Any]]:
@@ -255,9 +310,14 @@ def _list_runs(folder: Path) -> list[dict[str, Any]]:
         except Exception:  # noqa: BLE001 - a broken run is listed with its reason
             found.append({"name": path.name, "status": "unreadable"})
             continue
+        steps, loss = record.steps, record.final_loss
+        if record.status == "running":  # run.json is written at the end: the live step is in metrics
+            logged = [point for point in RunRecord.read(path).curve() if point.get("loss") is not None]
+            if logged:
+                steps, loss = max(steps, logged[-1]["step"]), logged[-1]["loss"]
         found.append({"name": path.name, "status": record.status, "model": record.config.model,
-                      "steps": record.steps, "total_steps": record.total_steps,
-                      "final_loss": record.final_loss, "eval_loss": record.eval_loss,
+                      "steps": steps, "total_steps": record.total_steps,
+                      "final_loss": loss, "eval_loss": record.eval_loss,
                       "started": record.started, "finished": record.finished})
     return found
 

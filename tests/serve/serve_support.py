@@ -25,6 +25,7 @@ DOCS = {
 def load_module(name: str, location: Path):
     spec = importlib.util.spec_from_file_location(name, location)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

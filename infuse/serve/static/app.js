@@ -22,7 +22,8 @@ const svgNS = "http://www.w3.org/2000/svg";
 function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(svgNS, tag);
   for (const [key, value] of Object.entries(attrs)) if (value !== null && value !== undefined) node.setAttribute(key, value);
-  for (const child of children.flat(Infinity)) if (child) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  // 0 is a label like any other (an axis starting at 0); only null, undefined and false are skipped
+  for (const child of children.flat(Infinity)) if (child !== null && child !== undefined && child !== false) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   return node;
 }
 const pct = (value) => (value === null || value === undefined ? "–" : `${Math.round(value * 100)}%`);
@@ -217,7 +218,9 @@ function answerMeta(final) {
       el("div", { class: "sources passage-sources" }, passages.map(sourceButton)));
   }
   if (!citations.length && !passages.length) {
-    wrap.append(el("div", { class: "meta", text: "No sources: this method answers from the model alone." }));
+    wrap.append(el("div", { class: "meta", text: info.method === "cag"
+      ? "Sources: the whole knowledge, read at once from the model's cache (CAG cites no single passage)."
+      : "No sources: this method answers from the model alone." }));
   }
   return wrap;
 }
@@ -267,6 +270,10 @@ loaders.knowledge = async () => {
   const info = await loadInfo();
   $("#kb-where").textContent = info && info.kb ? `Knowledge base: ${info.kb}` : "";
   $("#upload").hidden = Boolean(info && !info.can_upload);
+  $("#add-url").hidden = Boolean(info && !info.can_add_url);
+  if (info) $("#url-note").textContent = info.allow_private
+    ? "Fetched by the server, politely (robots.txt, size and time limits); private addresses allowed."
+    : "Fetched by the server, politely (robots.txt, size and time limits); public addresses only.";
   await loadDocuments();
 };
 async function loadDocuments() {
@@ -275,23 +282,42 @@ async function loadDocuments() {
     const body = await getJSON("/api/documents");
     if (!body.count) {
       target.replaceChildren();
-      showMessage("#kb-message", `The knowledge base at ${body.kb} holds no documents yet. Add a file above, or run \`infuse kb add FILES --kb ${body.kb}\`.`);
-      return;
+      showMessage("#kb-message", `The knowledge base at ${body.kb} holds no documents yet. Add a file or a web page above, or run \`infuse kb add FILES --kb ${body.kb}\`.`);
+      return body;
     }
     showMessage("#kb-message", "");
     const rows = body.documents.map((doc) => el("tr", { "data-key": doc.key },
       el("td", {}, el("button", { type: "button", class: "link doc-title", "aria-expanded": "false", onclick: (event) => toggleChunks(event.currentTarget, doc) }, doc.title || doc.source),
         el("div", { class: "muted mono", text: doc.source })),
       el("td", { class: "num chunk-count", text: doc.chunk_count }),
-      el("td", { class: "hide-narrow", text: doc.added || doc.changed || "–" }),
+      el("td", { class: "hide-narrow dates" }, doc.added ? el("div", { text: `added ${doc.added}` }) : null, doc.changed ? el("div", { class: "muted", text: `changed ${doc.changed}` }) : null, !doc.added && !doc.changed ? "–" : null),
       el("td", {}, el("button", { type: "button", class: "danger", "aria-label": `Remove ${doc.title || doc.source}`, onclick: () => removeDocument(doc) }, "Remove"))));
-    target.replaceChildren(el("h2", { text: `${body.count} document${body.count === 1 ? "" : "s"}` }), el("div", { class: "table-wrap" }, el("table", { id: "documents-table" },
+    const canSync = !state.info || state.info.can_add_url;
+    target.replaceChildren(el("div", { class: "docs-head" }, el("h2", { text: `${body.count} document${body.count === 1 ? "" : "s"}` }),
+      canSync ? el("button", { type: "button", id: "sync", class: "ghost", title: "Ask web pages again (ETag / Last-Modified) and re-read files, like `infuse kb sync`", onclick: syncDocuments }, "Check sources for changes") : null),
+    el("div", { class: "table-wrap" }, el("table", { id: "documents-table" },
       el("thead", {}, el("tr", {}, el("th", { text: "Document" }), el("th", { class: "num", text: "Chunks" }), el("th", { class: "hide-narrow", text: "Added / changed" }), el("th", { text: "" }))),
       el("tbody", {}, rows))));
+    return body;
   } catch (error) {
     target.replaceChildren();
     showMessage("#kb-message", error.message, true);
+    return null;
   }
+}
+async function syncDocuments() {
+  const button = $("#sync");
+  button.disabled = true;
+  showMessage("#kb-message", "Checking every source for changes (web pages are asked politely, one host request at a time)…");
+  try {
+    const report = await getJSON("/api/documents/sync", { method: "POST" });
+    await loadDocuments();
+    const counts = [["changed", report.updated], ["new", report.added], ["removed", report.removed], ["unchanged", report.unchanged]]
+      .map(([label, items]) => `${items.length} ${label}`).join(", ");
+    const skipped = report.skipped.map((item) => item.reason).join("; ");
+    showMessage("#kb-message", `Checked: ${counts}.${skipped ? ` Kept as they were: ${skipped}.` : ""}`);
+    await refreshSearch();
+  } catch (error) { showMessage("#kb-message", error.message, true); } finally { if ($("#sync")) $("#sync").disabled = false; }
 }
 async function toggleChunks(button, doc) {
   const row = button.closest("tr");
@@ -312,8 +338,10 @@ async function removeDocument(doc) {
   if (!window.confirm(`Remove ${doc.title || doc.source} from the knowledge base?`)) return;
   try {
     await getJSON(`/api/documents/${encodeURIComponent(doc.doc_id)}`, { method: "DELETE" });
-    showMessage("#kb-message", `Removed ${doc.source}.`);
-    await loadDocuments();
+    const left = await loadDocuments();
+    // an empty knowledge base keeps its message (what to do next), after the removal
+    showMessage("#kb-message", `Removed ${doc.source}.${left && !left.count ? " " + $("#kb-message").textContent : ""}`);
+    await refreshSearch();
   } catch (error) { showMessage("#kb-message", error.message, true); }
 }
 $("#upload").addEventListener("submit", async (event) => {
@@ -325,11 +353,37 @@ $("#upload").addEventListener("submit", async (event) => {
     const report = await getJSON("/api/documents/upload", { method: "POST", headers: { "X-Filename": file.name }, body: file });
     await loadDocuments();
     showMessage("#kb-message", `Added ${file.name}: ${report.chunks_written} chunks indexed.`);
+    await refreshSearch();
     $("#upload-file").value = "";
   } catch (error) { showMessage("#kb-message", error.message, true); }
 });
-$("#search").addEventListener("submit", async (event) => {
+$("#add-url").addEventListener("submit", async (event) => {
   event.preventDefault();
+  const url = $("#url-input").value.trim();
+  const maxPages = Number($("#url-pages").value);
+  const button = $("#add-url button");
+  showMessage("#kb-message", maxPages > 1 ? `Crawling up to ${maxPages} pages from ${url}…` : `Fetching ${url}…`);
+  button.disabled = true;
+  try {
+    const report = await getJSON("/api/documents/url", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ url, max_pages: maxPages }) });
+    await loadDocuments();
+    const titles = report.documents.map((doc) => doc.title || doc.source).join(", ");
+    const skipped = report.pages.filter((page) => page.state !== "added").length;
+    showMessage("#kb-message", `Added ${report.documents.length} page${report.documents.length === 1 ? "" : "s"} from ${url} (${titles}): ${report.chunks_written} chunks indexed`
+      + `${report.unchanged.length ? `, ${report.unchanged.length} already up to date` : ""}${skipped ? `; ${skipped} other link${skipped === 1 ? "" : "s"} skipped` : ""}${report.stopped_early ? "; stopped at the time limit" : ""}.`);
+    for (const doc of report.documents) {
+      const row = document.querySelector(`#documents-table tr[data-key="${doc.key}"]`);
+      if (row) row.classList.add("fresh");
+    }
+    $("#url-input").value = "";
+    await refreshSearch();
+  } catch (error) { showMessage("#kb-message", error.message, true); } finally { button.disabled = false; }
+});
+async function refreshSearch() {
+  if ($("#search-results").childElementCount && $("#search-q").value.trim()) await runSearch();
+}
+$("#search").addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
+async function runSearch() {
   const query = $("#search-q").value.trim();
   const target = $("#search-results");
   if (!query) { target.replaceChildren(); return; }
@@ -340,7 +394,7 @@ $("#search").addEventListener("submit", async (event) => {
         el("span", { class: "pos" }, el("span", { class: "score", text: `score ${num(hit.score)}` }), ` · #${hit.rank} · ${hit.title || hit.source}`), hit.text)))
         : el("p", { class: "muted", text: "Nothing matched." }));
   } catch (error) { target.replaceChildren(el("div", { class: "message error", text: error.message })); }
-});
+}
 
 // ---------------------------------------------------------------- charts
 function lineChart(series, { width = 760, height = 280, xLabel = "step", yLabel = "loss" } = {}) {
@@ -388,7 +442,9 @@ function histogram(values, { width = 760, height = 240, bins = 20, limit = null 
   root.append(svg("text", { x: pad.left, y: height - 22, "font-size": 12, fill: "#5d6773" }, min),
     svg("text", { x: width - pad.right, y: height - 22, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, max),
     svg("text", { x: (width + pad.left) / 2, y: height - 6, "text-anchor": "middle", "font-size": 12, fill: "#5d6773" }, "tokens per example"),
-    svg("text", { x: pad.left - 6, y: pad.top + 10, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, top));
+    svg("text", { x: pad.left - 6, y: pad.top + 10, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, top),
+    svg("text", { x: pad.left - 6, y: height - pad.bottom, "text-anchor": "end", "font-size": 12, fill: "#5d6773" }, 0),
+    svg("line", { x1: pad.left, x2: width - pad.right, y1: height - pad.bottom + 0.5, y2: height - pad.bottom + 0.5, stroke: "#bdb9ae" }));
   return el("div", { class: "chart" }, root);
 }
 function facts(pairs) {
@@ -443,11 +499,17 @@ loaders.runs = async () => {
     }
     showMessage("#runs-message", "");
     list.replaceChildren(...body.runs.map((run) => el("li", {}, el("button", { type: "button", "data-run": run.name, onclick: () => showRun(run.name) },
-      el("strong", { text: run.name }), el("br"), el("span", { class: "muted", text: `${run.status} · ${run.steps}${run.total_steps ? "/" + run.total_steps : ""} steps · loss ${num(run.final_loss)}` })))));
+      el("strong", { text: run.name }), el("br"), el("span", { class: "muted", text: runLine(run) })))));
     if (!state.run || !body.runs.some((run) => run.name === state.run)) state.run = body.runs[0].name;
     await showRun(state.run);
   } catch (error) { showMessage("#runs-message", error.message, true); }
 };
+function runLine(run) {
+  if (run.status === "running") return run.final_loss === null || run.final_loss === undefined
+    ? "running · no metrics yet" : `running · step ${run.steps} · last loss ${num(run.final_loss)}`;
+  return `${run.status} · ${run.steps}${run.total_steps ? "/" + run.total_steps : ""} steps · loss ${num(run.final_loss)}`;
+}
+const when = (iso) => (iso ? String(iso).replace("T", " ").replace(/:\d\d(\.\d+)?(\+00:00|Z)$/, " UTC") : null);
 async function showRun(name) {
   state.run = name;
   for (const button of document.querySelectorAll("#runs-list button")) button.setAttribute("aria-current", String(button.dataset.run === name));
@@ -467,7 +529,7 @@ async function showRun(name) {
       el("h3", { text: "Run" }),
       facts([["Status", run.status], ["Steps", `${run.steps}${run.total_steps ? " of " + run.total_steps : ""}`], ["Final loss", num(run.final_loss)], ["Eval loss", num(run.eval_loss)],
         ["Examples", `${run.train_examples ?? "–"} train / ${run.eval_examples ?? "–"} eval`], ["Device", [run.device, run.dtype].filter(Boolean).join(" ")], ["Tokens/s", run.tokens_per_s ? Math.round(run.tokens_per_s) : null],
-        ["Started", run.started], ["Finished", run.finished]]),
+        ["Started", when(run.started)], ["Finished", when(run.finished)]]),
       el("h3", { text: "Settings" }),
       facts(Object.entries(config).filter(([, v]) => v !== null && v !== "" && typeof v !== "object").map(([k, v]) => [k, String(v)])),
       run.warnings && run.warnings.length ? el("ul", { class: "warnings" }, run.warnings.map((w) => el("li", { text: w }))) : null].filter(Boolean));
@@ -498,7 +560,7 @@ loaders.verdict = async () => {
         el("td", {}, el("span", { class: `badge${m.name === profile.winner ? " win" : ""}`, text: m.name })),
         el("td", { class: "num score-cell", text: pct(m.score) }),
         el("td", { class: "interval-cell" }, intervalBar(m.score, m.low, m.high), el("div", { class: "muted interval-text", text: `${pct(m.low)} – ${pct(m.high)}` })),
-        el("td", { class: "num", text: secs(m.latency_p50_s ?? s.total_p50_s) }),
+        el("td", { class: "num latency", text: secs(m.latency_p50_s ?? s.total_p50_s) }),
         el("td", { class: "num hide-narrow", text: m.questions }),
         el("td", { class: "hide-narrow", text: (m.not_distinguishable_from || []).join(", ") || "–" }));
     });
