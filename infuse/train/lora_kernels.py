@@ -174,9 +174,12 @@ def _adjacent_rows(weights: list, dtype):
     if len(weights) == 1:
         return first
     columns, expected, rows = first.shape[1], first.data_ptr(), 0
+    storage = first.untyped_storage().data_ptr()
     for w in weights:
+        # One storage, not just adjacent addresses: the CUDA allocator often places separate
+        # tensors back to back, and a view may not reach past its own storage.
         if (w.dtype != dtype or w.shape[1] != columns or not w.is_contiguous()
-                or w.data_ptr() != expected):
+                or w.data_ptr() != expected or w.untyped_storage().data_ptr() != storage):
             return None
         expected += w.numel() * w.element_size()
         rows += w.shape[0]
@@ -287,8 +290,10 @@ def _side_by_side(tensors: list):
     if len(tensors) == 1:
         return first
     stride, expected, columns = first.stride(), first.data_ptr(), 0
+    storage = first.untyped_storage().data_ptr()
     for t in tensors:
-        if t.stride() != stride or stride[1] != 1 or t.dtype != first.dtype or t.data_ptr() != expected:
+        if (t.stride() != stride or stride[1] != 1 or t.dtype != first.dtype or t.data_ptr() != expected
+                or t.untyped_storage().data_ptr() != storage):
             return None
         expected += t.shape[1] * t.element_size()
         columns += t.shape[1]

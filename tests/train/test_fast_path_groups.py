@@ -97,3 +97,16 @@ def test_nf4_weights_match_their_dequantized_twin(kind):
     for name, grad in grads.items():
         assert ref_grads[name].abs().sum() > 0, name
         _close(grad, ref_grads[name], name)
+
+
+def test_adjacent_addresses_in_separate_storages_are_not_one_tensor():
+    from infuse.train.lora_kernels import _adjacent_rows, _side_by_side
+
+    block = torch.arange(24, dtype=torch.float64)
+    first, second = block[:12].view(3, 4), block[12:].view(3, 4)
+    assert torch.equal(_adjacent_rows([first, second], torch.float64), block.view(6, 4))
+    apart = second.clone()  # its own storage, wherever the allocator put it
+    assert _adjacent_rows([first, apart], torch.float64) is None
+    wide = torch.arange(30, dtype=torch.float64).view(5, 6)
+    assert torch.equal(_side_by_side([wide[:, :2], wide[:, 2:]]), wide)
+    assert _side_by_side([wide[:, :2], wide[:, 2:].clone()]) is None
