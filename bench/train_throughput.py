@@ -328,6 +328,8 @@ def run_one(args, shape: str, backend: str, data: str, folder: Path, *, quant: s
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if args.expandable_segments:  # the same allocator setting for every backend
+        env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
     started = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.timeout)
@@ -375,11 +377,14 @@ def table(results: list[dict], args) -> str:
 
 
 # ---------------------------------------------------------------- longest sequence that trains
-def search_longest(fits, start: int, granule: int, minimum: int = 1) -> tuple[int | None, list[tuple[int, bool]]]:
+def search_longest(fits, start: int, granule: int, minimum: int = 1,
+                   known_fit: int | None = None) -> tuple[int | None, list[tuple[int, bool]]]:
     """The longest length (a multiple of `granule`, at most `start`) for which `fits(length)` holds.
 
     Halves from `start` until one fits, then bisects between the longest fit and the shortest
     failure until they are `granule` apart. Assumes `fits` is monotone (shorter fits too).
+    `known_fit`: a length that fitted in an earlier run; when `start` fails the bisection starts
+    from it (not tried again) instead of halving.
     Returns (longest or None when even `minimum` fails, [(length, fitted), ...] in try order).
     """
     tries: list[tuple[int, bool]] = []
@@ -392,6 +397,9 @@ def search_longest(fits, start: int, granule: int, minimum: int = 1) -> tuple[in
     length, failed = start, None
     while not attempt(length):
         failed = length
+        if known_fit is not None and known_fit < length:
+            length = known_fit
+            break
         if length // 2 < max(minimum, granule):
             return None, tries
         length = max(granule, length // 2 // granule * granule)
@@ -433,7 +441,8 @@ def longest_rows(args, shape: str, folder: Path) -> list[dict]:
                               "error": result.get("error")}), flush=True)
             return "tokens_per_s" in result
 
-        longest, tries = search_longest(fits, args.longest_start, args.longest_granule)
+        longest, tries = search_longest(fits, args.longest_start, args.longest_granule,
+                                        known_fit=args.longest_known_fit or None)
         best = results.get(longest, {}) if longest else {}
         return {"shape": shape, "quant": quant, "backend": backend, "longest": longest,
                 "capped": longest == args.longest_start, "peak_gib": best.get("peak_gib"),
@@ -489,7 +498,13 @@ def main() -> None:
     parser.add_argument("--longest-start", type=int, default=131072)
     parser.add_argument("--longest-granule", type=int, default=8192)
     parser.add_argument("--longest-parallel", type=int, default=2, help="searches at a time (all GPUs)")
+    parser.add_argument("--longest-known-fit", type=int, default=0,
+                        help="a length that fitted before: bisect from it when the start fails")
     parser.add_argument("--cap-gib", type=float, default=40.0, help="GPU memory cap of the longest search")
+    parser.add_argument("--expandable-segments", action="store_true",
+                        help="PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True for every backend")
+    parser.add_argument("--budget-s", type=float, default=0.0,
+                        help="skip the throughput runs not started after this many seconds (0: none)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4)
@@ -516,7 +531,7 @@ def main() -> None:
     if _device() != "cuda" and args.qlora:
         print("QLoRA rows need CUDA and bitsandbytes: skipped on this machine", file=sys.stderr)
         args.qlora = ""
-    results, longest = [], []
+    results, longest, began = [], [], time.perf_counter()
     shapes = list(dict.fromkeys(filter(None, [*args.shapes.split(","), *args.qlora.split(","),
                                               *args.longest.split(",")])))
     for shape in shapes:
@@ -532,6 +547,10 @@ def main() -> None:
                 if backend.startswith("infuse"):
                     runs.append((backend, "packed", "bf16"))
         for backend, data, quant in runs:
+            if args.budget_s and time.perf_counter() - began > args.budget_s:
+                results.append({"backend": backend, "shape": shape, "data": data, "quant": quant,
+                                "error": [f"skipped: past --budget-s {args.budget_s:g}"]})
+                continue
             result = run_one(args, shape, backend, data, folder, quant=quant)
             print(json.dumps(result), flush=True)
             results.append(result)
@@ -543,9 +562,13 @@ def main() -> None:
               f"weights bf16, or nf4 = QLoRA (4-bit NF4, double quant, bf16 compute).\n"
               f"Hardware/versions: {environment()}\nCommand: `{command}`\n\n{table(results, args)}\n")
     if longest:
+        known = (f" (bisected from {args.longest_known_fit:,}, which fitted in an earlier run, when "
+                 f"the start failed)" if args.longest_known_fit else "")
+        allocator = "; PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True for every backend" \
+            if args.expandable_segments else ""
         report += (f"\nLongest sequence that trains (batch 1, one step, GPU memory capped at "
                    f"{args.cap_gib:g} GiB; halved from {args.longest_start:,} then bisected to "
-                   f"{args.longest_granule:,} tokens; each try its own process):\n\n"
+                   f"{args.longest_granule:,} tokens{known}; each try its own process{allocator}):\n\n"
                    f"{longest_table(longest, args)}\n")
     print("\n" + report)
     if args.write:

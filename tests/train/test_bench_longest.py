@@ -52,3 +52,9 @@ def test_longest_table_puts_infuse_beside_unsloth(bench):
     assert "within 40 GiB" in lines[0]
     assert "| 8b | bf16 | infuse | 98,304 | 1.50x | 39.10 GiB | 20.5 s | 131,072 no, 65,536 fit, 98,304 fit |" in lines
     assert "| 8b | nf4 | infuse | >= 131,072 | - |" in text
+
+
+def test_search_bisects_from_a_known_fit_instead_of_halving(bench):
+    longest, tries = bench.search_longest(lambda n: n <= 110_000, 131072, 8192, known_fit=98304)
+    assert longest == 106496
+    assert [n for n, _ in tries] == [131072, 114688, 106496]  # 98,304 is not tried again
