@@ -420,7 +420,7 @@ def longest_rows(args, shape: str, folder: Path) -> list[dict]:
     """Run every (weights, backend) search of `shape`, `--longest-parallel` at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    gpus = _gpu_count()
+    gpus, began = _gpu_count(), time.perf_counter()
     jobs = [(quant, backend) for quant in args.longest_quants.split(",")
             for backend in args.longest_backends.split(",")]
     if _device() != "cuda":
@@ -432,6 +432,8 @@ def longest_rows(args, shape: str, folder: Path) -> list[dict]:
         results: dict[int, dict] = {}
 
         def fits(length: int) -> bool:
+            if args.longest_budget_s and time.perf_counter() - began > args.longest_budget_s:
+                raise TimeoutError(f"--longest-budget-s {args.longest_budget_s:g} spent")
             result = run_one(args, shape, backend, "fixed", folder, quant=quant, seq=length, batch=1,
                              steps=1, warmup=0, cap_gib=args.cap_gib if _device() == "cuda" else 0.0,
                              gpu=gpu)
@@ -441,10 +443,16 @@ def longest_rows(args, shape: str, folder: Path) -> list[dict]:
                               "error": result.get("error")}), flush=True)
             return "tokens_per_s" in result
 
-        longest, tries = search_longest(fits, args.longest_start, args.longest_granule,
-                                        known_fit=args.longest_known_fit or None)
+        stopped = None
+        try:
+            longest, tries = search_longest(fits, args.longest_start, args.longest_granule,
+                                            known_fit=args.longest_known_fit or None)
+        except TimeoutError as error:  # what was found so far, marked as unfinished
+            stopped = str(error)
+            tries = [(length, "tokens_per_s" in result) for length, result in results.items()]
+            longest = max((length for length, ok in tries if ok), default=None)
         best = results.get(longest, {}) if longest else {}
-        return {"shape": shape, "quant": quant, "backend": backend, "longest": longest,
+        return {"shape": shape, "quant": quant, "backend": backend, "longest": longest, "stopped": stopped,
                 "capped": longest == args.longest_start, "peak_gib": best.get("peak_gib"),
                 "step_s": best.get("step_s"), "tries": tries,
                 "errors": sorted({str(r.get("error")) for r in results.values() if "error" in r})}
@@ -468,6 +476,8 @@ def longest_table(rows: list[dict], args) -> str:
         peak = f"{r['peak_gib']:.2f} GiB" if r.get("peak_gib") is not None else "-"
         step = f"{r['step_s']:.1f} s" if r.get("step_s") is not None else "-"
         tries = ", ".join(f"{length:,} {'fit' if ok else 'no'}" for length, ok in r["tries"])
+        if r.get("stopped"):
+            tries += f" (search stopped: {r['stopped']})"
         lines.append(f"| {r['shape']} | {r['quant']} | {r['backend']} | {found} | {ratio} | {peak} | "
                      f"{step} | {tries} |")
     return "\n".join(lines)
@@ -500,6 +510,8 @@ def main() -> None:
     parser.add_argument("--longest-parallel", type=int, default=2, help="searches at a time (all GPUs)")
     parser.add_argument("--longest-known-fit", type=int, default=0,
                         help="a length that fitted before: bisect from it when the start fails")
+    parser.add_argument("--longest-budget-s", type=float, default=0.0,
+                        help="start no try after this many seconds; report what was found (0: none)")
     parser.add_argument("--cap-gib", type=float, default=40.0, help="GPU memory cap of the longest search")
     parser.add_argument("--expandable-segments", action="store_true",
                         help="PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True for every backend")
