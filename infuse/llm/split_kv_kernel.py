@@ -6,7 +6,6 @@ reads the keys/values once per 64 query rows and goes through a general bias pat
 H200 at 64k keys it moved the cache at 0.75-1.7 TB/s of the ~4.3 available. Here one program
 takes one (chunk, KV head, block of up to 128 packed rows): its keys and values are streamed
 once, with an online softmax, and it writes the chunk's output and log-sum-exp for the merge.
-On CUDA the key-block length, pipeline depth and warps are autotuned per shape on first use.
 
 Why our own kernel: neither PyTorch's SDPA kernels nor flash-attention's split-KV entry point
 take the packed-GQA rows with an additive per-row bias and hand back per-chunk log-sum-exps.
@@ -14,21 +13,14 @@ take the packed-GQA rows with an additive per-row bias and hand back per-chunk l
 
 from __future__ import annotations
 
-_KERNEL: dict[bool, object] = {}  # tuned (CUDA) or not (Triton's CPU interpreter) -> kernel
+_KERNEL: list = []
 
 
-def _configs():
-    """Key-block length, pipeline depth and warps to try per shape (the fastest is kept)."""
-    import triton
-
-    return [triton.Config({"BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
-            for block_n in (64, 128) for stages in (2, 3, 4) for warps in (4, 8)]
-
-
-def _build(tuned: bool):
+def _build():
     import triton
     import triton.language as tl
 
+    @triton.jit
     def split_kv_kernel(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr, lse_ptr,
                         rows, keys, chunk, scale,
                         stride_qh, stride_qr, stride_kh, stride_kn, stride_vh, stride_vn,
@@ -72,10 +64,7 @@ def _build(tuned: bool):
                  out, mask=row_ok[:, None])
         tl.store(lse_ptr + part * stride_lp + head * stride_lh + offs_m, m_i + tl.log(l_i), mask=row_ok)
 
-    kernel = triton.jit(split_kv_kernel)
-    if tuned:  # timed once per (rows, keys, chunk) on first use, outside any graph capture
-        kernel = triton.autotune(_configs(), key=["rows", "keys", "chunk", "HEAD_DIM", "BLOCK_M"])(kernel)
-    return kernel
+    return split_kv_kernel
 
 
 def split_kv_partials(query, key, value, bias, scale: float, chunk: int):
@@ -87,9 +76,8 @@ def split_kv_partials(query, key, value, bias, scale: float, chunk: int):
     import torch
     import triton
 
-    tuned = query.is_cuda
-    if tuned not in _KERNEL:
-        _KERNEL[tuned] = _build(tuned)
+    if not _KERNEL:
+        _KERNEL.append(_build())
     _, kv_heads, rows, head_dim = query.shape
     keys = key.shape[2]
     parts = triton.cdiv(keys, chunk)
@@ -101,13 +89,12 @@ def split_kv_partials(query, key, value, bias, scale: float, chunk: int):
     block_m = 16 if rows <= 16 else (64 if rows <= 64 else 128)
     grid = (parts, kv_heads, triton.cdiv(rows, block_m))
     bias_arg = bias if bias is not None else q
-    arguments = (q, k, v, bias_arg, out, lse, rows, keys, chunk, float(scale),
-                 q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-                 bias.stride(0) if bias is not None else 0, out.stride(0), out.stride(1), out.stride(2),
-                 lse.stride(0), lse.stride(1))
-    if tuned:
-        _KERNEL[tuned][grid](*arguments, HAS_BIAS=bias is not None, BLOCK_M=block_m, HEAD_DIM=head_dim)
-    else:
-        _KERNEL[tuned][grid](*arguments, HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=64,
-                             HEAD_DIM=head_dim, num_warps=4)
+    _KERNEL[0][grid](
+        q, k, v, bias_arg, out, lse, rows, keys, chunk, float(scale),
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        bias.stride(0) if bias is not None else 0, out.stride(0), out.stride(1), out.stride(2),
+        lse.stride(0), lse.stride(1),
+        HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=64, HEAD_DIM=head_dim,
+        num_warps=4 if block_m <= 64 else 8, num_stages=2,
+    )
     return out, lse

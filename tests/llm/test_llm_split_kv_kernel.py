@@ -16,7 +16,7 @@ def interpreted(monkeypatch):
     from infuse.llm import split_kv_kernel
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.setattr(split_kv_kernel, "_KERNEL", {})  # built again, interpreted
+    monkeypatch.setattr(split_kv_kernel, "_KERNEL", [])  # built again, interpreted
     return split_kv_kernel.split_kv_partials
 
 
