@@ -273,14 +273,14 @@ def _lora_block(specs, ranges, spans, dtype, device):
     """Block-diagonal [sum out, sum r] matrix of the scaled B's: x A^T -> every LoRA's output."""
     import torch
 
-    block = torch.zeros(spans[-1][1], ranges_total(ranges), dtype=dtype, device=device)
+    block = torch.zeros(spans[-1][1], _ranges_total(ranges), dtype=dtype, device=device)
     for (_w, _b, _a, lora_b, scale), span, out in zip(specs, ranges, spans, strict=True):
         if span is not None:
             block[out[0] : out[1], span[0] : span[1]] = lora_b.to(dtype) * scale
     return block
 
 
-def ranges_total(ranges) -> int:
+def _ranges_total(ranges) -> int:
     return max((span[1] for span in ranges if span is not None), default=0)
 
 
