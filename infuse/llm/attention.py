@@ -168,13 +168,17 @@ def split_kv_attention(
     keys (default `split_chunk`) run as one batch; a ragged last part runs on its own; their
     outputs are merged with softmax weights of their log-sum-exps. Returns [1, kv, rows, d].
     """
-    import torch
 
     _, kv_heads, rows, head_dim = query.shape
     keys = key.shape[2]
     scale = head_dim**-0.5 if scale is None else scale
     if chunk is None:
         chunk = split_chunk(keys, kv_heads, _multiprocessors(query.device))
+    if query.is_cuda and _use_triton(query, head_dim):
+        from infuse.llm.split_kv_kernel import split_kv_partials
+
+        output, lse = split_kv_partials(query, key, value, bias, scale, chunk)
+        return _merge([output], [lse], query.dtype)
     count = keys // chunk
     outputs, lses = [], []
     if count:
@@ -208,20 +212,67 @@ def split_kv_attention(
         lses.append(lse)
     if len(outputs) == 1 and outputs[0].shape[0] == 1:
         return outputs[0]
+    return _merge(outputs, lses, query.dtype)
+
+
+def _merge(outputs: list, lses: list, dtype):
+    """Chunk outputs [parts, kv, rows, d] merged with softmax weights of their log-sum-exps."""
+    import torch
+
     output = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
     lse = torch.cat(lses) if len(lses) > 1 else lses[0]
     weights = torch.softmax(lse, dim=0).unsqueeze(-1)  # [parts, kv, rows, 1], fp32
-    return (weights * output).sum(dim=0, keepdim=True).to(query.dtype)
+    return (weights * output).sum(dim=0, keepdim=True).to(dtype)
 
 
 # Set once if PyTorch's efficient kernel refuses our inputs (then the float32 path is used).
 _efficient_kernel_error: dict[str, str] = {}
+# The Triton split-KV kernel's state: "ok" once it matched the reference on this machine, or why
+# it is not used (import failure, a failed check); the efficient kernel runs then.
+_triton_state: dict[str, str] = {}
 
 
 def split_kv_backend() -> str:
-    """Which kernel the CUDA split-KV path runs: "efficient", or "math (why the kernel was refused)"."""
+    """Which kernel the CUDA split-KV path runs: "triton", "efficient", or "math (why...)"."""
+    if _triton_state.get("state") == "ok":
+        return "triton"
     error = _efficient_kernel_error.get("error")
-    return "efficient" if error is None else f"math ({error})"
+    base = "efficient" if error is None else f"math ({error})"
+    why = _triton_state.get("state")
+    return base if why is None else f"{base}; triton not used: {why}"
+
+
+def _use_triton(query, head_dim: int) -> bool:
+    """True when the Triton kernel runs here: checked once against float32 math on first use.
+
+    Never checked while a CUDA graph is being captured (the check synchronises): until a check
+    has passed, the efficient kernel runs.
+    """
+    import torch
+
+    state = _triton_state.get("state")
+    if state is not None:
+        return state == "ok"
+    if head_dim & (head_dim - 1) or head_dim < 16 or torch.cuda.is_current_stream_capturing():
+        return False
+    try:
+        from infuse.llm.split_kv_kernel import split_kv_partials
+
+        generator = torch.Generator(device=query.device).manual_seed(0)
+        shape = (1, 2, 20, head_dim)
+        q = torch.randn(shape, device=query.device, dtype=query.dtype, generator=generator)
+        k, v = (torch.randn(1, 2, 1000, head_dim, device=query.device, dtype=query.dtype,
+                            generator=generator) for _ in range(2))
+        bias = torch.zeros(20, 1000, device=query.device, dtype=query.dtype)
+        bias[:, 990:] = MASKED
+        expected, _ = attention_with_lse_math(q, k, v, bias, head_dim**-0.5)
+        output, lse = split_kv_partials(q, k, v, bias, head_dim**-0.5, 256)
+        got = _merge([output], [lse], query.dtype).float()
+        error = float((got - expected.float()).norm() / expected.float().norm())
+        _triton_state["state"] = "ok" if error < 2e-2 else f"error {error:.1e} against the reference"
+    except Exception as failure:  # noqa: BLE001 - any failure: the efficient kernel stays
+        _triton_state["state"] = f"{type(failure).__name__}: {str(failure).splitlines()[0][:200]}"
+    return _triton_state["state"] == "ok"
 
 
 def attention_with_lse(query, key, value, bias, scale: float):

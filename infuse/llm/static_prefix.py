@@ -11,7 +11,9 @@ Why: eager decoding of an 8B model spends 20-50 ms a token on Python and kernel 
 reading its weights takes ~5 ms. A CUDA graph replays all of a step's kernels at once. A graph
 needs fixed addresses, so the cache is static (preallocated, written in place), the token goes
 into a fixed buffer, and the step's positions and mask are computed inside the graph from the
-cache's own write position. Attention is `infuse.llm.attention` (split-KV over long caches).
+cache's own write position. Attention is `infuse.llm.attention` (split-KV over long caches);
+on CUDA the model's RMSNorm and gated-MLP forwards are switched to fused kernels
+(`infuse.llm.fused_layers`), a few hundred fewer kernels per step.
 """
 
 from __future__ import annotations
@@ -135,6 +137,10 @@ class StaticPrefixCache:
         if any(type(layer).__name__ != "StaticLayer" for layer in self.cache.layers):
             raise CacheError("A static prefix cache needs plain StaticLayer layers for this model.")
         use_packed_gqa_attention(model)
+        if self.cuda_graph:  # fewer kernels per graph-replayed step (a no-op off CUDA)
+            from infuse.llm.fused_layers import use_fused_norm_and_mlp
+
+            use_fused_norm_and_mlp(model)
         self.prefix_length = 0
         self.length = 0
         self._graphs: dict[int | str, tuple] = {}  # "step" or a bucket size -> (graph, logits)

@@ -23,7 +23,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infuse.train.lora_kernels import Projection, lora_projections, lora_swiglu, projection_of
+from infuse.train.lora_kernels import (
+    Projection,
+    fuse_frozen_weights,
+    lora_projections,
+    lora_swiglu,
+    projection_of,
+)
 
 ATTRIBUTE = "_infuse_fast_decoder"
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
@@ -127,8 +133,13 @@ def _plan_layer(layer) -> FastLayer | None:
                      head_dim=head_dim, scale=float(attn.scaling))
 
 
-def install_fast_decoder(model, *, offload: bool = True) -> FastDecoder | None:
-    """Record the fast-path plan on `model` (a PeftModel or plain model); None if unsupported."""
+def install_fast_decoder(model, *, offload: bool = True, fuse_weights: bool = True) -> FastDecoder | None:
+    """Record the fast-path plan on `model` (a PeftModel or plain model); None if unsupported.
+
+    With `fuse_weights`, each layer's frozen q/k/v and gate/up weights (dense, on CUDA, not
+    sharded) are re-seated as row blocks of one tensor each, so each group is one product; the
+    values and the modules' Parameters stay the same (`lora_kernels.fuse_frozen_weights`).
+    """
     if why_unsupported(model) is not None:
         return None
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -136,6 +147,12 @@ def install_fast_decoder(model, *, offload: bool = True) -> FastDecoder | None:
     if not layers or any(layer is None for layer in layers):
         return None
     plan = FastDecoder(layers=layers, offload=offload, modules=list(inner.get_decoder().layers))
+    if fuse_weights:
+        for layer in layers:
+            for group in (layer.qkv, [layer.gate, layer.up]):
+                on_gpu = all(getattr(p.weight, "is_cuda", False) for p in group)
+                if on_gpu and not any(_is_sharded(module) for module in plan.modules[:1]):
+                    fuse_frozen_weights(group)
     setattr(inner, ATTRIBUTE, plan)
     return plan
 

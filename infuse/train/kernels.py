@@ -60,7 +60,7 @@ def _is_swiglu_mlp(module) -> bool:
 
     act = getattr(module, "act_fn", None)
     return (all(hasattr(module, name) for name in ("gate_proj", "up_proj", "down_proj"))
-            and isinstance(act, torch.nn.SiLU))
+            and (isinstance(act, torch.nn.SiLU) or type(act).__name__ == "SiLUActivation"))
 
 
 def apply_fused_kernels(model, *, compile_layers: bool = False, fast_path: bool = True,

@@ -141,9 +141,9 @@ def test_in_place_swiglu_backward_matches_autograd():
     product.backward(dh)
     e2, u2, dh2 = e.detach().clone(), u.detach().clone(), dh.clone()
     _swiglu_backward_(e2, u2, dh2)
-    torch.testing.assert_close(e2, product.detach())
+    torch.testing.assert_close(e2, e.grad)
     torch.testing.assert_close(u2, u.grad)
-    torch.testing.assert_close(dh2, e.grad)
+    torch.testing.assert_close(dh2, product.detach())
 
 
 def test_equal_length_attention_matches_per_sequence_reference():

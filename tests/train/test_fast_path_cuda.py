@@ -98,8 +98,60 @@ def test_bf16_fast_path_matches_peft():
     assert worst < 5e-2, worst
 
 
+def test_nf4_fast_path_matches_peft_qlora():
+    """QLoRA: 4-bit NF4 frozen weights (double quant, bf16 compute) through infuse's fast path
+    (dequantized on use) against peft's own Linear4bit path on the same quantized model."""
+    pytest.importorskip("bitsandbytes")
+    import tempfile
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from infuse.train.config import RunConfig
+    from infuse.train.kernels import apply_fused_kernels
+    from infuse.train.lora_kernels import NF4Weight
+    from infuse.train.model import Placement, add_lora, load_base_model, loss_sum
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                         max_position_embeddings=1024, tie_word_embeddings=False)
+    with tempfile.TemporaryDirectory() as folder:
+        LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
+        run = RunConfig(data="-", output="-", lora_r=16, lora_alpha=16, gradient_checkpointing=True,
+                        load_in_4bit=True)
+        placement = Placement(device="cuda", dtype_name="bf16", backend="hf", fused_kernels=True)
+        model = add_lora(run, load_base_model(run, folder, placement))
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():  # B random too, so every LoRA weight gets a gradient
+        if isinstance(module, LoraLayer):
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.02)
+    model.train()
+    ids = torch.randint(3, 1000, (2, 512), device="cuda")
+    targets = torch.cat([ids[:, 1:], torch.full((2, 1), -100, device="cuda")], 1)
+    batch = {"input_ids": ids, "targets": targets}
+    runs = []
+    for fast in (False, True):
+        if fast:
+            assert apply_fused_kernels(model)[0].startswith("fast_decoder")
+            from infuse.train.fast_decoder import installed
+
+            assert isinstance(installed(model).layers[0].gate.weight, NF4Weight)
+        model.zero_grad(set_to_none=True)
+        torch.cuda.reset_peak_memory_stats()
+        total, count = loss_sum(model, batch)
+        (total / count).backward()
+        runs.append((float(total.detach()) / count,
+                     {n: p.grad.float().clone() for n, p in model.named_parameters() if p.requires_grad}))
+    (ref_loss, ref_grads), (loss, grads) = runs
+    assert abs(loss - ref_loss) / ref_loss < 2e-3, (loss, ref_loss)
+    worst = max(_relative(grads[n], ref_grads[n]) for n in grads)
+    print(f"nf4 fast path vs peft QLoRA: loss {loss:.5f} vs {ref_loss:.5f}, worst LoRA grad error {worst:.3g}")
+    assert worst < 5e-2, worst
+
+
 if __name__ == "__main__":
     for test in (test_flash_varlen_matches_reference, test_equal_lengths_and_ce_kernel_match_references,
-                 test_bf16_fast_path_matches_peft):
+                 test_bf16_fast_path_matches_peft, test_nf4_fast_path_matches_peft_qlora):
         test()
         print("passed", test.__name__, flush=True)
