@@ -110,7 +110,10 @@ def _read_table(path: Path):
 
         delimiter = "\t" if suffix == ".tsv" else ","
         text = _read_text(path)  # encoding check with a clear message
-        header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+        try:
+            header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+        except csv.Error as error:  # e.g. a lone carriage return inside the header
+            raise DataError(f"{path}: malformed CSV header ({error}).") from None
         try:
             table = pacsv.read_csv(
                 path,

@@ -38,6 +38,17 @@ def test_missing_and_unreadable_files(tmp_path):
         read_jsonl(tmp_path)  # a folder
 
 
+def test_a_carriage_return_in_a_csv_header_is_a_data_error(tmp_path):
+    """The input hypothesis found: b'\\r\\xc2\\x80' raised the csv module's own error."""
+    from infuse.data.loading import load_dataset_file
+    from infuse.errors import DataError
+
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"\r\xc2\x80")
+    with pytest.raises(DataError, match="data.csv: malformed CSV header"):
+        load_dataset_file(path)
+
+
 def test_dataset_loader_on_random_bytes_raises_only_infuse_errors():
     """Fuzz: any bytes in a .jsonl/.json/.csv file give rows or a one-line InfuseError."""
     import tempfile
