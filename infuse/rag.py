@@ -366,6 +366,14 @@ class RagSession:
                 min_rerank_score=self.min_rerank_score,
             )
 
+    def passages(self, question: str) -> list[str]:
+        """The passage texts the model would be shown for `question`, cut as it sees them
+        (empty when nothing is similar enough). Loads the embedder, never the chat model:
+        RAFT training rows (`infuse.data.synth.raft_rows(retrieve=...)`) are built from it."""
+        given = self.search(question)
+        given = given[: self.passages_given] if self.passages_given else given
+        return [passage_text(hit, question) for hit in given]
+
     def answer(
         self,
         question: str,
