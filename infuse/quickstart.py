@@ -39,8 +39,6 @@ AUGMENT_RECIPES = {
     "cpu": {"variants": 0, "restate": False, "raft": True, "max_raft": 24},
     "gpu": {"variants": 2, "restate": True, "raft": True, "max_raft": None},
 }
-DECLINES_PER_PAIR = 1 / 6  # questions the documents do not answer, per training pair
-MIN_DECLINES = 8
 
 Say = Callable[[str], None]
 Progress = Callable[..., None]
@@ -284,13 +282,13 @@ def _augment_training(plan: QuickstartPlan, say: Callable[[str], None]) -> None:
     passages (`infuse.data.synth.augment_rows`)."""
     if not plan.augment or plan.train_data is None:
         return
-    from infuse.data.synth import augment_rows, read_documents, write_rows
+    from infuse.data.synth import augment_rows, decline_count, read_documents, write_rows
     from infuse.files import read_jsonl
 
     rows = [row for _line, row in read_jsonl(plan.train_data)]  # one wording of JSONL errors
     documents = read_documents(plan.documents).documents
     recipe = AUGMENT_RECIPES["gpu" if plan.on_gpu else "cpu"]
-    declines = max(MIN_DECLINES, round(len(rows) * DECLINES_PER_PAIR))
+    declines = decline_count(len(rows))
     kb_dir = plan.output / "kb"
     kb = None
     if kb_dir.exists():  # RAFT rows over what RAG retrieves (else over whole chunks)
@@ -331,7 +329,10 @@ def _training_config(plan: QuickstartPlan):
         learning_rate=1e-3,
         warmup_steps=5,
         num_epochs=plan.epochs,
-        batch_size=8,
+        # On a CPU every padding token is computed (a GPU drops them): pack the rows into
+        # micro-batches of up to 512 tokens, about 8 pairs, or a RAFT row and a few pairs.
+        batch_size=8 if plan.on_gpu else 1,
+        packing=not plan.on_gpu,
         grad_accum=1,
         max_seq_len=512,
         gradient_checkpointing=plan.on_gpu,

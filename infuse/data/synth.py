@@ -473,6 +473,8 @@ def _facts_first(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 # did not learn raise hallucination). Each asks about a name the documents use and something
 # no document mentions (the attribute's words are checked against every document).
 DECLINE_ANSWER = "I don't know."
+DECLINES_PER_PAIR = 1 / 6  # questions the documents do not answer, per training pair
+MIN_DECLINES = 8
 DECLINE_QUESTIONS = (
     "Who designed the logo of {name}?",
     "What is the stock ticker symbol of {name}?",
@@ -516,6 +518,11 @@ def document_names(
                 name = " ".join(words)
                 counts[name] = counts.get(name, 0) + 1
     return sorted(counts, key=lambda name: -counts[name])[:limit]
+
+
+def decline_count(pairs: int) -> int:
+    """How many decline rows go with `pairs` training pairs (a sixth of them, at least 8)."""
+    return max(MIN_DECLINES, round(pairs * DECLINES_PER_PAIR))
 
 
 def decline_rows(
