@@ -104,7 +104,7 @@ def test_augment_rows_mixes_every_kind_and_writes_jsonl(tmp_path):
 
 
 def test_quickstart_trains_on_the_augmented_rows(tmp_path):
-    from infuse.quickstart import _augment_training, plan_quickstart
+    from infuse.quickstart import _augment_training, _training_config, plan_quickstart
 
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -114,6 +114,8 @@ def test_quickstart_trains_on_the_augmented_rows(tmp_path):
     (folder / "products.md").write_text(NAMED_DOCS[0].text)
     plan = plan_quickstart(folder, output=tmp_path / "out", on_gpu=False)
     assert plan.augment and plan.epochs == 6  # the CPU recipe is the default
+    config = _training_config(plan)
+    assert config.packing and config.batch_size == 1  # a CPU computes padding: rows are packed
     said: list[str] = []
     _augment_training(plan, said.append)
     assert plan.train_data == tmp_path / "out" / "train-augmented.jsonl"
