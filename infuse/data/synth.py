@@ -204,7 +204,7 @@ def synthesize_qa(
     max_chunks: int | None = None,
     time_budget_s: float | None = None,
     text_pairs: bool = True,
-    give_up_after: int | None = 6,
+    give_up_after: int | None = 4,
     on_progress: Callable[..., None] | None = None,
 ) -> SynthResult:
     """Generate, validate, dedupe and split question/answer pairs for `documents`.

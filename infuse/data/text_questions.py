@@ -14,8 +14,8 @@ Three templates, strictest first:
 - a copular sentence ("The default mode is serialized."): "What is the default mode?" ->
   "serialized", or one with a plain verb ("SQLite supports three threading modes."): "What does
   SQLite support?" -> "three threading modes";
-- a sentence holding a number: the sentence with the number blanked -> the number (and its
-  unit word).
+- a sentence holding one number: the sentence asked back with the number as "what" or "how
+  many <unit>" -> the number (and its unit word).
 
 `unanswerable_questions` makes questions the documents cannot answer: a kept question with its
 rarest content word swapped for one that occurs nowhere in the documents.
@@ -38,7 +38,10 @@ _ACTION = re.compile(
     r"includes|accepts|stores|reads|writes|generates|creates|defines|sets|allows|needs|takes) "
     r"(?P<obj>[^;:]{1,140})\.$"
 )
-_NUMBER = re.compile(r"(?<![\w.\\-])(?P<num>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?P<unit> [a-z]+)?(?![\w-]|\.\w)")
+# a number in running text, not in code ("BASH_VERSINFO[0]", "$0", "*15*") or a version ("3.40.1")
+_NUMBER = re.compile(
+    r"(?<![\w.\\\-\[$*])(?P<num>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?P<unit> [a-z]+)?(?![\w\-\]*]|\.\w)"
+)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 
 # A sentence that opens with one of these leans on the one before it ("It is ...", "This is ...").
@@ -150,8 +153,12 @@ def _number_pair(sentence: str) -> tuple[str, str] | None:
     match = matches[0]
     unit = match.group("unit") or ""
     answer = (match.group("num") + (unit if unit.strip() in _UNITS else "")).strip()
-    masked = sentence[: match.start()] + "___" + sentence[match.start() + len(answer):]
-    return f'What goes in the blank: "{masked.rstrip(".")}"?', answer
+    # an echo question keeps every word of the sentence, so retrieval and the decline check
+    # find them in the passage: "... within 38 days of delivery." -> "... within how many days
+    # of delivery?"
+    asked = f"how many{unit}" if answer.endswith(unit) and unit else "what"
+    question = sentence[: match.start()] + asked + sentence[match.start() + len(answer):]
+    return question.rstrip(".!? ") + "?", answer
 
 
 def _sentences(text: str) -> Iterable[str]:
@@ -197,8 +204,6 @@ def unanswerable_questions(
     for question in picked:
         if len(out) >= min(count, len(foreign)):
             break
-        if question.startswith("What goes in the blank"):
-            continue
         content = [w for w in _WORD.findall(question) if w.lower() not in _STOPWORDS and len(w) > 3]
         if not content:
             continue
