@@ -30,6 +30,15 @@ CPU_SUBSET = "cpu"
 CPU_QUESTIONS = 12  # questions evaluated on a CPU when none carries the cpu tag
 # question generation budget: (seconds, kept pairs) on a CPU and on a GPU or a server
 SYNTH_BUDGET = {"cpu": (360.0, 120), "fast": (1200.0, 400)}
+# What the training data gains (`infuse.data.synth.augment_rows`), per machine. On a CPU: the
+# pairs, questions the documents do not answer (with a decline, so the LoRA learns to say it
+# does not know) and RAFT rows over the passages RAG retrieves (one per fact, so LoRA+RAG reads
+# them); rewordings and restated passages cost more than a CPU quickstart can give
+# (bench/lora_facts.py measured the recipes on the sample pack).
+AUGMENT_RECIPES = {
+    "cpu": {"variants": 0, "restate": False, "raft": True, "max_raft": 24},
+    "gpu": {"variants": 2, "restate": True, "raft": True, "max_raft": None},
+}
 
 Say = Callable[[str], None]
 Progress = Callable[..., None]
@@ -54,7 +63,7 @@ class QuickstartPlan:
     synth_budget_s: float | None = None
     max_pairs: int | None = None
     trainable: bool = True  # the model can be fine-tuned here (lora, lora+rag)
-    augment: bool = True  # knowledge-injection + RAFT rows added to the training data
+    augment: bool = True  # knowledge-injection, decline and RAFT rows added to the training data
 
 
 def _documents_in(folder: Path) -> tuple[list[Path], list[dict[str, str]]]:
@@ -135,14 +144,11 @@ def plan_quickstart(
             notes.append(f"not read: {len(skipped) - 5} more files (`infuse kb add {folder}` lists them)")
     subset = None if (on_gpu or all_questions) else CPU_SUBSET
     if augment is None:
-        # The augmented rows (long RAFT rows with passages among them) cost several times the
-        # bare pairs to train: the default on a GPU, opt-in on a CPU so the quickstart stays in
-        # minutes there.
-        augment = bool(on_gpu)
+        augment = True  # a lighter recipe on a CPU (AUGMENT_RECIPES)
     if epochs is None:
-        # On a CPU one pass over the augmented rows (each fact seen 4 times: the pair, two
-        # rewordings, a RAFT row) costs about what 3 epochs of the bare pairs did.
-        epochs = 8 if on_gpu else (1 if augment else 3)
+        # A small model learns a fact from many passes over its wordings: on a CPU 6 epochs of
+        # the pairs (with a few RAFT and decline rows) fit the quickstart's minutes.
+        epochs = 8 if on_gpu else (6 if augment else 3)
     budget_s, pairs = SYNTH_BUDGET["fast" if (on_gpu or base_url) else "cpu"]
     trainable = _trainable(model)
     if not trainable:
@@ -293,16 +299,32 @@ def choose_questions(plan: QuickstartPlan, say: Say) -> Any:
 
 
 def _augment_training(plan: QuickstartPlan, say: Callable[[str], None]) -> None:
-    """Add knowledge-injection rows (rewordings, passages restated) and RAFT rows (questions
-    over passages with distractors, for LoRA+RAG) to the training data (`infuse.data.synth`)."""
+    """Add to the training data, as `AUGMENT_RECIPES` says for this machine: questions the
+    documents do not answer (answered with a decline), RAFT rows (questions over the passages
+    the knowledge base retrieves for them, for LoRA+RAG) and on a GPU rewordings and restated
+    passages (`infuse.data.synth.augment_rows`)."""
     if not plan.augment or plan.train_data is None:
         return
-    from infuse.data.synth import augment_rows, read_documents, write_rows
+    from infuse.data.synth import augment_rows, decline_count, read_documents, write_rows
     from infuse.files import read_jsonl
 
     rows = [row for _line, row in read_jsonl(plan.train_data)]  # one wording of JSONL errors
     documents = read_documents(plan.documents).documents
-    augmented = augment_rows(rows, documents)
+    recipe = AUGMENT_RECIPES["gpu" if plan.on_gpu else "cpu"]
+    declines = decline_count(len(rows))
+    kb_dir = plan.output / "kb"
+    kb = None
+    if kb_dir.exists():  # RAFT rows over what RAG retrieves (else over whole chunks)
+        from infuse.knowledge.kb import KnowledgeBase
+        from infuse.rag import RagSession
+
+        kb = KnowledgeBase(kb_dir)
+    try:
+        retrieve = RagSession(kb, lazy=True).passages if kb is not None else None
+        augmented = augment_rows(rows, documents, declines=declines, retrieve=retrieve, **recipe)
+    finally:
+        if kb is not None:
+            kb.close()
     target = plan.output / "train-augmented.jsonl"
     if not target.exists() or target.read_text() != "".join(
         json.dumps(row, ensure_ascii=False) + "\n" for row in augmented
@@ -314,7 +336,7 @@ def _augment_training(plan: QuickstartPlan, say: Callable[[str], None]) -> None:
     say(
         f"training data: {len(rows)} pairs + "
         + ", ".join(f"{n} {kind}" for kind, n in counts.items() if kind != "original")
-        + " rows (knowledge injection, RAFT)"
+        + " rows (knowledge injection, declines, RAFT)"
     )
     plan.train_data = target
 
@@ -330,7 +352,10 @@ def _training_config(plan: QuickstartPlan):
         learning_rate=1e-3,
         warmup_steps=5,
         num_epochs=plan.epochs,
-        batch_size=8,
+        # On a CPU every padding token is computed (a GPU drops them): pack the rows into
+        # micro-batches of up to 512 tokens, about 8 pairs, or a RAFT row and a few pairs.
+        batch_size=8 if plan.on_gpu else 1,
+        packing=not plan.on_gpu,
         grad_accum=1,
         max_seq_len=512,
         gradient_checkpointing=plan.on_gpu,

@@ -362,6 +362,14 @@ class RagSession(AnswerMethod, Closing):
         with self._retrieval_lock:
             return self.kb.search(query, **self.retrieval)
 
+    def passages(self, question: str) -> list[str]:
+        """The passage texts the model would be shown for `question`, cut as it sees them
+        (empty when nothing is similar enough). Loads the embedder, never the chat model:
+        RAFT training rows (`infuse.data.synth.raft_rows(retrieve=...)`) are built from it."""
+        given = self.search(question)
+        given = given[: self.passages_given] if self.passages_given else given
+        return [passage_text(hit, question) for hit in given]
+
     def answer_with(self, question: str, options: AnswerOptions) -> Answer:
         """Answer `question` from the passages retrieved for it (for a follow-up, retrieved
         for it together with the earlier user question it leans on).

@@ -32,8 +32,9 @@ from infuse.models import DEFAULT_MODEL
               help="Seconds to spend at most; generation stops before a chunk would pass it.")
 @click.option("--augment", is_flag=True,
               help="Also write QA.augmented.jsonl for training: the pairs, rewordings of each, the "
-                   "documents' passages restated, and RAFT rows (questions over passages with "
-                   "distractors) that teach LoRA+RAG to read them.")
+                   "documents' passages restated, RAFT rows (questions over passages with "
+                   "distractors) that teach LoRA+RAG to read them, and questions the documents do "
+                   "not answer, answered with a decline.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str | None,
           api_key: str | None, per_chunk: int, holdout: float, seed: int, max_pairs: int | None,
@@ -62,10 +63,11 @@ def synth(knowledge: tuple[Path, ...], output: Path, model: str, base_url: str |
     held_path = write_pairs(result.heldout, heldout_path(output), id_prefix="held")
     augmented_path = None
     if augment:
-        from infuse.data.synth import augment_rows, pair_rows, write_rows
+        from infuse.data.synth import augment_rows, decline_count, pair_rows, write_rows
         from infuse.data.synth import augmented_path as augmented_for
 
-        rows = augment_rows(pair_rows(result.train), documents, seed=seed)
+        rows = augment_rows(pair_rows(result.train), documents, seed=seed,
+                            declines=decline_count(len(result.train)))
         augmented_path = write_rows(rows, augmented_for(output))
     reasons = Counter(why for _q, _a, why in result.rejected)
     payload = {

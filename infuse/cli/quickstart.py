@@ -38,13 +38,14 @@ from infuse.models import DEFAULT_MODEL
     "--epochs",
     type=int,
     default=None,
-    help="LoRA epochs (default on a CPU: 1 over the augmented data, 3 without; 8 on a GPU).",
+    help="LoRA epochs (default on a CPU: 6, 3 with --no-augment; 8 on a GPU).",
 )
 @click.option(
     "--augment/--no-augment",
     default=None,
-    help="Also train on rewordings of each pair, restated passages and RAFT rows (default: on a "
-         "GPU; on a CPU it makes training several times longer).",
+    help="Also train on questions the documents do not answer (answered with a decline) and "
+         "RAFT rows (questions over retrieved passages); on a GPU also on rewordings of each pair "
+         "and restated passages (default: on).",
 )
 @click.option("--max-new-tokens", type=int, default=32, show_default=True)
 @click.option(

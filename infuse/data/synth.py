@@ -422,13 +422,19 @@ def raft_rows(
     distractors: int = 2,
     max_chunk_tokens: int = 200,
     seed: int = 0,
+    retrieve: Callable[[str], list[str]] | None = None,
+    max_rows: int | None = None,
 ) -> list[dict[str, Any]]:
     """RAFT-style rows for LoRA+RAG: the question asked over passages the way RAG asks it
     (`infuse.conversation.passages_messages`), the passage holding the answer among
     `distractors` others (the most similar wrong ones first), the answer as the target.
 
-    The right passage is the one of the row's source (when given) that shares most words with
-    the answer and question; rows whose answer no passage supports are left out.
+    With `retrieve(question) -> passage texts` (what RAG would show the model: see
+    `infuse.rag.RagSession.passages`) the passages are the retrieved ones, cut as RAG cuts
+    them, and a row is kept only when they hold the answer (its numbers and most of its
+    words). Without it the right passage is the chunk of the row's source (when given) that
+    shares most words with the answer and question. Rows whose answer no passage supports are
+    left out; `max_rows` keeps the first of each answer first (every fact once, then repeats).
     """
     from infuse.conversation import passages_messages
     from infuse.knowledge.chunking import chunk_document
@@ -438,27 +444,149 @@ def raft_rows(
         source = Path(document.source).name or document.source
         chunks += [(source, chunk.text)
                    for chunk in chunk_document(document, max_tokens=max_chunk_tokens, overlap_tokens=0)]
-    if not chunks:
+    if not chunks and retrieve is None:
         return []
     rng = random.Random(seed)
     out = []
-    for row in rows:
+    for row in _facts_first(rows):
+        if max_rows is not None and len(out) >= max_rows:
+            break
         question, answer = _question_answer(row)
         source = Path(str(row.get("source", ""))).name
-        pool = [c for c in chunks if c[0] == source] or chunks
-        gold = max(pool, key=lambda c: (2 * _overlap(answer, c[1]) + _overlap(question, c[1])))
-        if _overlap(answer, gold[1]) == 0:
-            continue
-        others = sorted(
-            (c for c in chunks if c is not gold),
-            key=lambda c: -_overlap(question, c[1]),
-        )[: distractors * 2]
-        rng.shuffle(others)
-        passages = [gold[1], *[c[1] for c in others[:distractors]]]
-        rng.shuffle(passages)
+        if retrieve is not None:
+            passages = retrieve(question)
+            if not supports(answer, passages):
+                continue
+            where = source
+        else:
+            pool = [c for c in chunks if c[0] == source] or chunks
+            gold = max(pool, key=lambda c: (2 * _overlap(answer, c[1]) + _overlap(question, c[1])))
+            if _overlap(answer, gold[1]) == 0:
+                continue
+            others = sorted(
+                (c for c in chunks if c is not gold),
+                key=lambda c: -_overlap(question, c[1]),
+            )[: distractors * 2]
+            rng.shuffle(others)
+            passages = [gold[1], *[c[1] for c in others[:distractors]]]
+            rng.shuffle(passages)
+            where = gold[0]
         messages = passages_messages(question, passages)
         messages.append({"role": "assistant", "content": answer})
-        out.append(_training_row(messages, gold[0], "raft"))
+        out.append(_training_row(messages, where, "raft"))
+    return out
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def supports(answer: str, passages: Sequence[str]) -> bool:
+    """True when the passages hold the answer: every number in it and at least half of its
+    longer words (a cheap check; RAG's own grounding check is stricter)."""
+    joined = " ".join(passages)
+    numbers = set(_NUMBER.findall(joined))
+    if any(number not in numbers for number in _NUMBER.findall(answer)):
+        return False
+    words = {word for word in _words(answer) if len(word) > 3}
+    return not words or len(words & set(_words(joined))) * 2 >= len(words)
+
+
+def _facts_first(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with the first row of each distinct answer first, then the others (in order)."""
+    seen: set[str] = set()
+    first, rest = [], []
+    for row in rows:
+        answer = " ".join(_words(_question_answer(row)[1]))
+        (rest if answer in seen else first).append(row)
+        seen.add(answer)
+    return first + rest
+
+
+# Questions about things the documents do not hold, answered with a decline, so a fine-tune
+# learns to say it does not know instead of inventing (Gekhman et al., 2024: facts a fine-tune
+# did not learn raise hallucination). Each asks about a name the documents use and something
+# no document mentions (the attribute's words are checked against every document).
+DECLINE_ANSWER = "I don't know."
+DECLINES_PER_PAIR = 1 / 6  # questions the documents do not answer, per training pair
+MIN_DECLINES = 8
+DECLINE_QUESTIONS = (
+    "Who designed the logo of {name}?",
+    "What is the stock ticker symbol of {name}?",
+    "What is the fax number of {name}?",
+    "How many patents does {name} hold?",
+    "What colour is the packaging of {name}?",
+    "Which programming language is {name} written in?",
+    "What is the market share of {name}?",
+    "Who is the head of marketing at {name}?",
+    "What was the launch price of {name} in Japan?",
+    "How many downloads does the mobile app of {name} have?",
+    "Which design award did {name} win?",
+    "What is the postal code of the second office of {name}?",
+    "How many Instagram followers does {name} have?",
+    "What is the favourite food of {name}?",
+)
+_NAME = re.compile(r"\b[A-Z][A-Za-z0-9]+(?:[ -][A-Z0-9][A-Za-z0-9]*)+\b")
+_NAME_OPENERS = frozenset("the a an my all can in on every our your this that each if how what".split())
+_NOT_NAMES = frozenset(
+    "january february march april may june july august september october november december "
+    "monday tuesday wednesday thursday friday saturday sunday eur usd gbp chf".split()
+)
+_FILLER = frozenset(
+    "who what which how many much is the of at in does do did have has a an was were win".split()
+)
+
+
+def document_names(
+    documents: Sequence[Document], *, asked: Sequence[str] = (), limit: int = 8
+) -> list[str]:
+    """Proper names the documents use (capitalised runs of two or more words: products,
+    teams, people), those the `asked` questions name first, then the most frequent."""
+    counts: dict[str, int] = {}
+    texts = [*asked, *asked, *asked, *(document.text for document in documents)]
+    for text in texts:
+        for match in _NAME.finditer(text):
+            words = match.group(0).split()
+            while words and words[0].lower() in _NAME_OPENERS:
+                words = words[1:]
+            if len(words) >= 2 and not any(word.lower() in _NOT_NAMES for word in words):
+                name = " ".join(words)
+                counts[name] = counts.get(name, 0) + 1
+    return sorted(counts, key=lambda name: -counts[name])[:limit]
+
+
+def decline_count(pairs: int) -> int:
+    """How many decline rows go with `pairs` training pairs (a sixth of them, at least 8)."""
+    return max(MIN_DECLINES, round(pairs * DECLINES_PER_PAIR))
+
+
+def decline_rows(
+    documents: Sequence[Document],
+    *,
+    count: int,
+    asked: Sequence[str] = (),
+    seed: int = 0,
+    answer: str = DECLINE_ANSWER,
+) -> list[dict[str, Any]]:
+    """`count` training rows asking about names in the documents (those the `asked` training
+    questions name first) and something no document mentions, answered with `answer` (a
+    decline). Empty when the documents use no names."""
+    names = document_names(documents, asked=asked)
+    text_words = {word[:5] for document in documents for word in _words(document.text)}
+    templates = [
+        template for template in DECLINE_QUESTIONS
+        if any(word[:5] not in text_words
+               for word in _words(template.replace("{name}", "")) if word not in _FILLER)
+    ]
+    pairs = [(template, name) for template in templates for name in names]
+    random.Random(seed).shuffle(pairs)
+    out = []
+    for template, name in pairs[:count]:
+        out.append(_training_row(
+            [{"role": "user", "content": template.format(name=name)},
+             {"role": "assistant", "content": answer}],
+            "",
+            "decline",
+        ))
     return out
 
 
@@ -469,18 +597,26 @@ def augment_rows(
     variants: int = 2,
     restate: bool = True,
     raft: bool = True,
+    declines: int = 0,
+    retrieve: Callable[[str], list[str]] | None = None,
+    max_raft: int | None = None,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Training rows plus knowledge-injection augmentation: the originals, `variants` rewordings
-    of each, the documents' passages restated, and RAFT rows (question over passages with
-    distractors) for LoRA+RAG. Rows are in a fixed shuffled order."""
+    of each, the documents' passages restated, RAFT rows (question over passages with
+    distractors, from `retrieve` when given, at most `max_raft`) for LoRA+RAG and `declines`
+    questions the documents do not answer, answered with a decline. Rows are in a fixed
+    shuffled order."""
     out = [dict(row, augmentation=row.get("augmentation", "original")) for row in rows]
     if variants:
         out += paraphrase_rows(rows, variants=variants, seed=seed)
     if restate:
         out += restatement_rows(documents)
     if raft:
-        out += raft_rows(rows, documents, seed=seed)
+        out += raft_rows(rows, documents, seed=seed, retrieve=retrieve, max_rows=max_raft)
+    if declines:
+        asked = [_question_answer(row)[0] for row in rows]
+        out += decline_rows(documents, count=declines, asked=asked, seed=seed)
     random.Random(seed).shuffle(out)
     return out
 

@@ -58,6 +58,41 @@ def test_raft_leaves_out_rows_no_passage_supports():
     assert synth.raft_rows(unsupported, DOCS) == []
 
 
+def test_raft_rows_over_retrieved_passages_keep_those_that_hold_the_answer():
+    shown = {"How heavy is the Dewpoint D1?": ["Dewpoint D1\nWeight: 42 grams.", "Refunds: 38 days."],
+             "How long is the refund window?": ["Dewpoint D1\nWeight: 42 grams."]}  # missed
+    rows = synth.raft_rows(ROWS, DOCS, retrieve=lambda question: shown[question])
+    assert len(rows) == 1
+    system, user, assistant = rows[0]["messages"]
+    assert system["content"].endswith("Dewpoint D1\nWeight: 42 grams.\n\nRefunds: 38 days.")
+    assert user["content"] == "How heavy is the Dewpoint D1?"
+    assert assistant["content"] == "The Dewpoint D1 weighs 42 grams."
+
+
+def test_raft_max_rows_takes_every_fact_once_before_repeats():
+    twice = [ROWS[0], dict(ROWS[0]), ROWS[1]]
+    rows = synth.raft_rows(twice, DOCS, max_rows=2)
+    assert sorted(r["messages"][-1]["content"] for r in rows) == ["38 days", "The Dewpoint D1 weighs 42 grams."]
+
+
+NAMED_DOCS = [
+    Document(text="# Products\n\nThe Sprout S2 lasts 19 months. The Dewpoint D1 weighs 42 grams. "
+             "Sprout S2 units hold two patents.\n", source="/docs/products.md"),
+]
+
+
+def test_decline_rows_ask_about_the_documents_names_and_what_no_document_holds():
+    rows = synth.decline_rows(NAMED_DOCS, count=12, asked=["How long does the Dewpoint D1 last?"])
+    assert len(rows) == 12
+    questions = [r["messages"][0]["content"] for r in rows]
+    assert all("Sprout S2" in q or "Dewpoint D1" in q for q in questions)
+    assert not any("patent" in q for q in questions)  # the documents speak of patents
+    assert {r["messages"][1]["content"] for r in rows} == {synth.DECLINE_ANSWER}
+    assert {r["augmentation"] for r in rows} == {"decline"}
+    assert synth.document_names(NAMED_DOCS, asked=["Is the Dewpoint D1 waterproof?"])[0] == "Dewpoint D1"
+    assert synth.decline_rows(DOCS[1:], count=5) == []  # no names: nothing to ask about
+
+
 def test_augment_rows_mixes_every_kind_and_writes_jsonl(tmp_path):
     rows = synth.augment_rows(ROWS, DOCS, variants=2)
     kinds = Counter(r["augmentation"] for r in rows)
@@ -69,22 +104,29 @@ def test_augment_rows_mixes_every_kind_and_writes_jsonl(tmp_path):
 
 
 def test_quickstart_trains_on_the_augmented_rows(tmp_path):
-    from infuse.quickstart import _augment_training, plan_quickstart
+    from infuse.quickstart import _augment_training, _training_config, plan_quickstart
 
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "refund.md").write_text("# Refunds\n\nThe refund window is 38 days.\n")
     (folder / "train.jsonl").write_text(json.dumps(ROWS[1]) + "\n")
     (folder / "questions.jsonl").write_text(json.dumps({"question": "Refund window?", "answer": "38 days"}) + "\n")
-    assert not plan_quickstart(folder, output=tmp_path / "cpu", on_gpu=False).augment  # opt-in on a CPU
-    plan = plan_quickstart(folder, output=tmp_path / "out", on_gpu=False, augment=True)
-    assert plan.augment and plan.epochs == 1
+    (folder / "products.md").write_text(NAMED_DOCS[0].text)
+    plan = plan_quickstart(folder, output=tmp_path / "out", on_gpu=False)
+    assert plan.augment and plan.epochs == 6  # the CPU recipe is the default
+    config = _training_config(plan)
+    assert config.packing and config.batch_size == 1  # a CPU computes padding: rows are packed
     said: list[str] = []
     _augment_training(plan, said.append)
     assert plan.train_data == tmp_path / "out" / "train-augmented.jsonl"
     kinds = Counter(json.loads(line)["augmentation"] for line in plan.train_data.read_text().splitlines())
-    assert kinds["original"] == 1 and kinds["raft"] == 1 and kinds["paraphrase"] == 2
-    assert "RAFT" in said[0]
+    assert kinds["original"] == 1 and kinds["raft"] == 1 and "paraphrase" not in kinds
+    assert kinds["decline"] == 8  # at least MIN_DECLINES, about the documents' names
+    assert "RAFT" in said[0] and "8 decline" in said[0]
+    gpu = plan_quickstart(folder, output=tmp_path / "gpu", on_gpu=True)
+    _augment_training(gpu, said.append)
+    kinds = Counter(json.loads(line)["augmentation"] for line in gpu.train_data.read_text().splitlines())
+    assert kinds["paraphrase"] == 2 and kinds["restatement"] >= 2 and gpu.epochs == 8
     bare = plan_quickstart(folder, output=tmp_path / "bare", on_gpu=False, augment=False)
     _augment_training(bare, said.append)
     assert bare.train_data == folder / "train.jsonl" and bare.epochs == 3

@@ -195,3 +195,15 @@ def test_history_turns_are_checked(kb_dir):
     with RagSession(kb_dir, ScriptedModel("x"), mode="bm25", min_similarity=None) as session:
         with pytest.raises(ConfigError, match=r"history turn 0 .*role"):
             session.answer("Where is the office?", history=[{"from": "human", "value": "hi"}])
+
+
+def test_passages_are_what_the_model_is_shown_and_load_no_model(kb_dir, count_loads):
+    from infuse.rag import PASSAGES_GIVEN, build_messages
+
+    with RagSession(kb_dir, lazy=True, min_similarity=None) as session:
+        question = "When is a refund paid back?"
+        texts = session.passages(question)
+        assert len(texts) == PASSAGES_GIVEN
+        system = build_messages(question, session.search(question)[:PASSAGES_GIVEN])[0]["content"]
+        assert system.endswith("\n\n".join(texts))
+        assert count_loads["model"] == 0  # training rows are built without the chat model
