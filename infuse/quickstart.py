@@ -99,6 +99,7 @@ def plan_quickstart(
     from infuse.files import check_writable_folder
 
     check_writable_folder(output, setting="--output folder")
+    server_notes = _server_notes(base_url, api_key, model) if base_url else []
     if on_gpu is None:
         import torch
 
@@ -151,7 +152,11 @@ def plan_quickstart(
             "not one here; give --model a packaged name (smollm2), a local GGUF file or a Hugging "
             "Face folder (with --base-url the server still answers for base, rag and cag)"
         )
-    model_note = f"model: {model}" + (f" served at {base_url}" if base_url else "")
+    model_note = f"model: {model}"
+    if base_url:
+        model_note += f" served at {base_url} (base, rag, cag" + (
+            f"; lora and lora+rag train and answer here on the local {model})" if trainable else ")")
+        notes.extend(server_notes)
     notes.insert(0, model_note)
     return QuickstartPlan(
         documents=documents,
@@ -171,6 +176,19 @@ def plan_quickstart(
         trainable=trainable,
         augment=augment,
     )
+
+
+def _server_notes(base_url: str, api_key: str | None, model: str) -> list[str]:
+    """Ask the server for its models now, so an unreachable --base-url fails before any work
+    (BackendError naming the URL); a note when it does not list `model`."""
+    from infuse.llm.openai_compat import server_models
+
+    listed = server_models(base_url, api_key=api_key)
+    if not listed or model in listed:
+        return []
+    shown = ", ".join(listed[:5]) + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+    return [f"the server at {base_url} lists {shown}, not '{model}'; if it does not answer to "
+            f"'{model}' (llama.cpp's server answers to any name), give --model one of its names"]
 
 
 def _trainable(model: str) -> bool:
@@ -224,7 +242,9 @@ def _ensure_questions(
     if not result.train:
         raise ConfigError(
             "No generated pair passed the checks, so there is nothing to train on: give a "
-            "train.jsonl, or a stronger model (--base-url http://127.0.0.1:8080/v1 --model NAME)."
+            "train.jsonl, or a stronger model "
+            + ("than the one at --base-url (--model NAME)." if plan.base_url else
+               "(--base-url http://127.0.0.1:8080/v1 --model NAME).")
         )
     if plan.train_data is None:
         plan.train_data = train_path

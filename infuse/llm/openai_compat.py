@@ -37,6 +37,35 @@ def chat_completions_url(base_url: str) -> str:
     return base + "/chat/completions"
 
 
+def server_models(base_url: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> list[str]:
+    """The model ids an OpenAI-compatible server lists at `{base_url}/models`, asked once before
+    long work starts so an unreachable server fails in seconds, not after it.
+
+    Returns [] when the server answers but lists nothing readable (some servers have no
+    `/models`). Raises BackendError naming the URL when nothing answers there.
+    """
+    url = chat_completions_url(base_url).removesuffix("/chat/completions") + "/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout_s)
+    except httpx.TransportError as error:
+        raise BackendError(
+            f"Cannot reach the chat server at {base_url} ({type(error).__name__}: {error}). "
+            "Start it (e.g. `python -m llama_cpp.server --model FILE.gguf --port 8080`, "
+            "`ollama serve`) or fix --base-url."
+        ) from error
+    if response.status_code in (401, 403):
+        raise BackendError(
+            f"The chat server at {base_url} refused the request (HTTP {response.status_code}): "
+            "check --api-key."
+        )
+    try:
+        data = response.json().get("data") if response.status_code == 200 else None
+    except (ValueError, AttributeError):
+        data = None
+    return [item["id"] for item in data or [] if isinstance(item, dict) and "id" in item]
+
+
 class OpenAIChatModel:
     """A chat model served over HTTP with the OpenAI chat completions API."""
 
