@@ -211,7 +211,15 @@ def _ensure_questions(
     (with `chat_model`, default: the plan's model, on llama.cpp when installed)."""
     if plan.questions is not None and plan.train_data is not None:
         return
-    from infuse.data.synth import heldout_path, read_documents, synthesize_qa, write_pairs
+    from infuse.data.synth import (
+        heldout_path,
+        pair_rows,
+        read_documents,
+        synthesize_qa,
+        unanswerable_rows,
+        write_pairs,
+        write_rows,
+    )
     from infuse.llm import load_chat_model
 
     own_questions = plan.questions is not None
@@ -225,20 +233,35 @@ def _ensure_questions(
     if chat_model is None:
         chat_model = (load_chat_model(plan.model, base_url=plan.base_url, api_key=plan.api_key)
                       if plan.base_url else load_chat_model(plan.model))
+    documents = read_documents(plan.documents).documents
     result = synthesize_qa(
-        read_documents(plan.documents).documents, chat_model,
+        documents, chat_model,
         holdout=0.0 if own_questions else 0.2,
         max_pairs=plan.max_pairs, time_budget_s=plan.synth_budget_s,
         on_progress=_step(on_progress, "questions"),
     )
     target = plan.output / "synth" / "qa.jsonl"
     train_path = write_pairs(result.train, target, id_prefix="syn")
-    held_path = write_pairs(result.heldout, heldout_path(target), id_prefix="held")
+    held_rows = pair_rows(result.heldout, id_prefix="held")
+    if not own_questions and result.heldout:
+        held_rows += unanswerable_rows(result.train + result.heldout, documents,
+                                       max(2, round(len(result.heldout) / 4)))
+    held_path = write_rows(held_rows, heldout_path(target))
     stop = {"max_pairs": "pair cap reached", "time_budget": "time budget reached"}.get(
         result.stopped or "", "")
-    say(f"generated {len(result.train)} training and {len(result.heldout)} held-out pairs from "
-        f"{result.chunks_asked} of {result.chunks} chunks ({result.documents_covered} of "
+    from_model = len(result.train) + len(result.heldout) - result.from_text
+    say(f"generated {len(result.train)} training and {len(result.heldout)} held-out pairs "
+        f"({from_model} written by the model from {result.chunks_asked} of {result.chunks} "
+        f"chunks, {result.from_text} read off the text; {result.documents_covered} of "
         f"{result.documents} documents) in {result.elapsed_s:.0f} s" + (f"; {stop}" if stop else ""))
+    if result.stopped == "model_unusable":
+        say(f"the model wrote no usable pair from the first {result.chunks_asked} passages, so "
+            "the questions are read off the text (plain wording); a stronger model writes better "
+            "ones: --base-url http://127.0.0.1:8080/v1 --model NAME")
+    unanswerable = len(held_rows) - len(result.heldout)
+    if unanswerable:
+        say(f"added {unanswerable} questions the documents cannot answer to the held-out set "
+            "(declining them is right; answering is a hallucination)")
     if not result.train:
         raise ConfigError(
             "No generated pair passed the checks, so there is nothing to train on: give a "

@@ -51,6 +51,7 @@ class QAPair:
     answer: str
     source: str
     chunk: int = 0
+    origin: str = "model"  # "model" (written by the chat model) | "text" (text_questions templates)
 
     def to_row(self, row_id: str) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class QAPair:
             "question": self.question,
             "answer": self.answer,
             "source": self.source,
+            "tags": [f"from-{self.origin}"],
             "messages": [
                 {"role": "user", "content": self.question},
                 {"role": "assistant", "content": self.answer},
@@ -76,8 +78,9 @@ class SynthResult:
     chunks_asked: int = 0  # chunks the model was asked about
     documents: int = 0
     documents_covered: int = 0  # documents with at least one chunk asked about
-    stopped: str | None = None  # why generation ended early: "max_pairs" | "time_budget"
+    stopped: str | None = None  # why generation ended early: "max_pairs" | "time_budget" | "model_unusable"
     elapsed_s: float = 0.0
+    from_text: int = 0  # kept pairs read off the text (text_questions), not written by the model
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +92,7 @@ class SynthResult:
             "documents": self.documents,
             "documents_covered": self.documents_covered,
             "stopped": self.stopped,
+            "from_text": self.from_text,
             "elapsed_s": round(self.elapsed_s, 1),
         }
 
@@ -199,6 +203,8 @@ def synthesize_qa(
     max_pairs: int | None = None,
     max_chunks: int | None = None,
     time_budget_s: float | None = None,
+    text_pairs: bool = True,
+    give_up_after: int | None = 6,
     on_progress: Callable[..., None] | None = None,
 ) -> SynthResult:
     """Generate, validate, dedupe and split question/answer pairs for `documents`.
@@ -207,8 +213,13 @@ def synthesize_qa(
     `chat_model` is any infuse ChatModel. Work stops at `max_pairs` kept pairs, after
     `max_chunks` chunks (sampled over every document, see `sample_chunks`; default: as many as
     `max_pairs` needs at `per_chunk`, or all) or when the next chunk would pass `time_budget_s`
-    seconds; `result.stopped` says which. `on_progress(done, total, file=..., pairs=...,
-    eta_s=...)` is called after each chunk. Raises ConfigError for bad settings.
+    seconds; `result.stopped` says which. A model whose first `give_up_after` chunks give no
+    usable pair is asked no more (`stopped="model_unusable"`: a small model echoes the format or
+    invents answers). With `text_pairs`, pairs read off the text itself (`text_questions`,
+    every answer a span of its chunk) fill what the model left short of `max_pairs` (with no
+    cap: only when the model gave none).
+    `on_progress(done, total, file=..., pairs=..., eta_s=...)` is called after each chunk.
+    Raises ConfigError for bad settings.
     """
     if per_chunk < 1:
         raise ConfigError(f"per_chunk={per_chunk}: ask for at least 1 pair per chunk.")
@@ -236,10 +247,25 @@ def synthesize_qa(
     seen: set[str] = set()
     covered: set[str] = set()
     started = time.monotonic()
+
+    def keep(question: str, answer: str, chunk: str, pair: QAPair) -> None:
+        why = validate_pair(question, answer, chunk, max_answer_words=max_answer_words)
+        key = " ".join(_words(question))
+        if why is None and key in seen:
+            why = "duplicate question"
+        if why:
+            result.rejected.append((question, answer, why))
+            return
+        seen.add(key)
+        kept.append(pair)
+
     for done, (source, index, chunk) in enumerate(work, start=1):
         elapsed = time.monotonic() - started
         if time_budget_s is not None and done > 1 and elapsed + elapsed / (done - 1) > time_budget_s:
             result.stopped = "time_budget"
+            break
+        if give_up_after is not None and done > give_up_after and not kept:
+            result.stopped = "model_unusable"
             break
         messages = [
             {"role": "system", "content": SYNTH_SYSTEM},
@@ -249,15 +275,7 @@ def synthesize_qa(
         result.chunks_asked += 1
         covered.add(source)
         for question, answer in parse_qa_pairs(reply)[:per_chunk]:
-            why = validate_pair(question, answer, chunk, max_answer_words=max_answer_words)
-            key = " ".join(_words(question))
-            if why is None and key in seen:
-                why = "duplicate question"
-            if why:
-                result.rejected.append((question, answer, why))
-                continue
-            seen.add(key)
-            kept.append(QAPair(question, answer, source, index))
+            keep(question, answer, chunk, QAPair(question, answer, source, index))
         if on_progress:
             elapsed = time.monotonic() - started
             left = elapsed / done * (len(work) - done)
@@ -268,6 +286,19 @@ def synthesize_qa(
             kept = kept[:max_pairs]
             result.stopped = "max_pairs" if done < len(work) else None
             break
+    if text_pairs and (len(kept) < max_pairs if max_pairs is not None else not kept):
+        from infuse.data.text_questions import text_pairs as read_pairs
+
+        model_kept = len(kept)
+        for source, index, chunk in sample_chunks(chunked, None, seed=seed):
+            if max_pairs is not None and len(kept) >= max_pairs:
+                break
+            for question, answer in read_pairs(chunk, max_pairs=per_chunk,
+                                               max_answer_words=max_answer_words):
+                keep(question, answer, chunk, QAPair(question, answer, source, index, "text"))
+                covered.add(source)
+        kept = kept[:max_pairs] if max_pairs is not None else kept
+        result.from_text = len(kept) - model_kept
     result.documents_covered = len(covered)
     result.elapsed_s = time.monotonic() - started
     order = list(range(len(kept)))
@@ -461,6 +492,22 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 def pair_rows(pairs: Sequence[QAPair], id_prefix: str = "syn") -> list[dict[str, Any]]:
     """QAPairs as training rows (see `QAPair.to_row`)."""
     return [pair.to_row(f"{id_prefix}{i + 1:04d}") for i, pair in enumerate(pairs)]
+
+
+def unanswerable_rows(
+    pairs: Sequence[QAPair], documents: Sequence[Document], count: int, *, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Up to `count` held-out questions the documents cannot answer (`"answer": null`), so an
+    eval on generated questions measures hallucination too (see `text_questions`)."""
+    from infuse.data.text_questions import unanswerable_questions
+
+    corpus = "\n".join(document.text for document in documents)
+    made = unanswerable_questions([pair.question for pair in pairs], corpus, count, seed=seed)
+    return [
+        {"id": f"unans{i + 1:04d}", "question": question, "answer": None,
+         "tags": ["unanswerable", "generated"], "note": note}
+        for i, (question, note) in enumerate(made)
+    ]
 
 
 def augmented_path(output: str | Path) -> Path:

@@ -56,6 +56,10 @@ def test_quickstart_generates_questions_from_html_text_and_a_real_pdf(tmp_path):
     assert not any("%PDF" in p or "<div>" in p for p in prompts)
     rows = [json.loads(line) for path in (plan.train_data, plan.questions)
             for line in Path(path).read_text(encoding="utf-8").splitlines()]
-    assert sorted(row["answer"] for row in rows) == ["02:00", "8731", "a great distribution success"]
-    assert {row["source"] for row in rows} == {"manual.pdf", "page.html", "ops.txt"}
-    assert any("generated 2 training and 1 held-out pairs" in line for line in said)
+    written = [row for row in rows if "from-model" in row.get("tags", [])]
+    assert sorted(row["answer"] for row in written) == ["02:00", "8731", "a great distribution success"]
+    assert {row["source"] for row in written} == {"manual.pdf", "page.html", "ops.txt"}
+    assert any("generated 3 training and 1 held-out pairs (3 written by the model from 3 of 3 "
+               "chunks, 1 read off the text" in line for line in said)
+    unanswerable = [row for row in rows if row["answer"] is None]
+    assert len(unanswerable) == 2 and all("unanswerable" in row["tags"] for row in unanswerable)

@@ -1,0 +1,60 @@
+"""Question/answer pairs read off the text when the model writes none usable."""
+
+from __future__ import annotations
+
+from synth_chat_server import ScriptedChatServer
+
+from infuse.data import synth
+from infuse.data.text_questions import text_pairs, unanswerable_questions
+from infuse.eval.questions import load_questions
+from infuse.llm import load_chat_model
+
+THREADS = (
+    "# Threads\n\nSQLite supports three different threading modes.\n\n"
+    "The default mode is serialized.\n\n"
+    "It is safe to use.\n\n"  # leans on the sentence before: no question from it
+    "A transactional database is one in which all changes happen or none do.\n\n"
+    "The rate of enhancement is approximately 6 increments of Y per year.\n\n"
+    "--timeout <seconds>\n: Wait this long for a lock before giving up.\n"
+)
+
+
+def test_templates_give_grounded_plain_questions():
+    pairs = text_pairs(THREADS, max_pairs=10)
+    assert ("What is --timeout <seconds>?", "Wait this long for a lock before giving up") in pairs
+    assert ("What does SQLite support?", "three different threading modes") in pairs
+    assert ("What is the default mode?", "serialized") in pairs
+    assert ('What goes in the blank: "The rate of enhancement is approximately ___ of Y per year"?',
+            "6 increments") in pairs
+    questions = [question for question, _answer in pairs]
+    assert not any(q.startswith("What is It") or "transactional" in q for q in questions)
+    for question, answer in pairs:  # every answer is a span of the text the validator accepts
+        assert synth.validate_pair(question, answer, THREADS) is None, (question, answer)
+
+
+def test_unanswerable_questions_ask_about_what_no_document_says():
+    made = unanswerable_questions(["What is the default mode?", "What does SQLite support?"],
+                                  THREADS, 5)
+    assert len(made) == 2
+    for question, note in made:
+        term = note.split("'")[1]
+        assert term in question and term not in THREADS.lower()
+
+
+def test_a_model_that_writes_no_usable_pair_is_dropped_for_the_text(tmp_path):
+    documents = [(f"doc{i}.md", THREADS.replace("Threads", f"Threads {i}")) for i in range(4)]
+    echo = "Q: <question>\nA: <short answer copied from the text>\n"  # what a 135M model wrote
+    with ScriptedChatServer(lambda messages: echo) as server:
+        result = synth.synthesize_qa(documents, load_chat_model("small", base_url=server.base_url),
+                                     max_pairs=6, give_up_after=2, holdout=0.0)
+        assert len(server.requests) == 2  # asked twice, then no more
+    assert result.stopped == "model_unusable"
+    # per_chunk (3) pairs per document; the same questions from the three copies are duplicates
+    assert len(result.train) == 3 and result.from_text == 3
+    assert [why for _q, _a, why in result.rejected].count("duplicate question") == 9
+    assert all(pair.origin == "text" for pair in result.train)
+    rows = synth.pair_rows(result.train) + synth.unanswerable_rows(result.train, [], 2)
+    path = synth.write_rows(rows, tmp_path / "held.jsonl")
+    questions = load_questions(path)
+    assert sum(not q.answerable for q in questions) == 2
+    assert {"from-text"} <= set(questions[0].tags)
