@@ -28,6 +28,9 @@ from infuse.models import DEFAULT_MODEL
 QUESTION_FILES = ("questions.jsonl", "train.jsonl")  # a folder's own data, not documents
 CPU_SUBSET = "cpu"
 CPU_QUESTIONS = 12  # questions evaluated on a CPU when none carries the cpu tag
+# fewer training rows than this hold none out for the eval loss (a split of 1 row fails, and
+# a loss over one or two rows says nothing)
+MIN_ROWS_FOR_EVAL_SPLIT = 10
 # question generation budget: (seconds, kept pairs) on a CPU and on a GPU or a server
 SYNTH_BUDGET = {"cpu": (360.0, 120), "fast": (1200.0, 400)}
 
@@ -230,6 +233,7 @@ def _ensure_questions(
         say("no questions.jsonl/train.jsonl: generating question/answer pairs from the documents")
     say(f"question generation: at most {plan.max_pairs} pairs or {plan.synth_budget_s / 60:.0f} "
         "minutes (--max-pairs, --question-budget)")
+    _begin(on_progress, "questions")
     if chat_model is None:
         chat_model = (load_chat_model(plan.model, base_url=plan.base_url, api_key=plan.api_key)
                       if plan.base_url else load_chat_model(plan.model))
@@ -286,6 +290,13 @@ def _step(on_progress: Progress | None, step: str) -> Progress | None:
         on_progress(done, total, step=step, **info)
 
     return report
+
+
+def _begin(on_progress: Progress | None, step: str) -> None:
+    """Tell `on_progress` a step began (`done=0, total=None`), so its elapsed time and
+    estimate count from here, not from the step's first finished unit."""
+    if on_progress is not None:
+        on_progress(0, None, step=step)
 
 
 def choose_questions(plan: QuickstartPlan, say: Say) -> Any:
@@ -354,11 +365,19 @@ def _training_config(plan: QuickstartPlan):
         grad_accum=1,
         max_seq_len=512,
         gradient_checkpointing=plan.on_gpu,
-        eval_split=0.1,
+        eval_split=0.1 if _row_count(plan.train_data) >= MIN_ROWS_FOR_EVAL_SPLIT else 0.0,
         eval_every=10,
         save_every=1000,
         seed=3407,
     )
+
+
+def _row_count(path: Path | None) -> int:
+    """Training rows in a JSONL file (non-blank lines; 0 for none)."""
+    if path is None or not Path(path).is_file():
+        return 0
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def _same_finished_run(run_dir: Path, config) -> bool:
@@ -396,6 +415,7 @@ def run_quickstart(
     started = time.perf_counter()
     from infuse.knowledge.kb import KnowledgeBase
 
+    _begin(on_progress, "knowledge base")  # the embedder's load counts in the step's time
     kb = KnowledgeBase(plan.output / "kb", create=True)
     try:
         report = kb.add([str(path) for path in plan.documents],
@@ -425,6 +445,7 @@ def run_quickstart(
         say(
             f"fine-tune: LoRA r={config.lora_r} on {plan.train_data.name}, {config.num_epochs} epochs"
         )
+        _begin(on_progress, "fine-tune")
         train(config, on_progress=_step(on_progress, "fine-tune"))
     timings["training_s"] = time.perf_counter() - started
 
@@ -439,6 +460,7 @@ def run_quickstart(
         max_new_tokens=plan.max_new_tokens,
         kb=str(plan.output / "kb"),
     )
+    _begin(on_progress, "eval")
     results = evaluate(
         questions,
         options=options,

