@@ -404,6 +404,7 @@ def run_quickstart(
     printed: without callbacks it runs silent.
     """
     from infuse.eval import MethodOptions, evaluate
+    from infuse.methods import DEFAULT_METHODS
     from infuse.train import train
 
     say = say or (lambda text: None)
@@ -447,7 +448,8 @@ def run_quickstart(
         )
         _begin(on_progress, "fine-tune")
         train(config, on_progress=_step(on_progress, "fine-tune"))
-    timings["training_s"] = time.perf_counter() - started
+    if plan.trainable:  # no fine-tune step at all otherwise (said in the plan's notes)
+        timings["training_s"] = time.perf_counter() - started
 
     questions = choose_questions(plan, say)
     started = time.perf_counter()
@@ -463,6 +465,8 @@ def run_quickstart(
     _begin(on_progress, "eval")
     results = evaluate(
         questions,
+        methods=DEFAULT_METHODS if plan.trainable else ("base", "rag", "cag"),
+        extra_methods=() if plan.trainable else _untrainable(plan.model),
         options=options,
         output_dir=plan.output / "report",
         on_progress=_step(on_progress, "eval"),
@@ -474,6 +478,22 @@ def run_quickstart(
     write_text_atomic(plan.output / "quickstart.json",
                       json.dumps(results.meta["quickstart"], indent=1) + "\n")
     return results
+
+
+def _untrainable(model: str) -> list[Any]:
+    """lora and lora+rag as methods that skip with quickstart's reason (not eval's `--run`)."""
+    from infuse.methods.base import MISSING, LazyMethod, SkipMethod, SkippedMethod
+
+    reason = (f"'{model}' is not a local model that can be fine-tuned; give --model a packaged "
+              "name (smollm2), a local GGUF file or a Hugging Face folder to train one")
+
+    def skip(name: str) -> Any:
+        def open_it() -> Any:
+            raise SkipMethod(SkippedMethod(name, reason, MISSING))
+
+        return LazyMethod(name, open_it)
+
+    return [skip("lora"), skip("lora+rag")]
 
 
 def _describe_ingest(report: Any) -> str:

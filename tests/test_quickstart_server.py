@@ -179,8 +179,11 @@ def test_quickstart_with_a_server_only_model_skips_lora_with_the_reason(infuse_s
     results = _results(tmp_path / "qs")
     assert [m["name"] for m in results["methods"]] == ["base", "rag", "cag"]
     skipped = {item["name"]: item["reason"] for item in results["skipped"]}
-    assert set(skipped) == {"lora", "lora+rag"} and all(skipped.values()), skipped
-    assert not (tmp_path / "qs" / "run").exists()  # nothing trained
+    assert set(skipped) == {"lora", "lora+rag"}, skipped
+    assert all("'infuse-base' is not a local model" in why and "--model" in why
+               for why in skipped.values()), skipped  # quickstart's reason, not eval's --run
+    assert "skipped lora: 'infuse-base' is not a local model" in said
+    assert not (tmp_path / "qs" / "run").exists() and "no fine-tune, eval" in said
     assert _answered(infuse_server) - before >= 3 * 2  # 2 questions x base, rag, cag
 
 

@@ -128,8 +128,17 @@ def test_tied_methods_are_called_indistinguishable():
     comparison = results.comparisons[0]
     assert comparison["low"] < 0 < comparison["high"] and not comparison["distinguishable"]
     assert verdict["winner"] is None
-    assert verdict["text"].startswith("no method is distinguishable on 12 questions")
-    assert "Only 12 questions" in verdict["text"]
+    assert verdict["text"].startswith("no method is distinguishable on 12 questions: ")
+    assert "; more questions narrow it)" in verdict["text"]
+    assert "--all-questions" not in verdict["text"]  # a quickstart flag, wrong in `infuse eval`
+
+
+def test_a_tie_on_one_question_reads_as_a_tie():
+    questions = _questions(1)
+    both = [ScriptedMethod(name, {"q0": "value0"}, questions) for name in ("rag", "cag")]
+    verdict = recommend(run_eval(questions, both))
+    assert verdict["text"] == ("no method is distinguishable on 1 question: rag and cag are "
+                               "level (interval +0 to +0 points; more questions narrow it)")
 
 
 def test_a_clear_winner_is_recommended_with_its_interval_and_an_untrained_fallback():
