@@ -253,11 +253,14 @@ def _ensure_questions(
     held_path = write_rows(held_rows, heldout_path(target))
     stop = {"max_pairs": "pair cap reached", "time_budget": "time budget reached"}.get(
         result.stopped or "", "")
-    from_model = len(result.train) + len(result.heldout) - result.from_text
-    say(f"generated {len(result.train)} training and {len(result.heldout)} held-out pairs "
-        f"({from_model} written by the model from {result.chunks_asked} of {result.chunks} "
-        f"chunks, {result.from_text} read off the text; {result.documents_covered} of "
-        f"{result.documents} documents) in {result.elapsed_s:.0f} s" + (f"; {stop}" if stop else ""))
+    kept = len(result.train) + len(result.heldout)
+    from_model = kept - result.from_text
+    say(f"generated {kept} question/answer pairs in {result.elapsed_s:.0f} s"
+        + (f" ({stop})" if stop else "") + f": the model wrote {from_model} usable ones from the "
+        f"{result.chunks_asked} of {result.chunks} passages it read"
+        + (f", plus {result.from_text} read off the text" if result.from_text else "")
+        + f"; they cover {result.documents_covered} of {result.documents} documents: "
+        f"{len(result.train)} to train the LoRA, {len(result.heldout)} held out for the eval")
     if result.stopped == "model_unusable":
         say(f"the model wrote no usable pair from the first {result.chunks_asked} passages, so "
             "the questions are read off the text (plain wording); a stronger model writes better "

@@ -51,7 +51,7 @@ def server_models(base_url: str, *, api_key: str | None = None, timeout_s: float
     except httpx.TransportError as error:
         raise BackendError(
             f"Cannot reach the chat server at {base_url} ({type(error).__name__}: {error}). "
-            "Start it (e.g. `python -m llama_cpp.server --model FILE.gguf --port 8080`, "
+            "Start it (llama.cpp: `llama-server -m MODEL.gguf --port 8080`; Ollama: "
             "`ollama serve`) or fix --base-url."
         ) from error
     if response.status_code in (401, 403):

@@ -87,6 +87,10 @@ def test_a_served_only_model_says_what_lora_needs(tmp_path):
                                 on_gpu=False, model="qwen3:4b", base_url=server.base_url)
     assert any(note.startswith(f"the server at {server.base_url} lists llama3.1:8b, not "
                                "'qwen3:4b'") for note in other.notes)
+    with ScriptedChatServer(lambda messages: "") as no_list:  # no /v1/models: nothing to check
+        quiet = plan_quickstart(_folder(tmp_path / "z", None), output=tmp_path / "o4",
+                                on_gpu=False, model="qwen3:4b", base_url=no_list.base_url)
+    assert not any("lists" in note for note in quiet.notes)
     assert plan_quickstart(_folder(tmp_path / "x", None), output=tmp_path / "o2",
                            on_gpu=False).trainable
 
