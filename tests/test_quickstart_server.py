@@ -165,6 +165,8 @@ def test_quickstart_through_infuse_serve_trains_lora_on_the_local_model(infuse_s
     # question generation (a chunk at least), then base, rag and cag on every question, went there
     assert served >= 1 + 3 * questions, (served, questions)
     assert "served at " + infuse_server.base_url in run.stdout.replace("\n", " ")
+    report = (tmp_path / "qs" / "report" / "report.html").read_text()
+    assert f"model <b>smollm2 served at {infuse_server.base_url}</b>" in report
 
 
 @needs_models
