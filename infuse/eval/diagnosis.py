@@ -201,8 +201,12 @@ def check_cag_does_not_fit(results: EvalResults, run: RunRecord | None = None) -
             return Finding(
                 "cag_does_not_fit",
                 "The knowledge does not fit the context window",
-                f"{skip.name} could not run: {skip.reason}. Use RAG for this knowledge, trim it, "
-                "or pick a model with a longer context.",
+                # the skip's reason already says what to do (the context check's message);
+                # a reason without advice gets it here
+                f"{skip.name} could not run: {skip.reason.rstrip()}"
+                + ("" if "longer context" in skip.reason else
+                   (" " if skip.reason.rstrip().endswith(".") else ". ")
+                   + "Use RAG for this knowledge, trim it, or pick a model with a longer context."),
                 {"method": skip.name, **skip.facts},
             )
     return None

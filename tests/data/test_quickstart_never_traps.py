@@ -135,3 +135,21 @@ def test_a_handful_of_training_pairs_trains_without_an_eval_split(tmp_path):
         plan.train_data = tmp_path / f"train{count}.jsonl"
         plan.train_data.write_text((json.dumps(row) + "\n\n") * count)  # blank lines: no rows
         assert _training_config(plan).eval_split == split, count
+
+
+def test_a_new_total_in_a_step_starts_a_new_clock(capsys, monkeypatch):
+    """eval's forgetting check (16 questions) follows its answers (50) in the same step: its
+    estimate must come from its own pace, not from the minutes the answers took."""
+    import infuse.cli.progress as progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    with StepProgress() as on_progress:
+        on_progress(0, None, step="eval")
+        clock[0] += 500
+        on_progress(50, 50, step="eval", method="lora+rag")
+        clock[0] += 20
+        on_progress(1, 16, step="eval", method="forgetting")
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("eval: 50/50 done in 500 s")
+    assert err[1] == "eval: 1/16, 20 s elapsed, about 300 s left (forgetting)"
