@@ -26,6 +26,11 @@ from infuse.errors import BackendError, PromptTooLongError
 from infuse.llm.base import Generation, Message
 from infuse.llm.repetition import DEFAULT_WINDOW, RepetitionGuard, trim_repetition
 
+# How long a request may go without a byte back. A local server on a CPU answers a whole
+# (non-streamed) question-generation request of a few hundred tokens in minutes, and queues
+# requests behind each other: 120 s cut working runs short.
+DEFAULT_TIMEOUT_S = 600.0
+
 
 def chat_completions_url(base_url: str) -> str:
     """The chat completions endpoint for `base_url` (with or without the trailing `/v1`)."""
@@ -75,12 +80,13 @@ class OpenAIChatModel:
         model: str,
         *,
         api_key: str | None = None,
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         connect_timeout_s: float = 5.0,
         extra_body: dict[str, Any] | None = None,
         repetition_window: int | None = DEFAULT_WINDOW,
     ) -> None:
         self.url = chat_completions_url(base_url)
+        self.timeout_s = timeout_s
         self.name = model
         self.extra_body = dict(extra_body or {})
         self.repetition_window = repetition_window
@@ -171,8 +177,9 @@ class OpenAIChatModel:
             return self._stream(body, guard, on_token, started)
         except httpx.TimeoutException as error:
             raise BackendError(
-                f"The chat server at {self.url} did not answer in time ({error!r}). "
-                "Check that it is running and not overloaded, or raise the timeout."
+                f"The chat server at {self.url} sent nothing for {self.timeout_s:.0f} s "
+                f"({type(error).__name__}). Check that it is running and not overloaded (one "
+                "answer at a time on a CPU), or give it a smaller model."
             ) from error
         except httpx.TransportError as error:
             raise BackendError(
