@@ -162,8 +162,10 @@ def test_quickstart_through_infuse_serve_trains_lora_on_the_local_model(infuse_s
     results = _check_full_run(run, tmp_path / "qs")
     served = _answered(infuse_server) - before
     questions = len(results["questions"])
-    # question generation (a chunk at least), then base, rag and cag on every question, went there
-    assert served >= 1 + 3 * questions, (served, questions)
+    # question generation (a chunk at least) and base on every question went there (rag and
+    # cag too, but they may decline from evidence without asking the model)
+    assert served >= 1 + questions, (served, questions)
+    assert results["meta"]["base_url"] == infuse_server.base_url
     assert "served at " + infuse_server.base_url in run.stdout.replace("\n", " ")
     report = (tmp_path / "qs" / "report" / "report.html").read_text()
     assert f"model <b>smollm2 served at {infuse_server.base_url}</b>" in report
@@ -186,7 +188,7 @@ def test_quickstart_with_a_server_only_model_skips_lora_with_the_reason(infuse_s
                for why in skipped.values()), skipped  # quickstart's reason, not eval's --run
     assert "skipped lora: 'infuse-base' is not a local model" in said
     assert not (tmp_path / "qs" / "run").exists() and "no fine-tune, eval" in said
-    assert _answered(infuse_server) - before >= 3 * 2  # 2 questions x base, rag, cag
+    assert _answered(infuse_server) - before >= 2  # base on the 2 questions at least
 
 
 @needs_models
@@ -204,7 +206,7 @@ def test_quickstart_through_llama_cpp_server(tmp_path):
         server.stop()
     results = _check_full_run(run, tmp_path / "qs")
     posts = server.log.read_text(errors="replace").count("POST /v1/chat/completions")
-    assert posts >= 1 + 3 * len(results["questions"]), posts
+    assert posts >= 1 + len(results["questions"]), posts
 
 
 def test_an_unreachable_base_url_fails_before_any_work(tmp_path):
