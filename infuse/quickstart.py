@@ -231,8 +231,10 @@ def _ensure_questions(
             "(your questions stay the eval set)")
     else:
         say("no questions.jsonl/train.jsonl: generating question/answer pairs from the documents")
-    say(f"question generation: at most {plan.max_pairs} pairs or {plan.synth_budget_s / 60:.0f} "
-        "minutes (--max-pairs, --question-budget)")
+    budget = plan.synth_budget_s
+    say(f"question generation: at most {plan.max_pairs} pairs or "
+        + (f"{budget / 60:.0f} minutes" if budget >= 120 else f"{budget:.0f} s")
+        + " (--max-pairs, --question-budget); a passage already begun is finished")
     _begin(on_progress, "questions")
     if chat_model is None:
         chat_model = (load_chat_model(plan.model, base_url=plan.base_url, api_key=plan.api_key)

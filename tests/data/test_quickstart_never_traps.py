@@ -70,8 +70,9 @@ def test_questions_without_train_data_get_training_pairs_not_new_questions(tmp_p
     rows = [json.loads(line) for line in Path(plan.train_data).read_text().splitlines()]
     assert [row["answer"] for row in rows] == ["02:00"]
     assert any("training pairs from the documents" in line for line in said)
-    assert any("at most 5 pairs" in line for line in said)
+    assert any(line.startswith("question generation: at most 5 pairs or 60 s (") for line in said)
     assert steps and steps[-1]["step"] == "questions" and "eta_s" in steps[-1]
+    assert steps[0] == {"step": "questions"}  # the step's clock starts before the first passage
 
 
 def test_a_served_only_model_says_what_lora_needs(tmp_path):
