@@ -204,7 +204,7 @@ def synthesize_qa(
     max_chunks: int | None = None,
     time_budget_s: float | None = None,
     text_pairs: bool = True,
-    give_up_after: int | None = 6,
+    give_up_after: int | None = 4,
     on_progress: Callable[..., None] | None = None,
 ) -> SynthResult:
     """Generate, validate, dedupe and split question/answer pairs for `documents`.
@@ -287,12 +287,15 @@ def synthesize_qa(
             result.stopped = "max_pairs" if done < len(work) else None
             break
     if text_pairs and (len(kept) < max_pairs if max_pairs is not None else not kept):
+        from infuse.data.text_questions import LICENCE_NAMES
         from infuse.data.text_questions import text_pairs as read_pairs
 
         model_kept = len(kept)
         for source, index, chunk in sample_chunks(chunked, None, seed=seed):
             if max_pairs is not None and len(kept) >= max_pairs:
                 break
+            if LICENCE_NAMES.match(Path(source).name):
+                continue  # a licence's wording makes no question a user would ask
             for question, answer in read_pairs(chunk, max_pairs=per_chunk,
                                                max_answer_words=max_answer_words):
                 keep(question, answer, chunk, QAPair(question, answer, source, index, "text"))

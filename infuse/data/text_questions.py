@@ -14,8 +14,8 @@ Three templates, strictest first:
 - a copular sentence ("The default mode is serialized."): "What is the default mode?" ->
   "serialized", or one with a plain verb ("SQLite supports three threading modes."): "What does
   SQLite support?" -> "three threading modes";
-- a sentence holding a number: the sentence with the number blanked -> the number (and its
-  unit word).
+- a sentence holding one number: the sentence asked back with the number as "what" or "how
+  many <unit>" -> the number (and its unit word).
 
 `unanswerable_questions` makes questions the documents cannot answer: a kept question with its
 rarest content word swapped for one that occurs nowhere in the documents.
@@ -38,7 +38,10 @@ _ACTION = re.compile(
     r"includes|accepts|stores|reads|writes|generates|creates|defines|sets|allows|needs|takes) "
     r"(?P<obj>[^;:]{1,140})\.$"
 )
-_NUMBER = re.compile(r"(?<![\w.\\-])(?P<num>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?P<unit> [a-z]+)?(?![\w-]|\.\w)")
+# a number in running text, not in code ("BASH_VERSINFO[0]", "$0", "*15*") or a version ("3.40.1")
+_NUMBER = re.compile(
+    r"(?<![\w.\\\-\[$*])(?P<num>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?P<unit> [a-z]+)?(?![\w\-\]*]|\.\w)"
+)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 
 # A sentence that opens with one of these leans on the one before it ("It is ...", "This is ...").
@@ -67,11 +70,28 @@ _UNITS = frozenset(
     "bit pages page rows row columns column characters character digits digit times percent "
     "threads thread connections entries items lines files versions releases increments".split()
 )
+# Words too general to pin a question or an answer down ("What are the options?" -> "detailed below").
+_GENERIC = frozenset(
+    "below above detailed following follows some time times character characters thing things way "
+    "ways case cases part parts rest ones one options option value values example examples same "
+    "other others different used given shown described listed available possible several many "
+    "much more less most least first second third last next new old good best simple easy "
+    "usual usually important piece file files text section chapter page above-mentioned".split()
+)
 _FOREIGN_NOTE = "unanswerable: asks about '{term}', which no document mentions"
 
 
 def _words(text: str) -> list[str]:
     return [word.lower() for word in _WORD.findall(text)]
+
+
+def _specific(text: str) -> bool:
+    """True when `text` names something: a number, a code-like token, or a word that is
+    neither a stopword nor too general."""
+    if re.search(r"\d|[_`<>=/]|\w[.-]\w|\b[A-Z]{2,}\b", text):
+        return True
+    return any(word not in _STOPWORDS and word not in _GENERIC and len(word) > 2
+               for word in _words(text))
 
 
 def _trim_clause(text: str, max_words: int) -> str | None:
@@ -81,7 +101,7 @@ def _trim_clause(text: str, max_words: int) -> str | None:
     words = clause.split()
     if not 1 <= len(words) <= max_words or words[-1].lower() in _STOPWORDS:
         return None  # "one in" (cut before "which"): a fragment, not an answer
-    return clause
+    return clause if _specific(clause) else None
 
 
 def _definition_pairs(text: str, max_words: int) -> list[tuple[str, str]]:
@@ -106,7 +126,7 @@ def _copular_pair(sentence: str, max_words: int) -> tuple[str, str] | None:
         return None
     if any(word.lower() in _CLAUSE_WORDS for word in subject_words):
         return None
-    if not set(_words(subject)) - _STOPWORDS:
+    if not _specific(re.sub(r"^\w+", "", subject) if subject_words[0] in {"The", "A", "An"} else subject):
         return None
     answer = _trim_clause(obj, max_words)
     if answer is None:
@@ -133,16 +153,25 @@ def _number_pair(sentence: str) -> tuple[str, str] | None:
     match = matches[0]
     unit = match.group("unit") or ""
     answer = (match.group("num") + (unit if unit.strip() in _UNITS else "")).strip()
-    masked = sentence[: match.start()] + "___" + sentence[match.start() + len(answer):]
-    return f'What goes in the blank: "{masked.rstrip(".")}"?', answer
+    # an echo question keeps every word of the sentence, so retrieval and the decline check
+    # find them in the passage: "... within 38 days of delivery." -> "... within how many days
+    # of delivery?"
+    asked = f"how many{unit}" if answer.endswith(unit) and unit else "what"
+    question = sentence[: match.start()] + asked + sentence[match.start() + len(answer):]
+    return question.rstrip(".!? ") + "?", answer
 
 
 def _sentences(text: str) -> Iterable[str]:
     for paragraph in re.split(r"\n\s*\n", text):
-        flat = " ".join(line.strip() for line in paragraph.splitlines() if not line.startswith("#"))
+        lines = [line.strip() for line in paragraph.splitlines()]
+        # headings and the chunker's "Title > Section" breadcrumb are labels, not sentences
+        flat = " ".join(line for line in lines if not line.startswith("#") and " > " not in line)
         flat = re.sub(r"^(?:[-*]|\d+\.)\s+", "", flat)
         for match in _SENTENCE.finditer(flat):
             yield match.group(0).strip()
+
+
+LICENCE_NAMES = re.compile(r"^(copyright|copying|licen[cs]e|notice)([._-].*)?$", re.IGNORECASE)
 
 
 def text_pairs(text: str, *, max_pairs: int = 3, max_answer_words: int = 12) -> list[tuple[str, str]]:
@@ -175,8 +204,6 @@ def unanswerable_questions(
     for question in picked:
         if len(out) >= min(count, len(foreign)):
             break
-        if question.startswith("What goes in the blank"):
-            continue
         content = [w for w in _WORD.findall(question) if w.lower() not in _STOPWORDS and len(w) > 3]
         if not content:
             continue

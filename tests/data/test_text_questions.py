@@ -24,7 +24,7 @@ def test_templates_give_grounded_plain_questions():
     assert ("What is --timeout <seconds>?", "Wait this long for a lock before giving up") in pairs
     assert ("What does SQLite support?", "three different threading modes") in pairs
     assert ("What is the default mode?", "serialized") in pairs
-    assert ('What goes in the blank: "The rate of enhancement is approximately ___ of Y per year"?',
+    assert ("The rate of enhancement is approximately how many increments of Y per year?",
             "6 increments") in pairs
     questions = [question for question, _answer in pairs]
     assert not any(q.startswith("What is It") or "transactional" in q for q in questions)
