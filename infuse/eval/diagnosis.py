@@ -241,7 +241,8 @@ def check_hallucination(results: EvalResults, run: RunRecord | None = None) -> F
         f"Of the {unanswerable} questions your knowledge does not answer, these methods answered "
         f"anyway instead of declining: {named}. Do not trust their answers blindly. Prefer a method "
         "that declines from evidence (RAG with its relevance threshold and grounding check), raise "
-        "`--min-similarity`, or use a stronger model (`--model`/`--base-url`).",
+        "the threshold (`infuse ask --min-similarity`), or use a stronger model "
+        "(`--model`/`--base-url`).",
         {"methods": {m.name: m.hallucination_rate for m in offenders}, "unanswerable": unanswerable},
     )
 
@@ -257,8 +258,8 @@ def check_wrong_declines(results: EvalResults, run: RunRecord | None = None) -> 
         "wrong_declines",
         "Declining questions the knowledge answers",
         f"These methods said they had no answer to answerable questions: {named}. If retrieval "
-        "found the passage (see 'retrieved'), the thresholds are too strict: lower "
-        "`--min-similarity`; otherwise the knowledge base is missing the source.",
+        "found the passage (see 'retrieved'), the thresholds are too strict: lower them "
+        "(`infuse ask --min-similarity`); otherwise the knowledge base is missing the source.",
         {"methods": {m.name: m.wrong_decline_rate for m in offenders}},
     )
 

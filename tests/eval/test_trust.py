@@ -104,7 +104,8 @@ def test_hallucination_diagnosis_fires_and_stays_quiet():
     honest = ScriptedMethod("cag", {}, questions)
     fired = run_eval(questions, [liar])
     quiet = run_eval(questions, [honest])
-    assert "hallucination" in [f.code for f in diagnose(fired)]
+    finding = next(f for f in diagnose(fired) if f.code == "hallucination")
+    assert "(`infuse ask --min-similarity`)" in finding.message  # the command that has the flag
     assert "hallucination" not in [f.code for f in diagnose(quiet)]
 
 
