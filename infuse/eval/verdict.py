@@ -28,7 +28,7 @@ def _questions(count: int) -> str:
 
 
 def _points(value: float) -> str:
-    return f"{value * 100:+.0f}"
+    return f"{round(value * 100):+d}"  # an int: never "-0" for a tiny negative difference
 
 
 def compare_methods(results: EvalResults, *, seed: int = 0) -> None:

@@ -134,6 +134,13 @@ def test_tied_methods_are_called_indistinguishable():
     assert "--all-questions" not in verdict["text"]  # a quickstart flag, wrong in `infuse eval`
 
 
+def test_points_never_read_minus_zero():
+    from infuse.eval.verdict import _points
+
+    assert [_points(v) for v in (-0.0, -0.001, 0.0, 0.126, -0.126)] == ["+0", "+0", "+0", "+13",
+                                                                         "-13"]
+
+
 def test_a_tie_on_one_question_reads_as_a_tie():
     questions = _questions(1)
     both = [ScriptedMethod(name, {"q0": "value0"}, questions) for name in ("rag", "cag")]
