@@ -28,6 +28,9 @@ from infuse.models import DEFAULT_MODEL
 QUESTION_FILES = ("questions.jsonl", "train.jsonl")  # a folder's own data, not documents
 CPU_SUBSET = "cpu"
 CPU_QUESTIONS = 12  # questions evaluated on a CPU when none carries the cpu tag
+# fewer training rows than this hold none out for the eval loss (a split of 1 row fails, and
+# a loss over one or two rows says nothing)
+MIN_ROWS_FOR_EVAL_SPLIT = 10
 # question generation budget: (seconds, kept pairs) on a CPU and on a GPU or a server
 SYNTH_BUDGET = {"cpu": (360.0, 120), "fast": (1200.0, 400)}
 # What the training data gains (`infuse.data.synth.augment_rows`), per machine. On a CPU: the
@@ -108,6 +111,7 @@ def plan_quickstart(
     from infuse.files import check_writable_folder
 
     check_writable_folder(output, setting="--output folder")
+    server_notes = _server_notes(base_url, api_key, model) if base_url else []
     if on_gpu is None:
         import torch
 
@@ -157,7 +161,11 @@ def plan_quickstart(
             "not one here; give --model a packaged name (smollm2), a local GGUF file or a Hugging "
             "Face folder (with --base-url the server still answers for base, rag and cag)"
         )
-    model_note = f"model: {model}" + (f" served at {base_url}" if base_url else "")
+    model_note = f"model: {model}"
+    if base_url:
+        model_note += f" served at {base_url} (base, rag, cag" + (
+            f"; lora and lora+rag train and answer here on the local {model})" if trainable else ")")
+        notes.extend(server_notes)
     notes.insert(0, model_note)
     return QuickstartPlan(
         documents=documents,
@@ -177,6 +185,19 @@ def plan_quickstart(
         trainable=trainable,
         augment=augment,
     )
+
+
+def _server_notes(base_url: str, api_key: str | None, model: str) -> list[str]:
+    """Ask the server for its models now, so an unreachable --base-url fails before any work
+    (BackendError naming the URL); a note when it does not list `model`."""
+    from infuse.llm.openai_compat import server_models
+
+    listed = server_models(base_url, api_key=api_key)
+    if not listed or model in listed:
+        return []
+    shown = ", ".join(listed[:5]) + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+    return [f"the server at {base_url} lists {shown}, not '{model}'; if it does not answer to "
+            f"'{model}' (llama.cpp's server answers to any name), give --model one of its names"]
 
 
 def _trainable(model: str) -> bool:
@@ -216,8 +237,11 @@ def _ensure_questions(
             "(your questions stay the eval set)")
     else:
         say("no questions.jsonl/train.jsonl: generating question/answer pairs from the documents")
-    say(f"question generation: at most {plan.max_pairs} pairs or {plan.synth_budget_s / 60:.0f} "
-        "minutes (--max-pairs, --question-budget)")
+    budget = plan.synth_budget_s
+    say(f"question generation: at most {plan.max_pairs} pairs or "
+        + (f"{budget / 60:.0f} minutes" if budget >= 120 else f"{budget:.0f} s")
+        + " (--max-pairs, --question-budget); a passage already begun is finished")
+    _begin(on_progress, "questions")
     if chat_model is None:
         chat_model = (load_chat_model(plan.model, base_url=plan.base_url, api_key=plan.api_key)
                       if plan.base_url else load_chat_model(plan.model))
@@ -237,11 +261,14 @@ def _ensure_questions(
     held_path = write_rows(held_rows, heldout_path(target))
     stop = {"max_pairs": "pair cap reached", "time_budget": "time budget reached"}.get(
         result.stopped or "", "")
-    from_model = len(result.train) + len(result.heldout) - result.from_text
-    say(f"generated {len(result.train)} training and {len(result.heldout)} held-out pairs "
-        f"({from_model} written by the model from {result.chunks_asked} of {result.chunks} "
-        f"chunks, {result.from_text} read off the text; {result.documents_covered} of "
-        f"{result.documents} documents) in {result.elapsed_s:.0f} s" + (f"; {stop}" if stop else ""))
+    kept = len(result.train) + len(result.heldout)
+    from_model = kept - result.from_text
+    say(f"generated {kept} question/answer pairs in {result.elapsed_s:.0f} s"
+        + (f" ({stop})" if stop else "") + f": the model wrote {from_model} usable ones from the "
+        f"{result.chunks_asked} of {result.chunks} passages it read"
+        + (f", plus {result.from_text} read off the text" if result.from_text else "")
+        + f"; they cover {result.documents_covered} of {result.documents} documents: "
+        f"{len(result.train)} to train the LoRA, {len(result.heldout)} held out for the eval")
     if result.stopped == "model_unusable":
         say(f"the model wrote no usable pair from the first {result.chunks_asked} passages, so "
             "the questions are read off the text (plain wording); a stronger model writes better "
@@ -253,7 +280,9 @@ def _ensure_questions(
     if not result.train:
         raise ConfigError(
             "No generated pair passed the checks, so there is nothing to train on: give a "
-            "train.jsonl, or a stronger model (--base-url http://127.0.0.1:8080/v1 --model NAME)."
+            "train.jsonl, or a stronger model "
+            + ("than the one at --base-url (--model NAME)." if plan.base_url else
+               "(--base-url http://127.0.0.1:8080/v1 --model NAME).")
         )
     if plan.train_data is None:
         plan.train_data = train_path
@@ -272,6 +301,13 @@ def _step(on_progress: Progress | None, step: str) -> Progress | None:
         on_progress(done, total, step=step, **info)
 
     return report
+
+
+def _begin(on_progress: Progress | None, step: str) -> None:
+    """Tell `on_progress` a step began (`done=0, total=None`), so its elapsed time and
+    estimate count from here, not from the step's first finished unit."""
+    if on_progress is not None:
+        on_progress(0, None, step=step)
 
 
 def choose_questions(plan: QuickstartPlan, say: Say) -> Any:
@@ -359,11 +395,19 @@ def _training_config(plan: QuickstartPlan):
         grad_accum=1,
         max_seq_len=512,
         gradient_checkpointing=plan.on_gpu,
-        eval_split=0.1,
+        eval_split=0.1 if _row_count(plan.train_data) >= MIN_ROWS_FOR_EVAL_SPLIT else 0.0,
         eval_every=10,
         save_every=1000,
         seed=3407,
     )
+
+
+def _row_count(path: Path | None) -> int:
+    """Training rows in a JSONL file (non-blank lines; 0 for none)."""
+    if path is None or not Path(path).is_file():
+        return 0
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def _same_finished_run(run_dir: Path, config) -> bool:
@@ -390,6 +434,7 @@ def run_quickstart(
     printed: without callbacks it runs silent.
     """
     from infuse.eval import MethodOptions, evaluate
+    from infuse.methods import DEFAULT_METHODS
     from infuse.train import train
 
     say = say or (lambda text: None)
@@ -401,6 +446,7 @@ def run_quickstart(
     started = time.perf_counter()
     from infuse.knowledge.kb import KnowledgeBase
 
+    _begin(on_progress, "knowledge base")  # the embedder's load counts in the step's time
     kb = KnowledgeBase(plan.output / "kb", create=True)
     try:
         report = kb.add([str(path) for path in plan.documents],
@@ -430,8 +476,10 @@ def run_quickstart(
         say(
             f"fine-tune: LoRA r={config.lora_r} on {plan.train_data.name}, {config.num_epochs} epochs"
         )
+        _begin(on_progress, "fine-tune")
         train(config, on_progress=_step(on_progress, "fine-tune"))
-    timings["training_s"] = time.perf_counter() - started
+    if plan.trainable:  # no fine-tune step at all otherwise (said in the plan's notes)
+        timings["training_s"] = time.perf_counter() - started
 
     questions = choose_questions(plan, say)
     started = time.perf_counter()
@@ -444,8 +492,11 @@ def run_quickstart(
         max_new_tokens=plan.max_new_tokens,
         kb=str(plan.output / "kb"),
     )
+    _begin(on_progress, "eval")
     results = evaluate(
         questions,
+        methods=DEFAULT_METHODS if plan.trainable else ("base", "rag", "cag"),
+        extra_methods=() if plan.trainable else _untrainable(plan.model),
         options=options,
         output_dir=plan.output / "report",
         on_progress=_step(on_progress, "eval"),
@@ -457,6 +508,22 @@ def run_quickstart(
     write_text_atomic(plan.output / "quickstart.json",
                       json.dumps(results.meta["quickstart"], indent=1) + "\n")
     return results
+
+
+def _untrainable(model: str) -> list[Any]:
+    """lora and lora+rag as methods that skip with quickstart's reason (not eval's `--run`)."""
+    from infuse.methods.base import MISSING, LazyMethod, SkipMethod, SkippedMethod
+
+    reason = (f"'{model}' is not a local model that can be fine-tuned; give --model a packaged "
+              "name (smollm2), a local GGUF file or a Hugging Face folder to train one")
+
+    def skip(name: str) -> Any:
+        def open_it() -> Any:
+            raise SkipMethod(SkippedMethod(name, reason, MISSING))
+
+        return LazyMethod(name, open_it)
+
+    return [skip("lora"), skip("lora+rag")]
 
 
 def _describe_ingest(report: Any) -> str:

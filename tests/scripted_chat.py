@@ -30,16 +30,30 @@ def in_order(answers: list[str]) -> Reply:
 
 class ScriptedChatServer:
     """Answers POST /v1/chat/completions with `reply(messages)`; keeps each request body in
-    `requests`. Serving from the start; `close()` or leave a `with` block to stop it."""
+    `requests`; lists `models` at GET /v1/models (None: no such route, 404). Serving from the
+    start; `close()` or leave a `with` block to stop it."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, models: list[str] | None = None) -> None:
         self.reply = reply
+        self.models = models
         self.requests: list[dict] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                if owner.models is None or self.path.rstrip("/") != "/v1/models":
+                    self.send_error(404)
+                    return
+                payload = json.dumps({"object": "list", "data": [
+                    {"id": name, "object": "model"} for name in owner.models]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))

@@ -54,19 +54,32 @@ def progress_bar(label: str, *, enabled: bool = True, total: int | None = None) 
 
             yield draw
         return
-    started = time.monotonic()
+    started = [time.monotonic()]
     last = [0.0]
+    totals: list[int | None] = [None]
+    previous_call = [started[0]]
 
     def plain(done: int, total: int | None = None, **info: Any) -> None:
         now = time.monotonic()
+        if total is not None and totals[0] is not None and total != totals[0]:
+            # a new phase (eval's forgetting check after the answers) began at the last call
+            started[0] = previous_call[0]
+        previous_call[0] = now
+        if total is not None:
+            totals[0] = total
         finished = total is not None and done >= total
+        if done == 0 and total is None:
+            return  # a step saying it began: the clock starts, the first line waits for news
         if not finished and now - last[0] < PLAIN_EVERY_S:
             return
         last[0] = now
-        elapsed = now - started
+        elapsed = now - started[0]
         line = f"{label}: {done}" + (f"/{total}" if total else "")
         if total and 0 < done < total:
-            line += f", {elapsed:.0f} s elapsed, about {elapsed / done * (total - done):.0f} s left"
+            # a step that knows better (a time budget stops it early) says what is left itself
+            left = info.get("eta_s")
+            left = elapsed / done * (total - done) if left is None else float(left)
+            line += f", {elapsed:.0f} s elapsed, about {left:.0f} s left"
         elif finished:
             line += f" done in {elapsed:.0f} s"
         detail = _describe(info)

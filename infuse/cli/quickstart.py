@@ -99,7 +99,8 @@ def quickstart(
     steps = results.meta["quickstart"]
     console.print(
         f"\nknowledge base {steps['knowledge_base_s']:.0f} s, questions {steps['questions_s']:.0f} s, "
-        f"fine-tune {steps['training_s']:.0f} s, eval {steps['eval_s']:.0f} s"
+        + (f"fine-tune {steps['training_s']:.0f} s" if "training_s" in steps else "no fine-tune")
+        + f", eval {steps['eval_s']:.0f} s"
     )
     console.print(f"Report: {results.meta['files']['html']}")
 

@@ -201,8 +201,12 @@ def check_cag_does_not_fit(results: EvalResults, run: RunRecord | None = None) -
             return Finding(
                 "cag_does_not_fit",
                 "The knowledge does not fit the context window",
-                f"{skip.name} could not run: {skip.reason}. Use RAG for this knowledge, trim it, "
-                "or pick a model with a longer context.",
+                # the skip's reason already says what to do (the context check's message);
+                # a reason without advice gets it here
+                f"{skip.name} could not run: {skip.reason.rstrip()}"
+                + ("" if "longer context" in skip.reason else
+                   (" " if skip.reason.rstrip().endswith(".") else ". ")
+                   + "Use RAG for this knowledge, trim it, or pick a model with a longer context."),
                 {"method": skip.name, **skip.facts},
             )
     return None
@@ -237,7 +241,8 @@ def check_hallucination(results: EvalResults, run: RunRecord | None = None) -> F
         f"Of the {unanswerable} questions your knowledge does not answer, these methods answered "
         f"anyway instead of declining: {named}. Do not trust their answers blindly. Prefer a method "
         "that declines from evidence (RAG with its relevance threshold and grounding check), raise "
-        "`--min-similarity`, or use a stronger model (`--model`/`--base-url`).",
+        "the threshold (`infuse ask --min-similarity`), or use a stronger model "
+        "(`--model`/`--base-url`).",
         {"methods": {m.name: m.hallucination_rate for m in offenders}, "unanswerable": unanswerable},
     )
 
@@ -253,8 +258,8 @@ def check_wrong_declines(results: EvalResults, run: RunRecord | None = None) -> 
         "wrong_declines",
         "Declining questions the knowledge answers",
         f"These methods said they had no answer to answerable questions: {named}. If retrieval "
-        "found the passage (see 'retrieved'), the thresholds are too strict: lower "
-        "`--min-similarity`; otherwise the knowledge base is missing the source.",
+        "found the passage (see 'retrieved'), the thresholds are too strict: lower them "
+        "(`infuse ask --min-similarity`); otherwise the knowledge base is missing the source.",
         {"methods": {m.name: m.wrong_decline_rate for m in offenders}},
     )
 

@@ -95,7 +95,8 @@ def evaluate(
             from infuse.eval.forgetting import check_forgetting
 
             results.meta["forgetting"] = check_forgetting(
-                by_name["base"], by_name["lora"], max_new_tokens=options.max_new_tokens
+                by_name["base"], by_name["lora"], max_new_tokens=options.max_new_tokens,
+                on_progress=on_progress,  # minutes on a CPU: never silent after "done"
             ).to_dict()
     if run is not None:
         results.training_curve = run.curve()

@@ -85,13 +85,25 @@ def render_table(results: EvalResults):
 
     headers, rows = summary_rows(results)
     reference = results.reference_method
-    table = Table(title=f"infuse eval: {len(results.questions)} questions"
+    table = Table(title=f"infuse eval: {_count(len(results.questions), 'question')}"
+                  + (f", model {_model(results)}" if _model(results) else "")
                   + (f" (wins/losses against {reference})" if reference else ""))
     for index, header in enumerate(headers):
         table.add_column(header, justify="left" if index == 0 else "right", no_wrap=index == 0)
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _model(results: EvalResults) -> str:
+    """The model the methods ran on, and the server that served it (empty when unknown)."""
+    model = str(results.meta.get("model") or "")
+    base_url = results.meta.get("base_url")
+    return f"{model} served at {base_url}" if model and base_url else model
 
 
 def _table_html(headers: list[str], rows: list[list[str]], css_class: str = "") -> str:
@@ -146,7 +158,9 @@ def render_html(results: EvalResults) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>infuse eval report</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>infuse eval report</h1>",
-        f"<p>{len(results.questions)} questions, {len(results.methods)} methods"
+        f"<p id='about'>{_count(len(results.questions), 'question')}, "
+        f"{_count(len(results.methods), 'method')}"
+        + (f", model <b>{html.escape(_model(results))}</b>" if _model(results) else "")
         + (f"; wins and losses are counted against <b>{html.escape(results.reference_method)}</b>"
            if results.reference_method else "") + ".</p>",
         '<h2>Results</h2><div id="summary">', _table_html(headers, rows, "summary"), "</div>",

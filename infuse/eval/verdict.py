@@ -23,8 +23,12 @@ def _scores(results: EvalResults, name: str, question_ids: list[str]) -> list[fl
     return [float(by_id.get(qid, 0.0)) for qid in question_ids]
 
 
+def _questions(count: int) -> str:
+    return f"{count} question" + ("" if count == 1 else "s")
+
+
 def _points(value: float) -> str:
-    return f"{value * 100:+.0f}"
+    return f"{round(value * 100):+d}"  # an int: never "-0" for a tiny negative difference
 
 
 def compare_methods(results: EvalResults, *, seed: int = 0) -> None:
@@ -95,7 +99,7 @@ def recommend(results: EvalResults, *, prefer: str = "accuracy") -> dict[str, An
                         f"interval {_points(lead['low'])} to {_points(lead['high'])}")
             else:
                 text = (f"use {pick.name}: as accurate as {best.name} within the intervals on "
-                        f"{count} questions and faster ({pick.total_mean_s:.2f} s vs "
+                        f"{_questions(count)} and faster ({pick.total_mean_s:.2f} s vs "
                         f"{best.total_mean_s:.2f} s per answer)")
             if pick.name in TRAINED:
                 untrained = next((m for m in methods if m.name not in TRAINED), None)
@@ -104,13 +108,16 @@ def recommend(results: EvalResults, *, prefer: str = "accuracy") -> dict[str, An
                     text += f"; {untrained.name} if you cannot train"
             verdict["text"] = text
         else:
-            verdict["text"] = (
-                f"no method is distinguishable on {count} questions ({best.name} leads "
-                f"{second.name} by {_points(lead['difference'])} points, interval "
-                f"{_points(lead['low'])} to {_points(lead['high'])}): add questions or use "
-                "`--all-questions`"
+            standing = (
+                f"{best.name} and {second.name} are level" if lead["difference"] == 0
+                else f"{best.name} leads {second.name} by {_points(lead['difference'])} points"
             )
-    if small and methods:
-        verdict["text"] += f". Only {count} questions: every interval is wide."
+            verdict["text"] = (
+                f"no method is distinguishable on {_questions(count)}: {standing} (interval "
+                f"{_points(lead['low'])} to {_points(lead['high'])} points; more questions "
+                "narrow it)"
+            )
+    if small and methods and verdict["winner"] is not None:
+        verdict["text"] += f". Only {_questions(count)}: every interval is wide."
     results.recommendation = verdict
     return verdict

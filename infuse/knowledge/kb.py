@@ -507,6 +507,7 @@ class KnowledgeBase(Closing):
         texts: dict[str, str] = {}
         seen: set[str] = set()
         done = 0
+        last = ""
         for name, documents, replaces in steps:
             for document in documents:
                 if document.doc_id in seen:
@@ -540,7 +541,10 @@ class KnowledgeBase(Closing):
                 doomed += vanished
                 report.removed += vanished
             done += 1
-            if on_progress is not None:
+            last = name
+            # the last step is reported once its chunks are embedded and stored (below): most of
+            # a small folder's time is that final commit, and "done" must mean done
+            if on_progress is not None and done < total:
                 on_progress(done, total, stage="indexing", item=name)
             if len(pending) >= self.commit_chunks:
                 self._commit(pending, doomed, texts, report)
@@ -548,3 +552,5 @@ class KnowledgeBase(Closing):
         self._commit(pending, doomed, texts, report)
         if report.chunks_written or report.removed or report.repaired:
             self.store.optimize()
+        if on_progress is not None and done and done >= total:
+            on_progress(done, total, stage="indexing", item=last)

@@ -20,7 +20,7 @@ def load_chat_model(
     adapter: str | None = None,
     device: str | None = None,
     dtype=None,
-    timeout_s: float = 120.0,
+    timeout_s: float | None = None,
     backend: str = "auto",
 ) -> ChatModel:
     """Return a chat model: an OpenAI-compatible client when `base_url` is given, else a local one.
@@ -35,9 +35,10 @@ def load_chat_model(
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}.")
     if base_url:
-        from infuse.llm.openai_compat import OpenAIChatModel
+        from infuse.llm.openai_compat import DEFAULT_TIMEOUT_S, OpenAIChatModel
 
-        return OpenAIChatModel(base_url, spec, api_key=api_key, timeout_s=timeout_s)
+        return OpenAIChatModel(base_url, spec, api_key=api_key,
+                               timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
     if backend != "transformers":
         gguf = resolve_gguf(spec)
         if backend == "llamacpp" and (gguf is None or adapter):

@@ -27,6 +27,11 @@ from infuse.errors import BackendError, PromptTooLongError
 from infuse.llm.base import ChatModel, GenerateOptions, Generation, Message
 from infuse.llm.repetition import DEFAULT_WINDOW, GuardedText, RepetitionGuard, trim_repetition
 
+# How long a request may go without a byte back. A local server on a CPU answers a whole
+# (non-streamed) question-generation request of a few hundred tokens in minutes, and queues
+# requests behind each other: 120 s cut working runs short.
+DEFAULT_TIMEOUT_S = 600.0
+
 
 def chat_completions_url(base_url: str) -> str:
     """The chat completions endpoint for `base_url` (with or without the trailing `/v1`)."""
@@ -38,6 +43,35 @@ def chat_completions_url(base_url: str) -> str:
     return base + "/chat/completions"
 
 
+def server_models(base_url: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> list[str]:
+    """The model ids an OpenAI-compatible server lists at `{base_url}/models`, asked once before
+    long work starts so an unreachable server fails in seconds, not after it.
+
+    Returns [] when the server answers but lists nothing readable (some servers have no
+    `/models`). Raises BackendError naming the URL when nothing answers there.
+    """
+    url = chat_completions_url(base_url).removesuffix("/chat/completions") + "/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout_s)
+    except httpx.TransportError as error:
+        raise BackendError(
+            f"Cannot reach the chat server at {base_url} ({type(error).__name__}: {error}). "
+            "Start it (llama.cpp: `llama-server -m MODEL.gguf --port 8080`; Ollama: "
+            "`ollama serve`) or fix --base-url."
+        ) from error
+    if response.status_code in (401, 403):
+        raise BackendError(
+            f"The chat server at {base_url} refused the request (HTTP {response.status_code}): "
+            "check --api-key."
+        )
+    try:
+        data = response.json().get("data") if response.status_code == 200 else None
+    except (ValueError, AttributeError):
+        data = None
+    return [item["id"] for item in data or [] if isinstance(item, dict) and "id" in item]
+
+
 class OpenAIChatModel(ChatModel, Closing):
     """A chat model served over HTTP with the OpenAI chat completions API."""
 
@@ -47,12 +81,13 @@ class OpenAIChatModel(ChatModel, Closing):
         model: str,
         *,
         api_key: str | None = None,
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         connect_timeout_s: float = 5.0,
         extra_body: dict[str, Any] | None = None,
         repetition_window: int | None = DEFAULT_WINDOW,
     ) -> None:
         self.url = chat_completions_url(base_url)
+        self.timeout_s = timeout_s
         self.name = model
         self.extra_body = dict(extra_body or {})
         self.repetition_window = repetition_window
@@ -128,8 +163,9 @@ class OpenAIChatModel(ChatModel, Closing):
             return self._stream(body, guard, on_token, started)
         except httpx.TimeoutException as error:
             raise BackendError(
-                f"The chat server at {self.url} did not answer in time ({error!r}). "
-                "Check that it is running and not overloaded, or raise the timeout."
+                f"The chat server at {self.url} sent nothing for {self.timeout_s:.0f} s "
+                f"({type(error).__name__}). Check that it is running and not overloaded (one "
+                "answer at a time on a CPU), or give it a smaller model."
             ) from error
         except httpx.TransportError as error:
             raise BackendError(

@@ -80,8 +80,13 @@ class ModelMethod(AnswerMethod):
     def messages(
         self, question: str, history: Sequence[dict[str, str]] | None = None
     ) -> list[dict[str, str]]:
-        """The chat messages sent for one question: system prompt, earlier turns, the question."""
-        return chat_messages(question, history, self.system_prompt)
+        """The chat messages sent for one question: system prompt, earlier turns, the question.
+
+        A system turn in `history` (a client of the OpenAI API sending its own instructions)
+        takes the place of the method's system prompt: two instructions confuse a small model.
+        """
+        own = any(isinstance(turn, dict) and turn.get("role") == "system" for turn in history or ())
+        return chat_messages(question, history, None if own else self.system_prompt)
 
     def answer_with(self, question: str, options: AnswerOptions) -> Answer:
         """Generate an answer; returns its text with time to first token and total time."""

@@ -5,7 +5,8 @@ Model ids (what `/v1/models` lists and `ask` accepts):
     infuse-auto               the method the assistant profile names (only with a profile)
     infuse-rag                retrieval over the knowledge base
     infuse-cag                the whole knowledge in the KV cache (only when it fits)
-    infuse-base               the base model alone
+    infuse-base               the base model alone (also answers to the `--model` name; a
+                              request's own system turn replaces its default instruction)
     infuse-lora:<run>         a fine-tuned run's adapter alone
     infuse-lora+rag:<run>     the adapter answering from retrieval
 
@@ -356,6 +357,11 @@ class Assistant:
         """The served model for an id (short names `rag`, `auto`... accepted); KeyError naming
         the ids there are."""
         served = self.models.get(model_id) or self.models.get(SHORT_NAMES.get(model_id, ""))
+        if served is None and model_id == self.settings.model:
+            # the base model's own name (`--model`) answers as the plain model, as a llama.cpp
+            # or Ollama server would: a client pointed here (`infuse quickstart --base-url`)
+            # can use the same name for the server and for a local fine-tune
+            served = self.models.get(SHORT_NAMES["base"])
         if served is None:
             raise KeyError(
                 f"No model {model_id!r} here; this server has {', '.join(self.models) or 'none yet'}."

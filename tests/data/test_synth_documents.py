@@ -59,7 +59,8 @@ def test_quickstart_generates_questions_from_html_text_and_a_real_pdf(tmp_path):
     written = [row for row in rows if "from-model" in row.get("tags", [])]
     assert sorted(row["answer"] for row in written) == ["02:00", "8731", "a great distribution success"]
     assert {row["source"] for row in written} == {"manual.pdf", "page.html", "ops.txt"}
-    assert any("generated 3 training and 1 held-out pairs (3 written by the model from 3 of 3 "
-               "chunks, 1 read off the text" in line for line in said)
+    assert any("generated 4 question/answer pairs in " in line and ": the model wrote 3 usable "
+               "ones from the 3 of 3 passages it read, plus 1 read off the text; they cover 3 of 3 "
+               "documents: 3 to train the LoRA, 1 held out for the eval" in line for line in said)
     unanswerable = [row for row in rows if row["answer"] is None]
     assert len(unanswerable) == 2 and all("unanswerable" in row["tags"] for row in unanswerable)

@@ -160,6 +160,13 @@ def test_cag_does_not_fit_fires_and_stays_quiet():
                             {"knowledge_tokens": 9100, "context_window": 8192})
     finding = diagnosis.check_cag_does_not_fit(_results(DictMethod("base", {}), skipped=[too_big]))
     assert finding and finding.signal["knowledge_tokens"] == 9100 and "RAG" in finding.message
+    # the context check's own reason ends in a sentence and its advice: not repeated, no ".."
+    advised = SkippedMethod("cag", "The knowledge is 38,144 tokens, more than the 8,192-token "
+                            "context window. Use RAG instead, a model with a longer context, or "
+                            "less knowledge.", DOES_NOT_FIT, {})
+    message = diagnosis.check_cag_does_not_fit(
+        _results(DictMethod("base", {}), skipped=[advised])).message
+    assert message == f"cag could not run: {advised.reason}"
     other_skip = SkippedMethod("cag", "no knowledge files given", MISSING)
     assert diagnosis.check_cag_does_not_fit(_results(DictMethod("base", {}), skipped=[other_skip])) is None
 

@@ -181,3 +181,17 @@ def test_judge_scores_reach_summary_and_table():
     assert [r.judge_score for r in results.per_question] == [5, 1, 1, 1]
     assert results.method("cag").judge_mean == 2.0
     assert "judge_mean" in shown_columns(results)
+
+
+def test_the_report_names_the_model_and_its_server_at_the_top():
+    """A newcomer reading the report learns which model answered before reading any number
+    (the diagnosis's advice, a stronger model, only makes sense with it named)."""
+    results = run_eval(QUESTIONS[:1], _methods()[:2],
+                       meta={"model": "qwen3:4b", "base_url": "http://127.0.0.1:8080/v1"})
+    html = render_html(results)
+    about = html[html.index("<p id='about'>"):]
+    assert about.startswith("<p id='about'>1 question, 2 methods, model <b>qwen3:4b served at "
+                            "http://127.0.0.1:8080/v1</b>")
+    console = Console(record=True, width=200)
+    console.print(render_table(run_eval(QUESTIONS, _methods()[:1], meta={"model": "smollm2"})))
+    assert "infuse eval: 4 questions, model smollm2" in console.export_text()

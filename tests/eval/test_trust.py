@@ -106,7 +106,8 @@ def test_hallucination_diagnosis_fires_and_stays_quiet():
     honest = ScriptedMethod("cag", {}, questions)
     fired = run_eval(questions, [liar])
     quiet = run_eval(questions, [honest])
-    assert "hallucination" in [f.code for f in diagnose(fired)]
+    finding = next(f for f in diagnose(fired) if f.code == "hallucination")
+    assert "(`infuse ask --min-similarity`)" in finding.message  # the command that has the flag
     assert "hallucination" not in [f.code for f in diagnose(quiet)]
 
 
@@ -130,8 +131,24 @@ def test_tied_methods_are_called_indistinguishable():
     comparison = results.comparisons[0]
     assert comparison["low"] < 0 < comparison["high"] and not comparison["distinguishable"]
     assert verdict["winner"] is None
-    assert verdict["text"].startswith("no method is distinguishable on 12 questions")
-    assert "Only 12 questions" in verdict["text"]
+    assert verdict["text"].startswith("no method is distinguishable on 12 questions: ")
+    assert "; more questions narrow it)" in verdict["text"]
+    assert "--all-questions" not in verdict["text"]  # a quickstart flag, wrong in `infuse eval`
+
+
+def test_points_never_read_minus_zero():
+    from infuse.eval.verdict import _points
+
+    assert [_points(v) for v in (-0.0, -0.001, 0.0, 0.126, -0.126)] == ["+0", "+0", "+0", "+13",
+                                                                         "-13"]
+
+
+def test_a_tie_on_one_question_reads_as_a_tie():
+    questions = _questions(1)
+    both = [ScriptedMethod(name, {"q0": "value0"}, questions) for name in ("rag", "cag")]
+    verdict = recommend(run_eval(questions, both))
+    assert verdict["text"] == ("no method is distinguishable on 1 question: rag and cag are "
+                               "level (interval +0 to +0 points; more questions narrow it)")
 
 
 def test_a_clear_winner_is_recommended_with_its_interval_and_an_untrained_fallback():

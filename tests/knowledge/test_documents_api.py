@@ -147,6 +147,20 @@ def test_metadata_given_at_add_survives_sync(kb, tmp_path):
     assert kb.search("warranty", k=1, filters={"team": "support"})
 
 
+def test_the_last_progress_call_means_the_chunks_are_stored(kb, tmp_path):
+    """Embedding is most of a small folder's time and happens in the final commit: "3/3" must
+    not be said (a CLI prints "done in 1 s") while it is still ahead."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"d{index}.md").write_text(f"# Doc {index}\n\nShipping fact number {index}.\n")
+    stored: list[tuple[int, int, int]] = []
+    kb.add([folder], on_progress=lambda done, total, **info: stored.append(
+        (done, total, kb.store.count())))
+    assert [(done, total) for done, total, _ in stored] == [(1, 3), (2, 3), (3, 3)]
+    assert stored[-1][2] > 0 and stored[0][2] == 0  # the last call comes after the commit
+
+
 def test_progress_goes_to_the_callback_and_nothing_prints(kb, tmp_path, capsys):
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -99,6 +99,22 @@ def test_down_server_fails_fast_naming_the_url():
     assert time.perf_counter() - started < 5
 
 
+def test_a_server_that_says_nothing_times_out_naming_the_url_and_the_wait():
+    """A listening server that never answers (one busy with another client's long answer)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        chat = OpenAIChatModel(f"http://127.0.0.1:{port}/v1", "m", timeout_s=1)
+        with pytest.raises(BackendError) as caught:
+            chat.generate(MESSAGES)
+    message = str(caught.value)
+    assert message.startswith(f"The chat server at http://127.0.0.1:{port}/v1/chat/completions "
+                              "sent nothing for 1 s (ReadTimeout)")
+    assert "raise the timeout" not in message  # no setting to raise it with
+    assert load_chat_model("m", base_url="http://127.0.0.1:9/v1").timeout_s == 600
+
+
 def test_endpoint_url_accepts_base_with_or_without_v1():
     assert chat_completions_url("http://h:1") == "http://h:1/v1/chat/completions"
     assert chat_completions_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"

@@ -130,3 +130,10 @@ def test_evaluate_from_python_expands_a_folder_and_builds_its_own_knowledge_base
     assert results.meta["kb"] == str(out / "kb") and (out / "kb").is_dir()
     with pytest.raises(ConfigError, match=r"knowledge .*nowhere.*no such file"):
         evaluate(questions, methods=["rag"], options=MethodOptions(knowledge=[tmp_path / "nowhere"]))
+
+
+def test_a_system_turn_in_the_history_replaces_the_default_instruction():
+    method = ModelMethod("base", None)
+    assert method.messages("Why?")[0]["content"] == method.system_prompt
+    sent = method.messages("Why?", history=[{"role": "system", "content": "Be brief."}])
+    assert sent == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why?"}]

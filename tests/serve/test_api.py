@@ -318,3 +318,17 @@ def test_loading_answers_503_with_retry_after(api_env, start_server, tmp_path):
     ready = httpx.get(loading.url + "/ready").json()
     assert ready["persona"].startswith("You are Nimbus")
     assert [model["id"] for model in httpx.get(loading.url + "/v1/models").json()["data"]] == ["infuse-base"]
+
+
+def test_the_base_model_name_answers_as_infuse_base_with_the_clients_system_turn(client, api_env):
+    """A client pointed at infuse serve as at llama.cpp (`infuse quickstart --base-url`) names
+    the `--model` it was started with, and sends its own instructions in a system turn: those
+    replace infuse-base's default instruction (two instructions confuse a small model)."""
+    question = {"role": "user", "content": "How long is the refund window?"}
+    plain = client.chat.completions.create(model="infuse-base", messages=[question], max_tokens=2)
+    own = client.chat.completions.create(
+        model=str(api_env["model"]), messages=[{"role": "system", "content": "Be brief."}, question],
+        max_tokens=2,
+    )
+    assert own.model_extra["infuse"]["method"] == "base"
+    assert own.usage.prompt_tokens < plain.usage.prompt_tokens  # the default one was replaced
