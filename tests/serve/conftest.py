@@ -89,6 +89,7 @@ def api_env(tmp_path_factory):
         "model": model,
         "profile": root / "profile.json",
         "runs": train_tiny_run(model, root / "runs" / "acme").parent,
+        "train_run": train_tiny_run,  # (model, output) -> a finished two-step LoRA run
     }
 
 

