@@ -165,6 +165,19 @@ def ask(page, model: str, question: str):
     return bubble
 
 
+
+def narrow_chat_shot(browser, url, model, path, *, timeout_ms=None):
+    """Ask `model` one question on a 390 px wide page, screenshot the chat, check locality."""
+    narrow = Page(browser, url, 390)
+    if timeout_ms:
+        narrow.page.set_default_timeout(timeout_ms)
+    page = narrow.goto("chat")
+    page.wait_for_selector("#model option", state="attached")
+    ask(page, model, "What does the warranty cover?")
+    shot_chat(page, path)
+    narrow.assert_local()
+    narrow.close()
+
 def test_chat_every_model_streams_names_its_method_and_opens_sources(server, browser, shots):
     view = Page(browser, server.url)
     page = view.goto("chat")
@@ -206,13 +219,7 @@ def test_chat_every_model_streams_names_its_method_and_opens_sources(server, bro
     shot_chat(page, shots / "chat-1400.png")
     view.assert_local()
     view.close()
-    narrow = Page(browser, server.url, 390)
-    page = narrow.goto("chat")
-    page.wait_for_selector("#model option", state="attached")
-    ask(page, "infuse-rag", "What does the warranty cover?")
-    shot_chat(page, shots / "chat-390.png")
-    narrow.assert_local()
-    narrow.close()
+    narrow_chat_shot(browser, server.url, "infuse-rag", shots / "chat-390.png")
 
 
 @pytest.mark.slow
@@ -264,14 +271,8 @@ def test_chat_on_the_default_model_streams_real_answers_with_their_sources(
     shot_chat(page, shots / "chat-default-model-1400.png")
     view.assert_local()
     view.close()
-    narrow = Page(browser, server.url, 390)
-    narrow.page.set_default_timeout(240_000)
-    page = narrow.goto("chat")
-    page.wait_for_selector("#model option", state="attached")
-    ask(page, "infuse-auto", "What does the warranty cover?")
-    shot_chat(page, shots / "chat-default-model-390.png")
-    narrow.assert_local()
-    narrow.close()
+    narrow_chat_shot(browser, server.url, "infuse-auto", shots / "chat-default-model-390.png",
+                     timeout_ms=240_000)
 
 
 def test_verdict_shows_every_method_with_score_and_interval(server, browser, shots, web_env):

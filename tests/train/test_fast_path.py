@@ -59,6 +59,18 @@ def _close(grad, reference, name):
     assert error < 1e-5, f"{name}: relative error {error:.2e}"
 
 
+def assert_same_step(got, reference):
+    """One training step (loss, token count, LoRA grads) matches the reference step: same loss
+    and count, every one of the 2 layers x 7 projections x A/B grads non-zero and close."""
+    (loss, count, grads), (ref_loss, ref_count, ref_grads) = got, reference
+    assert count == ref_count
+    assert loss == pytest.approx(ref_loss, rel=1e-10)
+    assert set(grads) == set(ref_grads) and len(grads) == 2 * 7 * 2
+    for name, grad in grads.items():
+        assert ref_grads[name].abs().sum() > 0, name
+        _close(grad, ref_grads[name], name)
+
+
 def _loss_and_grads(model, batch):
     model.zero_grad(set_to_none=True)
     total, count = loss_sum(model, batch)
@@ -76,15 +88,9 @@ def test_fast_decoder_matches_peft(kind, checkpointing):
         model.get_base_model().gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False})
     batch = _batch(kind)
-    ref_loss, ref_count, ref_grads = _loss_and_grads(model, batch)
+    reference = _loss_and_grads(model, batch)
     assert install_fast_decoder(model) is not None and installed(model) is not None
-    loss, count, grads = _loss_and_grads(model, batch)
-    assert count == ref_count
-    assert loss == pytest.approx(ref_loss, rel=1e-10)
-    assert set(grads) == set(ref_grads) and len(grads) == 2 * 7 * 2
-    for name, grad in grads.items():
-        assert ref_grads[name].abs().sum() > 0, name
-        _close(grad, ref_grads[name], name)
+    assert_same_step(_loss_and_grads(model, batch), reference)
 
 
 def test_fast_decoder_eval_without_grad_matches():

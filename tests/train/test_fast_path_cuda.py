@@ -16,6 +16,27 @@ def _relative(a, b) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30))
 
 
+def _step(model, batch, *, reset_peak=False):
+    """(loss per token, LoRA grads in float32) of one backward pass from zeroed grads."""
+    from infuse.train.model import loss_sum
+
+    model.zero_grad(set_to_none=True)
+    if reset_peak:
+        torch.cuda.reset_peak_memory_stats()
+    total, count = loss_sum(model, batch)
+    (total / count).backward()
+    return (float(total.detach()) / count,
+            {n: p.grad.float().clone() for n, p in model.named_parameters() if p.requires_grad})
+
+
+def _assert_matches(runs, label):
+    """The second step's loss within 0.2% and every LoRA grad within 5% of the first's."""
+    (ref_loss, ref_grads), (loss, grads) = runs
+    assert abs(loss - ref_loss) / ref_loss < 2e-3, (loss, ref_loss)
+    worst = max(_relative(grads[n], ref_grads[n]) for n in grads)
+    print(f"{label}: loss {loss:.5f} vs {ref_loss:.5f}, worst LoRA grad error {worst:.3g}")
+    assert worst < 5e-2, worst
+
 def test_flash_varlen_matches_reference():
     from infuse.train.varlen_attention import TokenLayout, _reference, causal_attention
 
@@ -64,7 +85,6 @@ def test_bf16_fast_path_matches_peft():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from infuse.train.kernels import apply_fused_kernels
-    from infuse.train.model import loss_sum
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=3,
@@ -86,16 +106,8 @@ def test_bf16_fast_path_matches_peft():
     for fast in (False, True):
         if fast:
             assert apply_fused_kernels(model)[0].startswith("fast_decoder")
-        model.zero_grad(set_to_none=True)
-        total, count = loss_sum(model, batch)
-        (total / count).backward()
-        runs.append((float(total.detach()) / count,
-                     {n: p.grad.float().clone() for n, p in model.named_parameters() if p.requires_grad}))
-    (ref_loss, ref_grads), (loss, grads) = runs
-    assert abs(loss - ref_loss) / ref_loss < 2e-3, (loss, ref_loss)
-    worst = max(_relative(grads[n], ref_grads[n]) for n in grads)
-    print(f"bf16 fast path vs peft: loss {loss:.5f} vs {ref_loss:.5f}, worst LoRA grad error {worst:.3g}")
-    assert worst < 5e-2, worst
+        runs.append(_step(model, batch))
+    _assert_matches(runs, "bf16 fast path vs peft")
 
 
 def test_nf4_fast_path_matches_peft_qlora():
@@ -109,7 +121,7 @@ def test_nf4_fast_path_matches_peft_qlora():
     from infuse.train.config import RunConfig
     from infuse.train.kernels import apply_fused_kernels
     from infuse.train.lora_kernels import NF4Weight
-    from infuse.train.model import Placement, add_lora, load_base_model, loss_sum
+    from infuse.train.model import Placement, add_lora, load_base_model
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=3,
@@ -137,17 +149,8 @@ def test_nf4_fast_path_matches_peft_qlora():
             from infuse.train.fast_decoder import installed
 
             assert isinstance(installed(model).layers[0].gate.weight, NF4Weight)
-        model.zero_grad(set_to_none=True)
-        torch.cuda.reset_peak_memory_stats()
-        total, count = loss_sum(model, batch)
-        (total / count).backward()
-        runs.append((float(total.detach()) / count,
-                     {n: p.grad.float().clone() for n, p in model.named_parameters() if p.requires_grad}))
-    (ref_loss, ref_grads), (loss, grads) = runs
-    assert abs(loss - ref_loss) / ref_loss < 2e-3, (loss, ref_loss)
-    worst = max(_relative(grads[n], ref_grads[n]) for n in grads)
-    print(f"nf4 fast path vs peft QLoRA: loss {loss:.5f} vs {ref_loss:.5f}, worst LoRA grad error {worst:.3g}")
-    assert worst < 5e-2, worst
+        runs.append(_step(model, batch, reset_peak=True))
+    _assert_matches(runs, "nf4 fast path vs peft QLoRA")
 
 
 if __name__ == "__main__":
