@@ -14,7 +14,11 @@ runs collapsed to one space:
   be there if the set stated the fact) occurs in no extracted text of the whole set;
 - ids are unique, every file read has at least one question, and no file is skipped.
 
-Prints one line per failure and a summary; exits 1 when anything failed.
+Prints one line per failure and a summary; exits 1 when anything failed. For information (not
+checked) it also counts the questions by how many of their key terms (`infuse.rag.key_terms`,
+the terms RAG's decline rule looks for) are in no text of their source file (answerable) or
+of the whole set (unanswerable): an upper bound on what the decline rule can see, since the
+passages RAG gives are a part of that text.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from infuse.knowledge import read_paths
+    from infuse.rag import missing_question_terms
 
     result = read_paths([args.docs])
     texts: dict[str, str] = {}
@@ -58,6 +63,7 @@ def main() -> int:
         name = Path(document.source).name
         texts[name] = texts.get(name, "") + " " + normalise(document.text)
     everything = " ".join(texts.values())
+    missing: dict[str, Counter[int]] = {"answerable": Counter(), "unanswerable": Counter()}
     failures = [f"{item['path']}: skipped ({item['reason']})" for item in result.skipped]
 
     rows = [json.loads(line) for line in Path(args.questions).read_text().splitlines() if line.strip()]
@@ -75,6 +81,7 @@ def main() -> int:
                 failures.append(f"{qid}: source {source!r} is not a file that was read")
                 continue
             asked[source] += 1
+            missing["answerable"][min(3, len(missing_question_terms(row["question"], [texts[source]])))] += 1
             references = [str(row["answer"]), *row.get("aliases", [])]
             found = [ref for ref in references if occurs(ref, texts[source])]
             if normalise(str(row["answer"])) in YES_NO:
@@ -86,6 +93,7 @@ def main() -> int:
         else:
             if "unanswerable" not in tags:
                 failures.append(f"{qid}: answer is null but the row is not tagged unanswerable")
+            missing["unanswerable"][min(3, len(missing_question_terms(row["question"], [everything])))] += 1
             absent = row.get("absent") or []
             if not absent:
                 failures.append(f"{qid}: unanswerable row names no 'absent' terms to check")
@@ -103,6 +111,11 @@ def main() -> int:
         for kind in ("answerable", "unanswerable")
     ))
     print("questions per source: " + ", ".join(f"{name} {n}" for name, n in sorted(asked.items())))
+    for kind, counts in missing.items():
+        where = "its source file" if kind == "answerable" else "the whole set"
+        print(f"{kind}: key terms in no text of {where}: " + ", ".join(
+            f"{label} {counts[n]}" for n, label in ((0, "none"), (1, "1"), (2, "2"), (3, "3+"))
+        ))
     for failure in failures:
         print("FAIL", failure)
     print("all checks passed" if not failures else f"{len(failures)} failures")
