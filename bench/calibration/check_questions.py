@@ -12,7 +12,9 @@ runs collapsed to one space:
   occurs too, so that the bare word cannot pass the check by chance;
 - unanswerable rows (`"answer": null`): every string in `absent` (the terms that would have to
   be there if the set stated the fact) occurs in no extracted text of the whole set;
-- ids are unique, every file read has at least one question, and no file is skipped.
+- ids are unique, every file read has at least one question, and no file is skipped;
+- `retrieval_queries.jsonl` and `retrieval_qrels.tsv` (for `infuse eval retrieval`) hold
+  exactly the answerable questions, each judged relevant to its `source` file.
 
 Prints one line per failure and a summary; exits 1 when anything failed. For information (not
 checked) it also counts the questions by how many of their key terms (`infuse.rag.key_terms`,
@@ -101,6 +103,16 @@ def main() -> int:
                 if normalise(term) in everything:
                     where = [name for name, text in texts.items() if normalise(term) in text]
                     failures.append(f"{qid}: 'absent' term {term!r} occurs in {', '.join(where)}")
+    queries = {
+        (query["_id"], query["text"])
+        for query in map(json.loads, (HERE / "retrieval_queries.jsonl").read_text().splitlines())
+    }
+    qrels = {tuple(line.split("\t")) for line in (HERE / "retrieval_qrels.tsv").read_text().splitlines()[1:]}
+    answerable_rows = [row for row in rows if row.get("answer") is not None]
+    if queries != {(row["id"], row["question"]) for row in answerable_rows}:
+        failures.append("retrieval_queries.jsonl: not the answerable questions of the question file")
+    if qrels != {(row["id"], row["source"], "1") for row in answerable_rows}:
+        failures.append("retrieval_qrels.tsv: not one (id, source, 1) row per answerable question")
     unasked = sorted(name for name in texts if name not in asked and name != "copyright")
     failures += [f"{name}: no question asks about this file" for name in unasked]
 
