@@ -1,108 +1,144 @@
-"""Calibrate RAG's evidence thresholds (when to decline before asking the model) on questions.
+"""Choose RAG's decline rules (before and after the model answers) on a calibration set.
 
-    python bench/calibrate_decline.py [--questions Q.jsonl] [--docs DOCS] [--exclude-tag cpu]
+    python bench/decline_features.py --questions bench/calibration/questions.jsonl \\
+        --docs bench/calibration/third_party/docs --output /tmp/cal.json
+    python bench/calibrate_decline.py /tmp/cal.json [/tmp/heldout.json ...]
 
-For every question: retrieve (hybrid, k=5) from a knowledge base of the documents, take the
-passages the model would be given (`infuse.rag.PASSAGES_GIVEN`), and measure the evidence:
-how many of the question's key terms no given passage holds (`missing_question_terms`) and the
-best cosine similarity. Then, for each candidate threshold, the share of unanswerable questions
-declined (wanted) and of answerable ones declined (wrong declines); the chosen threshold is
-the one that declines most unanswerable questions while wrongly declining at most 10% of the
-answerable ones (ties: the smaller threshold change from the previous default).
+The first file is the calibration set; any further file is only scored with the rule chosen
+on the first (held-out sets: `bench/realdocs`, the sample pack's CPU subset).
 
-By default it calibrates on the sample pack's questions *not* tagged `cpu`, so the CPU subset
-quickstart reports on stays held out. Prints a table and writes the numbers to
-bench/results/decline_calibration.json.
+Rules searched (each a combination):
+- before the model: decline when more than L of the question's key terms are in no given
+  passage, counting every such term, or only the uncommon ones (not a whole word of the
+  embedder's vocabulary), or only those in no document at all; or never;
+- a floor on the best passage's cosine similarity;
+- after the model: the grounding check at a support share s (`infuse.rag.grounding_problem`),
+  or none.
 
-Chosen on 2026-11-29 (sample pack, the 33 questions not tagged cpu, 5 of them unanswerable;
-bench/results/decline_calibration.json): "decline when any key term of the question is in no
-given passage" (`infuse.rag.MAX_MISSING_QUESTION_TERMS = 0`) declined 5 of 5 unanswerable and
-1 of 28 answerable questions (3.6%); allowing one missing term declined 3 of 5 (0 wrong). A
-similarity threshold separates far worse (0.4: 60% declined, 21% wrong declines), so
-`DEFAULT_MIN_SIMILARITY` stays at 0.25 (nothing answerable below it). Quantity and time
-filler words ("cost", "amount", "year", "week", "take") are not key terms: they were the
-wrong declines of the first calibration run.
+The chosen rule maximises accuracy among those with hallucination <= 20% and wrong declines
+<= 10% on the calibration set; when none meets both, among those with hallucination <= 20%,
+the one with the fewest wrong declines at the best accuracy. Prints the table of the
+Pareto-best rules and writes bench/results/decline_calibration.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+MAX_HALLUCINATION = 0.20
 MAX_WRONG_DECLINES = 0.10
+COUNTS = {
+    "all": lambda term: True,
+    "uncommon": lambda term: not term["common"],
+    "not_in_corpus": lambda term: not term["in_corpus"],
+    "uncommon_or_not_in_corpus": lambda term: not term["common"] or not term["in_corpus"],
+}
+
+
+def rules():
+    pre = [("never", None)] + [(kind, limit) for kind in COUNTS for limit in (0, 1, 2)]
+    for (count, limit), floor, support in itertools.product(
+        pre, (0.25, 0.3, 0.35, 0.4), (None, 0.34, 0.5, 0.67)
+    ):
+        yield {"count": count, "max_missing": limit, "min_similarity": floor, "min_support": support}
+
+
+def outcome(row: dict, rule: dict) -> tuple[bool, bool]:
+    """(declined, right) for one question under `rule`."""
+    from infuse.rag import grounding_problem
+
+    declined = False
+    if rule["count"] != "never":
+        missing = [term for term in row["missing"] if COUNTS[rule["count"]](term)]
+        declined = len(missing) > rule["max_missing"]
+    if (row["top_similarity"] or 0.0) < rule["min_similarity"]:
+        declined = True
+    if not declined and row["model_declined"]:
+        declined = True
+    if not declined and rule["min_support"] is not None:
+        problem = grounding_problem(
+            row["answer"], row["question"], row["passages"], min_support=rule["min_support"]
+        )
+        declined = problem is not None
+    right = declined if not row["answerable"] else (not declined and row["answered_right"])
+    return declined, right
+
+
+def score(rows: list[dict], rule: dict) -> dict:
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    results = {r["id"]: outcome(r, rule) for r in rows}
+    return {
+        "accuracy": sum(results[r["id"]][1] for r in rows) / len(rows),
+        "hallucination": sum(not results[r["id"]][0] for r in unanswerable) / max(1, len(unanswerable)),
+        "wrong_declines": sum(results[r["id"]][0] for r in answerable) / max(1, len(answerable)),
+    }
+
+
+def describe(rule: dict) -> str:
+    pre = "no term gate" if rule["count"] == "never" else f"{rule['count']} missing > {rule['max_missing']}"
+    post = "no grounding" if rule["min_support"] is None else f"support >= {rule['min_support']}"
+    return f"{pre}; sim >= {rule['min_similarity']}; {post}"
+
+
+def choose(table: list[dict]) -> dict:
+    both = [t for t in table if t["hallucination"] <= MAX_HALLUCINATION and t["wrong_declines"] <= MAX_WRONG_DECLINES]
+    if both:
+        return max(both, key=lambda t: (round(t["accuracy"], 4), -t["wrong_declines"]))
+    safe = [t for t in table if t["hallucination"] <= MAX_HALLUCINATION] or table
+    return max(safe, key=lambda t: (round(t["accuracy"], 4), -t["wrong_declines"]))
 
 
 def main() -> None:
-    from infuse.eval.questions import load_questions
-    from infuse.knowledge.kb import KnowledgeBase
-    from infuse.rag import PASSAGES_GIVEN, missing_question_terms
-    from infuse.samples import sample_pack
-
-    pack = sample_pack()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", default=str(pack.questions))
-    parser.add_argument("--docs", nargs="+", default=[str(p) for p in pack.documents])
-    parser.add_argument("--exclude-tag", default="cpu", help="hold out questions tagged so ('' keeps all)")
+    parser.add_argument("calibration")
+    parser.add_argument("held_out", nargs="*")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "decline_calibration.json"))
     args = parser.parse_args()
-
-    questions = [
-        q for q in load_questions(args.questions)
-        if not args.exclude_tag or args.exclude_tag not in (q.tags or [])
+    rows = json.loads(Path(args.calibration).read_text())["rows"]
+    table = [{"rule": rule, **score(rows, rule)} for rule in rules()]
+    chosen = choose(table)
+    pareto = [
+        t for t in table
+        if not any(
+            o["accuracy"] >= t["accuracy"] and o["hallucination"] <= t["hallucination"]
+            and o["wrong_declines"] <= t["wrong_declines"] and o is not t
+            and (o["accuracy"], -o["hallucination"], -o["wrong_declines"])
+            != (t["accuracy"], -t["hallucination"], -t["wrong_declines"])
+            for o in table
+        )
     ]
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        kb = KnowledgeBase(Path(tmp) / "kb", create=True)
-        kb.add(args.docs)
-        for q in questions:
-            hits = kb.search(q.question, k=5, mode="hybrid")
-            given = [hit.chunk.text for hit in hits[:PASSAGES_GIVEN]]
-            missing = missing_question_terms(q.question, given)
-            sims = [hit.similarity for hit in hits if hit.similarity is not None]
-            rows.append({
-                "id": q.id,
-                "answerable": q.answerable,
-                "missing_terms": missing,
-                "top_similarity": round(max(sims), 3) if sims else None,
-            })
-        kb.close()
-    answerable = [r for r in rows if r["answerable"]]
-    unanswerable = [r for r in rows if not r["answerable"]]
-
-    def rates(declines) -> tuple[float, float]:
-        caught = sum(declines(r) for r in unanswerable) / max(1, len(unanswerable))
-        wrong = sum(declines(r) for r in answerable) / max(1, len(answerable))
-        return caught, wrong
-
-    table = []
-    print(f"{len(answerable)} answerable, {len(unanswerable)} unanswerable questions")
-    print(f"{'rule':<34} {'unanswerable declined':>22} {'wrong declines':>15}")
-    for limit in range(0, 4):
-        caught, wrong = rates(lambda r, limit=limit: len(r["missing_terms"]) > limit)
-        table.append({"rule": "missing_terms", "max_missing": limit, "declined_unanswerable": caught, "wrong_declines": wrong})
-        print(f"{'missing question terms > ' + str(limit):<34} {caught:>22.0%} {wrong:>15.0%}")
-    for sim in (0.25, 0.3, 0.35, 0.4, 0.45, 0.5):
-        caught, wrong = rates(lambda r, sim=sim: (r["top_similarity"] or 0) < sim)
-        table.append({"rule": "top_similarity", "min_similarity": sim, "declined_unanswerable": caught, "wrong_declines": wrong})
-        print(f"{'top similarity < ' + str(sim):<34} {caught:>22.0%} {wrong:>15.0%}")
-    ok = [t for t in table if t["rule"] == "missing_terms" and t["wrong_declines"] <= MAX_WRONG_DECLINES]
-    chosen = max(ok, key=lambda t: (t["declined_unanswerable"], t["max_missing"])) if ok else None
-    print(f"chosen: {chosen}")
+    answerable = sum(r["answerable"] for r in rows)
+    print(f"calibration: {args.calibration}: {answerable} answerable, {len(rows) - answerable} unanswerable")
+    print(f"{'rule':<62} {'accuracy':>9} {'halluc.':>8} {'wrong decl.':>12}")
+    for t in sorted(pareto, key=lambda t: -t["accuracy"])[:25]:
+        mark = " <- chosen" if t is chosen else ""
+        print(f"{describe(t['rule']):<62} {t['accuracy']:>9.1%} {t['hallucination']:>8.1%} {t['wrong_declines']:>12.1%}{mark}")
+    if chosen not in pareto:
+        print(f"chosen: {describe(chosen['rule'])}")
+    held = {}
+    for path in args.held_out:
+        held_rows = json.loads(Path(path).read_text())["rows"]
+        held[path] = score(held_rows, chosen["rule"])
+        s = held[path]
+        print(f"held out {path}: accuracy {s['accuracy']:.1%}, hallucination {s['hallucination']:.1%}, "
+              f"wrong declines {s['wrong_declines']:.1%} ({len(held_rows)} questions)")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "questions": args.questions,
-        "held_out_tag": args.exclude_tag,
+        "calibration": args.calibration,
+        "max_hallucination": MAX_HALLUCINATION,
         "max_wrong_declines": MAX_WRONG_DECLINES,
         "chosen": chosen,
-        "table": table,
-        "rows": rows,
+        "held_out": held,
+        "pareto": pareto,
     }, indent=1) + "\n")
 
 

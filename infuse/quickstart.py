@@ -16,6 +16,7 @@ files; a finished training run with the same settings is not trained again).
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,9 +39,22 @@ SYNTH_BUDGET = {"cpu": (360.0, 120), "fast": (1200.0, 400)}
 # does not know) and RAFT rows over the passages RAG retrieves (one per fact, so LoRA+RAG reads
 # them); rewordings and restated passages cost more than a CPU quickstart can give
 # (bench/lora_facts.py measured the recipes on the sample pack).
+# General questions the base answers right, answered by the base itself, mixed into the
+# training data so the adapter does not forget them (a quarter of the pairs, at least 8).
+REPLAY_PER_PAIR = 0.25
+MIN_REPLAY = 8
 AUGMENT_RECIPES = {
     "cpu": {"variants": 0, "restate": False, "raft": True, "max_raft": 24},
     "gpu": {"variants": 2, "restate": True, "raft": True, "max_raft": None},
+}
+
+# What each kind of added training row is, as quickstart tells the user.
+AUGMENTATION_WORDS = {
+    "paraphrase": "the questions reworded",
+    "restatement": "passages restated",
+    "raft": "questions over the passages RAG retrieves",
+    "decline": "questions the documents do not answer, declined",
+    "replay": "general questions in the base model's own right answers, so it does not forget them",
 }
 
 Say = Callable[[str], None]
@@ -361,6 +375,8 @@ def _augment_training(plan: QuickstartPlan, say: Callable[[str], None]) -> None:
     finally:
         if kb is not None:
             kb.close()
+    augmented += _replay_rows(plan.model, count=max(MIN_REPLAY, round(len(rows) * REPLAY_PER_PAIR)))
+    random.Random(0).shuffle(augmented)
     target = plan.output / "train-augmented.jsonl"
     if not target.exists() or target.read_text() != "".join(
         json.dumps(row, ensure_ascii=False) + "\n" for row in augmented
@@ -369,12 +385,31 @@ def _augment_training(plan: QuickstartPlan, say: Callable[[str], None]) -> None:
     counts: dict[str, int] = {}
     for row in augmented:
         counts[row["augmentation"]] = counts.get(row["augmentation"], 0) + 1
+    added = [kind for kind in AUGMENTATION_WORDS if counts.get(kind)]
     say(
         f"training data: {len(rows)} pairs + "
-        + ", ".join(f"{n} {kind}" for kind, n in counts.items() if kind != "original")
-        + " rows (knowledge injection, declines, RAFT)"
+        + ", ".join(f"{counts[kind]} {kind}" for kind in added)
+        + " rows ("
+        + "; ".join(f"{kind}: {AUGMENTATION_WORDS[kind]}" for kind in added)
+        + ")"
     )
     plan.train_data = target
+
+
+def _replay_rows(model: str, *, count: int) -> list[dict[str, Any]]:
+    """General questions the base model answers right, with its own answers: mixed into the
+    training data so the adapter keeps what the base knew (`infuse.eval.forgetting.replay_rows`).
+    """
+    from infuse.eval.forgetting import replay_rows
+    from infuse.llm import load_chat_model
+
+    chat = load_chat_model(model)
+
+    def answer(question: str) -> str:
+        messages = [{"role": "user", "content": question}]
+        return chat.generate(messages, max_new_tokens=32).text
+
+    return replay_rows(answer, count=count)
 
 
 def _training_config(plan: QuickstartPlan):

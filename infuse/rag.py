@@ -198,9 +198,12 @@ def missing_question_terms(question: str, passages: Sequence[str]) -> list[str]:
     return [term for term in key_terms(question) if term not in present]
 
 
-def grounding_problem(answer_text: str, question: str, passages: Sequence[str]) -> str | None:
+def grounding_problem(
+    answer_text: str, question: str, passages: Sequence[str], *, min_support: float = MIN_ANSWER_SUPPORT
+) -> str | None:
     """Why an answer is not grounded in the passages (None when it is): a number no passage
-    holds, no new content at all, or too few of its new content words in any passage."""
+    holds, no new content at all, or fewer than `min_support` of its new content words in any
+    passage."""
     text = answer_text.lower()
     joined = " ".join(passages).lower()
     passage_numbers = set(_NUMBER.findall(joined))
@@ -212,7 +215,7 @@ def grounding_problem(answer_text: str, question: str, passages: Sequence[str]) 
         return "the answer states nothing the question did not"
     present = _stems_of(passages)
     share = sum(term in present for term in terms) / len(terms)
-    if share < MIN_ANSWER_SUPPORT:
+    if share < min_support:
         missing = [term for term in terms if term not in present]
         return f"{', '.join(missing[:4])} in no passage ({share:.0%} of the answer's words found)"
     return None

@@ -28,6 +28,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from infuse.data.common_words import common_words
+
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?](?=\s|$))")
 _DEFINITION = re.compile(r"^(?P<term>[^\n:]{2,60})\n: (?P<body>[^\n]+)", re.MULTILINE)
 _COPULA = re.compile(
@@ -94,6 +96,24 @@ def _specific(text: str) -> bool:
                for word in _words(text))
 
 
+def _names_something(text: str) -> bool:
+    """True when `text` names a particular thing a reader can look up: code ("mmap_size",
+    "--schema", "HISTCMD", "index 0"), a name written with a capital inside the text
+    ("the Apache server"), or a word rarer than everyday English ("the mkclone script").
+    "the default mode" or "the intent of the developers" names nothing on its own: its question
+    leans on the passage around it. Without the common-word list, any specific word will do."""
+    if re.search(r"\d|[_`<>=/]|\w[.-]\w|[a-z][A-Z]|\b[A-Z]{2,}\b", text):
+        return True
+    common = common_words()
+    if not common:
+        return _specific(text)
+    words = _WORD.findall(text)
+    if any(word[0].isupper() for word in words[1:]):
+        return True
+    return any(word.lower() not in common and word.lower() not in _STOPWORDS and len(word) > 2
+               for word in words)
+
+
 def _trim_clause(text: str, max_words: int) -> str | None:
     """The text up to its first clause break, if that is at most `max_words` words."""
     clause = re.split(r",|;|\. | \(| - | -- | which | because | so that | unless ", text, maxsplit=1)[0]
@@ -109,7 +129,8 @@ def _definition_pairs(text: str, max_words: int) -> list[tuple[str, str]]:
     for match in _DEFINITION.finditer(text):
         term, body = match.group("term").strip(), match.group("body").strip()
         answer = _trim_clause(body, max_words)
-        if answer and len(term.split()) <= 6 and set(_words(answer)) - set(_words(term)):
+        if (answer and len(term.split()) <= 6 and _names_something(term)
+                and set(_words(answer)) - set(_words(term))):
             pairs.append((f"What is {term}?", answer))
     return pairs
 
@@ -126,8 +147,9 @@ def _copular_pair(sentence: str, max_words: int) -> tuple[str, str] | None:
         return None
     if any(word.lower() in _CLAUSE_WORDS for word in subject_words):
         return None
-    if not _specific(re.sub(r"^\w+", "", subject) if subject_words[0] in {"The", "A", "An"} else subject):
-        return None
+    head = [word.lower() for word in subject_words if word.lower() not in _OBJECT_OPENERS]
+    if not head or head[0] in _GENERIC or not _names_something(subject):
+        return None  # "the ones starting with ..." or "the default mode": which ones, of what?
     answer = _trim_clause(obj, max_words)
     if answer is None:
         return None
@@ -151,6 +173,10 @@ def _number_pair(sentence: str) -> tuple[str, str] | None:
     if len(matches) != 1:
         return None  # none, or several: a blank among many numbers is a guess
     match = matches[0]
+    if sentence[: match.start()].rstrip().endswith(":") and not sentence[match.end():].strip(" .)"):
+        return None  # "The simplest way to compile Bash is: 1." opens a numbered list
+    if not _names_something(sentence[: match.start()] + sentence[match.end():]):
+        return None  # "The maximum value is 255.": the maximum value of what?
     unit = match.group("unit") or ""
     answer = (match.group("num") + (unit if unit.strip() in _UNITS else "")).strip()
     # an echo question keeps every word of the sentence, so retrieval and the decline check

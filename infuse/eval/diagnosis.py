@@ -16,7 +16,7 @@ from infuse.train.runs import RunRecord
 BAD_ACCURACY = 0.5  # below this a method's results count as bad
 BASE_ALREADY_KNOWS = 0.6  # the base model alone at or above this: little to learn
 LOW_CONTEXT_RECALL = 0.7
-MASKED_FRACTION = 0.05  # fewer supervised tokens than this: almost everything is masked
+MASKED_FRACTION = 0.05  # old run records: fewer supervised tokens than this, almost all masked
 OVERFIT_RISE = 1.05  # eval loss this much above its best, at the end
 HIGH_HALLUCINATION = 0.2  # unanswerable questions answered anyway, above this share
 HIGH_WRONG_DECLINES = 0.2  # answerable questions declined, above this share
@@ -106,20 +106,32 @@ def check_overfitting(results: EvalResults, run: RunRecord | None) -> Finding | 
 
 
 def check_labels_masked(results: EvalResults, run: RunRecord | None) -> Finding | None:
-    """Fires when almost no tokens carried a label, so training learned (almost) nothing."""
+    """Fires when most training rows carried no label at all, so training learned (almost)
+    nothing: the response-only mask did not find their answers.
+
+    A small share of labelled tokens alone is no fault (a short answer after long passages, as
+    in RAFT rows, is a few tokens of hundreds); rows with no label are. Records written before
+    `unlabelled_examples` existed fall back to the share of labelled tokens.
+    """
     if run is None:
         return None
     fraction = run.supervised_token_fraction
-    if fraction is None or float(fraction) >= MASKED_FRACTION:
+    unlabelled, rows = run.unlabelled_examples, run.train_examples
+    if unlabelled is not None and rows:
+        if unlabelled * 2 <= rows:
+            return None
+        what = f"{unlabelled} of the {rows} training rows carried no label at all"
+    elif fraction is not None and float(fraction) < MASKED_FRACTION:
+        what = f"Only {float(fraction):.1%} of the training tokens carried a label"
+    else:
         return None
     return Finding(
         "labels_masked",
         "Almost all labels were masked",
-        f"Only {float(fraction):.1%} of the training tokens carried a label, so the adapter barely "
-        "trained. The response-only mask did not find the assistant turns: check the chat "
-        "template matches the model (`infuse data inspect FILE --model ...` shows what is trained "
-        "on), or train with responses-only off.",
-        {"supervised_token_fraction": float(fraction)},
+        f"{what}, so the adapter barely trained. The response-only mask did not find the "
+        "assistant turns: check the chat template matches the model (`infuse data inspect FILE "
+        "--model ...` shows what is trained on), or train with responses-only off.",
+        {"supervised_token_fraction": fraction, "unlabelled_examples": unlabelled, "train_examples": rows},
     )
 
 

@@ -6,6 +6,11 @@ General questions (`infuse/samples/general.jsonl`, or your own) are asked to the
 those it answers right are asked again to the adapter. The ones it now gets wrong are what the
 fine-tune made it forget (fine-tunes do: LLaMA-Factory #2611); the diagnosis `forgetting`
 fires when too many are lost (`infuse.eval.diagnosis.check_forgetting`).
+
+    replay_rows(answer, count=None) -> training rows
+
+The remedy: other general questions (`general_replay.jsonl`) answered by the base itself, mixed
+into the training data (quickstart does).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 GENERAL_QUESTIONS = Path(__file__).resolve().parents[1] / "samples" / "general.jsonl"
+# Other general questions, for training rows that keep what the base knows (`replay_rows`);
+# never the check's own questions, so the check stays a fair test.
+REPLAY_QUESTIONS = Path(__file__).resolve().parents[1] / "samples" / "general_replay.jsonl"
 
 
 @dataclass
@@ -85,3 +93,39 @@ def check_forgetting(
                  "adapter": adapter_text}
             )
     return result
+
+
+def replay_rows(
+    answer: Callable[[str], str],
+    *,
+    count: int | None = None,
+    questions: Sequence[Any] | str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Training rows that keep what the base model knows: general questions (default: the
+    packaged replay set, not the forgetting check's) answered by the base itself (`answer`:
+    question -> the base's reply), kept only where that reply is right, at most `count`.
+
+    Mixed into a fine-tune's data they hold the adapter to the base's own answers on things
+    the documents do not touch (self-distilled replay), so a small model trained for several
+    epochs on new facts does not forget the rest. Only right answers are kept: teaching the
+    base facts it did not know raises hallucination (Gekhman et al., 2024).
+    """
+    from infuse.eval.questions import load_questions
+
+    if questions is None or isinstance(questions, (str, Path)):
+        questions = load_questions(questions or REPLAY_QUESTIONS)
+    rows: list[dict[str, Any]] = []
+    for question in questions:
+        if count is not None and len(rows) >= count:
+            break
+        if not question.answerable:
+            continue
+        reply = answer(question.question).strip()
+        if reply and _right(reply, question.references):
+            rows.append({
+                "messages": [{"role": "user", "content": question.question},
+                             {"role": "assistant", "content": reply}],
+                "source": "",
+                "augmentation": "replay",
+            })
+    return rows

@@ -227,6 +227,7 @@ def _train(config, run_dir, placement, dist, resume, on_progress) -> TrainResult
         processes=dist.world_size, train_examples=len(data.train), eval_examples=len(data.eval),
         dropped_examples=data.dropped_rows, model_parameters=all_count - trainable_count,
         trainable_parameters=trainable_count, supervised_token_fraction=round(data.trained_share, 4),
+        unlabelled_examples=data.unlabelled_rows,
         total_steps=steps, steps=state.step, chat_template=data.chat_template, warnings=list(warnings),
     )
     metrics = None  # only rank 0 writes the run folder

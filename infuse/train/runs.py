@@ -63,6 +63,7 @@ class RunRecord:
     model_parameters: int | None = None  # of the base model, LoRA excluded
     trainable_parameters: int | None = None
     supervised_token_fraction: float | None = None  # share of training tokens with a label
+    unlabelled_examples: int | None = None  # training rows with no label at all (mask missed them)
     total_steps: int | None = None
     steps: int = 0
     training_s: float | None = None

@@ -11,10 +11,13 @@ from infuse.llm import load_chat_model
 
 THREADS = (
     "# Threads\n\nSQLite supports three different threading modes.\n\n"
-    "The default mode is serialized.\n\n"
+    "The default SQLITE_THREADSAFE mode is serialized.\n\n"
     "It is safe to use.\n\n"  # leans on the sentence before: no question from it
+    "The usual value is twelve.\n\n"  # names nothing: the usual value of what?
+    "The ones starting with lowercase letters are reserved.\n\n"  # which ones?
+    "The simplest way to compile Bash is: 1.\n\n"  # a numbered list opens: no number question
     "A transactional database is one in which all changes happen or none do.\n\n"
-    "The rate of enhancement is approximately 6 increments of Y per year.\n\n"
+    "The rate of enhancement for SQLite is approximately 6 increments of Y per year.\n\n"
     "--timeout <seconds>\n: Wait this long for a lock before giving up.\n"
 )
 
@@ -23,17 +26,18 @@ def test_templates_give_grounded_plain_questions():
     pairs = text_pairs(THREADS, max_pairs=10)
     assert ("What is --timeout <seconds>?", "Wait this long for a lock before giving up") in pairs
     assert ("What does SQLite support?", "three different threading modes") in pairs
-    assert ("What is the default mode?", "serialized") in pairs
-    assert ("The rate of enhancement is approximately how many increments of Y per year?",
+    assert ("What is the default SQLITE_THREADSAFE mode?", "serialized") in pairs
+    assert ("The rate of enhancement for SQLite is approximately how many increments of Y per year?",
             "6 increments") in pairs
     questions = [question for question, _answer in pairs]
     assert not any(q.startswith("What is It") or "transactional" in q for q in questions)
+    assert not any("usual value" in q or "ones" in q or "compile" in q for q in questions)
     for question, answer in pairs:  # every answer is a span of the text the validator accepts
         assert synth.validate_pair(question, answer, THREADS) is None, (question, answer)
 
 
 def test_unanswerable_questions_ask_about_what_no_document_says():
-    made = unanswerable_questions(["What is the default mode?", "What does SQLite support?"],
+    made = unanswerable_questions(["What is the default SQLITE_THREADSAFE mode?", "What does SQLite support?"],
                                   THREADS, 5)
     assert len(made) == 2
     for question, note in made:

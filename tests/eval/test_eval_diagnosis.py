@@ -102,12 +102,29 @@ def test_overfitting_quiet(tmp_path, evals, trains):
 
 def test_labels_masked_fires_and_stays_quiet(tmp_path):
     results = _results(DictMethod("lora", {}))
-    masked = _run(tmp_path, summary={"supervised_token_fraction": 0.01})
+    masked = _run(tmp_path, summary={"supervised_token_fraction": 0.01, "unlabelled_examples": 40,
+                                     "train_examples": 50})
     finding = diagnosis.check_labels_masked(results, masked)
-    assert finding and "1.0%" in finding.message
-    healthy = _run(tmp_path, summary={"supervised_token_fraction": 0.35})
+    assert finding and "40 of the 50 training rows carried no label" in finding.message
+    healthy = _run(tmp_path, summary={"supervised_token_fraction": 0.35, "unlabelled_examples": 0,
+                                      "train_examples": 50})
     assert diagnosis.check_labels_masked(results, healthy) is None
     assert diagnosis.check_labels_masked(results, None) is None
+
+
+def test_labels_masked_quiet_for_short_answers_after_long_passages(tmp_path):
+    """RAFT rows: a few answer tokens after hundreds of passage tokens is the mask working."""
+    results = _results(DictMethod("lora", {}))
+    raft = _run(tmp_path, summary={"supervised_token_fraction": 0.012, "unlabelled_examples": 0,
+                                   "train_examples": 42})
+    assert diagnosis.check_labels_masked(results, raft) is None
+
+
+def test_labels_masked_reads_old_records_by_token_share(tmp_path):
+    results = _results(DictMethod("lora", {}))
+    old = _run(tmp_path, summary={"supervised_token_fraction": 0.01})
+    finding = diagnosis.check_labels_masked(results, old)
+    assert finding and "1.0%" in finding.message
 
 
 def test_template_mismatch_fires_and_stays_quiet(tmp_path):

@@ -92,8 +92,10 @@ def test_library_reports_progress_through_the_callback_and_prints_nothing(fast_c
     assert result.record.status == "finished"
 
 
-def test_labels_masked_fires_from_the_record_of_a_run_that_trained_almost_nothing(
+def test_run_record_counts_unlabelled_rows_and_long_prompts_do_not_read_as_masked(
         tiny_model_dir, tmp_path, capsys):
+    """Long prompts with short answers (RAFT-like rows) label few tokens; the record says how
+    many rows carried no label (none here), and eval does not call that a masking fault."""
     rows = [{"instruction": f"Item {i}: " + "background words " * 30 + "What is it?", "output": "A."}
             for i in range(6)]
     data = tmp_path / "long_prompts.jsonl"
@@ -102,15 +104,16 @@ def test_labels_masked_fires_from_the_record_of_a_run_that_trained_almost_nothin
     flags[flags.index("--max-seq-len") + 1] = "1024"
     assert main(flags) == 0
     capsys.readouterr()
-    fraction = RunRecord.read(tmp_path / "run").supervised_token_fraction
-    assert 0 < fraction < 0.05
+    record = RunRecord.read(tmp_path / "run")
+    assert 0 < record.supervised_token_fraction < 0.05
+    assert record.unlabelled_examples == 0 and record.train_examples >= 5
     questions = tmp_path / "questions.jsonl"
     questions.write_text(json.dumps({"question": "What is item 1?", "answer": "A thing"}) + "\n")
     code = main(["eval", "--questions", str(questions), "--methods", "lora", "--run", str(tmp_path / "run"),
                  "--max-new-tokens", "4", "--output", str(tmp_path / "report"), "--json"])
     assert code == 0
-    findings = {f["code"]: f for f in json.loads(capsys.readouterr().out)["findings"]}
-    assert findings["labels_masked"]["signal"]["supervised_token_fraction"] == fraction
+    findings = {f["code"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert "labels_masked" not in findings
 
 
 @pytest.mark.parametrize(("text", "expected"), [
