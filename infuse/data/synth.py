@@ -54,7 +54,7 @@ class QAPair:
     origin: str = "model"  # "model" (written by the chat model) | "text" (text_questions templates)
 
     def to_row(self, row_id: str) -> dict[str, Any]:
-        return {
+        row = {
             "id": row_id,
             "question": self.question,
             "answer": self.answer,
@@ -65,6 +65,13 @@ class QAPair:
                 {"role": "assistant", "content": self.answer},
             ],
         }
+        if self.origin == "text":
+            from infuse.data.text_questions import answer_aliases
+
+            aliases = answer_aliases(self.answer)
+            if aliases:
+                row["aliases"] = aliases
+        return row
 
 
 @dataclass

@@ -197,6 +197,16 @@ def _sentences(text: str) -> Iterable[str]:
             yield match.group(0).strip()
 
 
+_LEAD_VERBS = re.compile(r"^(?:to use|by using|using|use|to run|to set|to call)\s+(?=\S)", re.IGNORECASE)
+
+
+def answer_aliases(answer: str) -> list[str]:
+    """Shorter forms of an answer read off the text that still answer the question: "to use
+    php-cgi" -> "php-cgi" (an assistant answers "php-cgi" and is right)."""
+    short = _LEAD_VERBS.sub("", answer).strip()
+    return [short] if short != answer and _specific(short) else []
+
+
 LICENCE_NAMES = re.compile(r"^(copyright|copying|licen[cs]e|notice)([._-].*)?$", re.IGNORECASE)
 
 

@@ -62,3 +62,13 @@ def test_a_model_that_writes_no_usable_pair_is_dropped_for_the_text(tmp_path):
     questions = load_questions(path)
     assert sum(not q.answerable for q in questions) == 2
     assert {"from-text"} <= set(questions[0].tags)
+
+
+def test_a_text_answer_led_by_a_verb_gains_the_bare_thing_as_an_alias(tmp_path):
+    pair = synth.QAPair("What is the simplest method to run PHP?", "to use php-cgi", "php", origin="text")
+    row = pair.to_row("t1")
+    assert row["aliases"] == ["php-cgi"]
+    path = synth.write_rows([row], tmp_path / "held.jsonl")
+    question = load_questions(path)[0]
+    assert "php-cgi" in question.references
+    assert "aliases" not in synth.QAPair("What is the mode?", "serialized", "x", origin="text").to_row("t2")
