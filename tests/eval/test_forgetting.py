@@ -88,3 +88,25 @@ def test_a_tiny_adapter_trained_to_forget_is_caught(tiny_model_dir, tmp_path):
     kept = check_forgetting(base, adapter("kept", 1e-12), questions, max_new_tokens=6,
                             base_answers=True)
     assert kept.lost == [] and _finding(kept) is None
+
+
+def test_replay_rows_keep_the_base_own_right_answers_and_never_the_check_questions():
+    from infuse.eval.forgetting import REPLAY_QUESTIONS, replay_rows
+
+    replay = load_questions(REPLAY_QUESTIONS)
+    assert not {q.question for q in replay} & {q.question for q in GENERAL}  # the check stays fair
+    knows_half = {q.question: f"Surely {q.answer}." for q in replay[::2]}
+    asked = []
+
+    def base(question: str) -> str:
+        asked.append(question)
+        return knows_half.get(question, "A zebra.")
+
+    rows = replay_rows(base)
+    assert len(asked) == len(replay)
+    assert len(rows) == len(knows_half)  # wrong answers are not taught
+    first = rows[0]["messages"]
+    assert first[0]["content"] == replay[0].question
+    assert first[1]["content"] == f"Surely {replay[0].answer}."  # the base's own wording
+    assert {row["augmentation"] for row in rows} == {"replay"}
+    assert len(replay_rows(base, count=3)) == 3
