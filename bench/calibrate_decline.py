@@ -13,7 +13,7 @@ Rules searched (each a combination):
   embedder's vocabulary), or only those in no document at all; or never;
 - a floor on the best passage's cosine similarity;
 - after the model: the grounding check at a support share s (`infuse.rag.grounding_problem`),
-  or none.
+  with or without its check of units beside numbers, or none.
 
 The chosen rule maximises accuracy among those with hallucination <= 20% and wrong declines
 <= 10% on the calibration set; when none meets both, among those with hallucination <= 20%,
@@ -44,10 +44,13 @@ COUNTS = {
 
 def rules():
     pre = [("never", None)] + [(kind, limit) for kind in COUNTS for limit in (0, 1, 2)]
-    for (count, limit), floor, support in itertools.product(
-        pre, (0.25, 0.3, 0.35, 0.4), (None, 0.34, 0.5, 0.67)
+    for (count, limit), floor, support, units in itertools.product(
+        pre, (0.25, 0.3, 0.35, 0.4), (None, 0.34, 0.5, 0.67), (False, True)
     ):
-        yield {"count": count, "max_missing": limit, "min_similarity": floor, "min_support": support}
+        if support is None and units:
+            continue
+        yield {"count": count, "max_missing": limit, "min_similarity": floor, "min_support": support,
+               "units": units}
 
 
 def outcome(row: dict, rule: dict) -> tuple[bool, bool]:
@@ -64,7 +67,8 @@ def outcome(row: dict, rule: dict) -> tuple[bool, bool]:
         declined = True
     if not declined and rule["min_support"] is not None:
         problem = grounding_problem(
-            row["answer"], row["question"], row["passages"], min_support=rule["min_support"]
+            row["answer"], row["question"], row["passages"], min_support=rule["min_support"],
+            units=rule["units"],
         )
         declined = problem is not None
     right = declined if not row["answerable"] else (not declined and row["answered_right"])
@@ -84,7 +88,9 @@ def score(rows: list[dict], rule: dict) -> dict:
 
 def describe(rule: dict) -> str:
     pre = "no term gate" if rule["count"] == "never" else f"{rule['count']} missing > {rule['max_missing']}"
-    post = "no grounding" if rule["min_support"] is None else f"support >= {rule['min_support']}"
+    post = "no grounding" if rule["min_support"] is None else (
+        f"support >= {rule['min_support']}" + (" + units" if rule["units"] else "")
+    )
     return f"{pre}; sim >= {rule['min_similarity']}; {post}"
 
 

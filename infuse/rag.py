@@ -165,6 +165,13 @@ _GENERIC = frozenset(
     "per kind type use used using need needs must one two first last new make made say said "
     "tell know exactly please s t amount cost costs value worth year years week weeks day days up take takes".split()
 )
+# A number with a unit in an answer ("within 2 minutes") must stand with that unit in a
+# passage: small models pair the question's unit with any number they saw.
+_MEASURE = re.compile(r"(?<![\d.,])(\d+(?:[.,]\d+)*)[\s-]*([a-z]{3})[a-z]*")
+_UNIT_PREFIXES = frozenset(
+    "sec min hou day wee mon yea mil mic byt kil meg gig ter bit kib mib gib gra per "
+    "met inc mph kph row col pag ite thr con ent lin fil ver req".split()
+)
 STEM_CHARS = 5  # words match on their first 5 letters ("weigh" ~ "weighs" ~ "weight")
 MAX_MISSING_QUESTION_TERMS = 0  # a question term absent from every passage given -> decline
 MIN_ANSWER_SUPPORT = 0.5  # share of the answer's new content words that a passage must hold
@@ -199,17 +206,30 @@ def missing_question_terms(question: str, passages: Sequence[str]) -> list[str]:
 
 
 def grounding_problem(
-    answer_text: str, question: str, passages: Sequence[str], *, min_support: float = MIN_ANSWER_SUPPORT
+    answer_text: str,
+    question: str,
+    passages: Sequence[str],
+    *,
+    min_support: float = MIN_ANSWER_SUPPORT,
+    units: bool = True,
 ) -> str | None:
     """Why an answer is not grounded in the passages (None when it is): a number no passage
-    holds, no new content at all, or fewer than `min_support` of its new content words in any
-    passage."""
+    holds, with `units` a measure no passage gives ("2 minutes" when the passages hold "2" only
+    as "2 hours"), no new content at all, or fewer than `min_support` of its new content words
+    in any passage."""
     text = answer_text.lower()
     joined = " ".join(passages).lower()
     passage_numbers = set(_NUMBER.findall(joined))
     for number in _NUMBER.findall(text):
         if number not in passages_numbers_or_words(passage_numbers, number):
             return f"the number {number} is in no passage"
+    if units:
+        joined = joined.replace("%", " percent")
+        for number, unit in _MEASURE.findall(text.replace("%", " percent")):
+            if unit in _UNIT_PREFIXES and not re.search(
+                rf"(?<![\d.,]){re.escape(number)}[\s-]*{unit}", joined
+            ):
+                return f"no passage gives {number} {unit}..."
     terms = key_terms(answer_text, exclude=question)
     if not terms:
         return "the answer states nothing the question did not"

@@ -55,6 +55,18 @@ def test_grounding_rejects_numbers_and_words_no_passage_holds():
     assert grounding_problem("The refund window.", question, passages)  # nothing new said
 
 
+def test_grounding_wants_a_measure_with_the_unit_a_passage_gives_it():
+    passages = ["SEV1 pages must be acknowledged within 7 minutes.", "Escalate after 2 hours.",
+                "A restocking fee of 12% applies."]
+    question = "Within how many minutes must a SEV1 page be acknowledged?"
+    assert "2 min" in grounding_problem("It must be acknowledged within 2 minutes.", question, passages)
+    assert grounding_problem("It must be acknowledged within 7 minutes.", question, passages) is None
+    assert grounding_problem("Within a 7-minute window.", question, passages) is None
+    assert grounding_problem("The fee is 12 percent.", "What is the restocking fee?", passages) is None
+    assert grounding_problem("It must be acknowledged within 2 minutes.", question, passages,
+                             units=False) is None  # the number alone is in a passage
+
+
 def test_missing_question_terms_name_what_no_passage_speaks_of():
     passages = ["Nimbus Orchard Labs was founded in 2016 in Ghent."]
     assert missing_question_terms("In which year was Nimbus Orchard Labs founded?", passages) == []
