@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--docs", nargs="+", required=True)
     parser.add_argument("--model", default=None)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads for the packaged model (1 on a busy machine)")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
 
@@ -63,7 +65,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         kb = KnowledgeBase(Path(tmp) / "kb", create=True)
         kb.add(args.docs)
-        session = RagSession(kb, args.model, max_missing_terms=None, max_new_tokens=args.max_new_tokens)
+        model = args.model
+        if args.threads and args.model is None:
+            from infuse.llm.llamacpp import LlamaCppChatModel
+            from infuse.models import DEFAULT_MODEL, resolve_gguf
+
+            model = LlamaCppChatModel(resolve_gguf(DEFAULT_MODEL), name=DEFAULT_MODEL, n_threads=args.threads)
+        session = RagSession(kb, model, max_missing_terms=None, max_new_tokens=args.max_new_tokens)
         for number, q in enumerate(questions, start=1):
             started = time.perf_counter()
             answer = session.answer_with(q.question, AnswerOptions())

@@ -283,6 +283,10 @@ def _ensure_questions(
         + (f", plus {result.from_text} read off the text" if result.from_text else "")
         + f"; they cover {result.documents_covered} of {result.documents} documents: "
         f"{len(result.train)} to train the LoRA, {len(result.heldout)} held out for the eval")
+    if not own_questions and result.heldout:
+        say("the held-out facts are not in the LoRA's training data, so 'lora' alone is asked "
+            "about facts it never saw (a fine-tune cannot know them; 'lora+rag' reads them): "
+            "to measure what the LoRA learned, give questions.jsonl about facts in train.jsonl")
     if result.stopped == "model_unusable":
         say(f"the model wrote no usable pair from the first {result.chunks_asked} passages, so "
             "the questions are read off the text (plain wording); a stronger model writes better "
