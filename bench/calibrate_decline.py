@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MAX_HALLUCINATION = 0.20
+# the rule infuse shipped before this calibration (2026-11-29, chosen on the sample pack)
+PREVIOUS_RULE = {"count": "all", "max_missing": 0, "min_similarity": 0.25, "min_support": 0.5, "units": False}
 MAX_WRONG_DECLINES = 0.10
 COUNTS = {
     "all": lambda term: True,
@@ -129,13 +131,16 @@ def main() -> None:
         print(f"{describe(t['rule']):<62} {t['accuracy']:>9.1%} {t['hallucination']:>8.1%} {t['wrong_declines']:>12.1%}{mark}")
     if chosen not in pareto:
         print(f"chosen: {describe(chosen['rule'])}")
+    before = next(t for t in table if t["rule"] == PREVIOUS_RULE)
+    print(f"{'before (' + describe(PREVIOUS_RULE) + ')':<62} {before['accuracy']:>9.1%} "
+          f"{before['hallucination']:>8.1%} {before['wrong_declines']:>12.1%}")
     held = {}
     for path in args.held_out:
         held_rows = json.loads(Path(path).read_text())["rows"]
-        held[path] = score(held_rows, chosen["rule"])
-        s = held[path]
-        print(f"held out {path}: accuracy {s['accuracy']:.1%}, hallucination {s['hallucination']:.1%}, "
-              f"wrong declines {s['wrong_declines']:.1%} ({len(held_rows)} questions)")
+        held[path] = {"chosen": score(held_rows, chosen["rule"]), "before": score(held_rows, PREVIOUS_RULE)}
+        for which, s in held[path].items():
+            print(f"held out {path} ({which}): accuracy {s['accuracy']:.1%}, hallucination "
+                  f"{s['hallucination']:.1%}, wrong declines {s['wrong_declines']:.1%} ({len(held_rows)} questions)")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({

@@ -110,6 +110,7 @@ def main() -> None:
                 "retrieved": bool(refs) and scoring.answer_in_context(given, refs),
                 "passages": given[:PASSAGES_GIVEN],
                 "answer": text,
+                "raw": raw,
                 "model_declined": scoring.is_no_answer(text),
                 "answered_right": answered_right,
                 "declined_because": answer.facts.get("declined_because"),

@@ -23,6 +23,7 @@ from typing import Any
 from infuse.answer import Answer, AnswerMethod, AnswerOptions, Citation
 from infuse.closing import Closing
 from infuse.conversation import PASSAGES_PROMPT, check_history, passages_messages
+from infuse.data.common_words import is_common
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
 from infuse.knowledge.store import Filters
@@ -172,13 +173,23 @@ _UNIT_PREFIXES = frozenset(
     "sec min hou day wee mon yea mil mic byt kil meg gig ter bit kib mib gib gra per "
     "met inc mph kph row col pag ite thr con ent lin fil ver req".split()
 )
+_YES_NO = re.compile(r"^\s*(?:yes|no)\b")
 STEM_CHARS = 5  # words match on their first 5 letters ("weigh" ~ "weighs" ~ "weight")
 MAX_MISSING_QUESTION_TERMS = 0  # a question term absent from every passage given -> decline
+# ... counting only terms that are no everyday word: "my", "way" or "makes" in a user's wording
+# need not be in the passages (calibrated on bench/calibration, see bench/calibrate_decline.py)
+MISSING_EVERYDAY_TERMS = False
 MIN_ANSWER_SUPPORT = 0.5  # share of the answer's new content words that a passage must hold
 
 
 def _stem(word: str) -> str:
-    return word if word.isdigit() else word[:STEM_CHARS]
+    """An everyday word by its first letters ("weighs" ~ "weight"); a number, and a term that
+    is no everyday word, whole ("EPOCHSECONDS" is not "epoch"), less a plural s."""
+    if word.isdigit():
+        return word
+    if len(word) <= STEM_CHARS or is_common(word):
+        return word[:STEM_CHARS]
+    return word[:-1] if word.endswith("s") else word
 
 
 def key_terms(text: str, *, exclude: str = "") -> list[str]:
@@ -199,10 +210,23 @@ def _stems_of(texts: Sequence[str]) -> set[str]:
     return {_stem(word) for text in texts for word in _WORD.findall(text.lower())}
 
 
-def missing_question_terms(question: str, passages: Sequence[str]) -> list[str]:
-    """The question's key terms that no passage holds ("revenue" when no passage speaks of it)."""
+def missing_question_terms(
+    question: str, passages: Sequence[str], *, everyday: bool = True, corpus: set[str] | None = None
+) -> list[str]:
+    """The question's key terms that no passage holds ("revenue" when no passage speaks of it).
+
+    With `everyday=False` only terms that are not everyday English words count (`is_common`:
+    a user's "my", "way" or "makes" need not be in the passages, "worker_connections" must);
+    with `corpus` (stems of every document) a term the documents use elsewhere counts too."""
     present = _stems_of(passages)
-    return [term for term in key_terms(question) if term not in present]
+    spelled = {_stem(word): word for word in _WORD.findall(question.lower())}
+    missing = []
+    for term in key_terms(question):
+        if term in present:
+            continue
+        if everyday or not is_common(spelled.get(term, term)) or (corpus is not None and term not in corpus):
+            missing.append(term)
+    return missing
 
 
 def grounding_problem(
@@ -232,7 +256,15 @@ def grounding_problem(
                 return f"no passage gives {number} {unit}..."
     terms = key_terms(answer_text, exclude=question)
     if not terms:
+        if _YES_NO.match(text):
+            return None  # "No, SQLite does not use configuration files." answers by restating
         return "the answer states nothing the question did not"
+    # The answer's own terms ("EPOCHSECONDS", "fcgiwrap") are its evidence; everyday words
+    # around them ("keep track of") are how a model phrases it, so they count only when the
+    # answer has nothing else.
+    spelled = {_stem(word): word for word in _WORD.findall(text)}
+    specific = [term for term in terms if not is_common(spelled.get(term, term))]
+    terms = specific or terms
     present = _stems_of(passages)
     share = sum(term in present for term in terms) / len(terms)
     if share < min_support:
@@ -252,16 +284,27 @@ _ECHO = re.compile(
 )
 
 
+_LIST_MARK = re.compile(r"^(?:[-*•]|\d+[.)])\s*")
+LIST_ITEMS = 6  # list items kept after an answer line that ends with ":"
+
+
 def extract_answer(text: str) -> str:
     """The answer in a small model's reply: echoed headers ("Answer:", "Text:") and citation
     marks cut, the first non-empty line, its first sentence (repeats and run-ons dropped)."""
-    for line in text.strip().splitlines():
+    lines = text.strip().splitlines()
+    for index, line in enumerate(lines):
         line = _ECHO.sub("", line).strip()
         line = _ECHO.sub("", line).strip()
         if line and not line.startswith("#"):
             break
     else:
         return text.strip()
+    if line.endswith(":"):
+        # "The three routines are:" then a list: the answer is the list
+        items = [_LIST_MARK.sub("", item).strip() for item in lines[index + 1:]]
+        items = [item.rstrip(".;,") for item in items if item][:LIST_ITEMS]
+        if items:
+            return f"{line} {', '.join(items)}."
     sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", line)
     answer = sentences[0].strip()
     return re.sub(r"\s*\[\d+(?:\s*,\s*\d+)*\]", "", answer).strip() or text.strip()
@@ -441,7 +484,7 @@ class RagSession(AnswerMethod, Closing):
             return decline("no passage is similar enough to the question")
         given_texts = [hit.chunk.text for hit in given]
         if self.grounded and self.max_missing_terms is not None:
-            missing = missing_question_terms(query, given_texts)
+            missing = missing_question_terms(query, given_texts, everyday=MISSING_EVERYDAY_TERMS)
             base_facts["missing_question_terms"] = missing
             if len(missing) > self.max_missing_terms:
                 return decline(f"the passages do not speak of: {', '.join(missing)}")
