@@ -168,3 +168,12 @@ def test_cag_declines_from_the_whole_knowledge():
     right = CagMethod(ScriptedCagSession(knowledge, "The refund window is 45 days. It is 45 days."))
     result = right.answer("How long is the refund window?")
     assert not result.no_answer and result.text == "The refund window is 45 days."
+
+
+def test_a_missing_everyday_term_needs_an_answer_that_names_something_the_passages_hold(kb):
+    vague = RagSession(kb, ScriptedModel("The office revenue is next to the river."), k=2, min_similarity=None)
+    result = vague.answer("What is the revenue of the office?")
+    assert result.no_answer and "names nothing specific" in result.facts["declined_because"]
+    named = RagSession(kb, ScriptedModel("It is in Springfield."), k=2, min_similarity=None)
+    result = named.answer("In which town does the team have its office?")
+    assert not result.no_answer and result.text == "It is in Springfield."
