@@ -179,7 +179,7 @@ STEM_CHARS = 5  # words match on their first 5 letters ("weigh" ~ "weighs" ~ "we
 # before asking the model. An everyday word absent ("my", "way", "makes" in a user's wording,
 # but also "revenue") -> ask, and keep the answer only when it names something specific that
 # a passage holds (`specific_evidence`). Calibrated on bench/calibration (a third-party set;
-# realdocs and the sample pack held out): bench/calibrate_decline.py, bench/results/decline.md.
+# realdocs and the sample pack held out): bench/calibrate_decline.py has the table.
 MAX_MISSING_QUESTION_TERMS = 0
 MIN_ANSWER_SUPPORT = 0.5  # share of the answer's new content words that a passage must hold
 
