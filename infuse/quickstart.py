@@ -379,8 +379,9 @@ def _augment_training(plan: QuickstartPlan, say: Callable[[str], None]) -> None:
     finally:
         if kb is not None:
             kb.close()
-    augmented += _replay_rows(plan.model, count=max(MIN_REPLAY, round(len(rows) * REPLAY_PER_PAIR)))
-    random.Random(0).shuffle(augmented)
+    if plan.trainable:  # the base answers them, so only with a local model to train
+        augmented += _replay_rows(plan.model, count=max(MIN_REPLAY, round(len(rows) * REPLAY_PER_PAIR)))
+        random.Random(0).shuffle(augmented)
     target = plan.output / "train-augmented.jsonl"
     if not target.exists() or target.read_text() != "".join(
         json.dumps(row, ensure_ascii=False) + "\n" for row in augmented
