@@ -122,7 +122,12 @@ def test_quickstart_trains_on_the_augmented_rows(tmp_path):
     kinds = Counter(json.loads(line)["augmentation"] for line in plan.train_data.read_text().splitlines())
     assert kinds["original"] == 1 and kinds["raft"] == 1 and "paraphrase" not in kinds
     assert kinds["decline"] == 8  # at least MIN_DECLINES, about the documents' names
-    assert "RAFT" in said[0] and "8 decline" in said[0]
+    assert "raft: questions over the passages" in said[0] and "8 decline" in said[0]
+    # the packaged base answers general questions; its right answers keep it from forgetting
+    assert kinds["replay"] == 8 and "8 replay" in said[0]
+    replay = [json.loads(line) for line in plan.train_data.read_text().splitlines()
+              if json.loads(line)["augmentation"] == "replay"]
+    assert all(row["messages"][1]["content"] for row in replay)
     gpu = plan_quickstart(folder, output=tmp_path / "gpu", on_gpu=True)
     _augment_training(gpu, said.append)
     kinds = Counter(json.loads(line)["augmentation"] for line in gpu.train_data.read_text().splitlines())
