@@ -226,11 +226,17 @@ def text_pairs(text: str, *, max_pairs: int = 3, max_answer_words: int = 12) -> 
     return (found + numbers)[:max_pairs]
 
 
+# "What does the mkclone script require?": the subject a question asks about, whose rarest
+# word becomes a thing no document mentions ("the submarine script")
+_ASKS_ABOUT = re.compile(r"^(?:What|Which|Who|Whom|Where|When|How)\b(?P<subject>.+)\?$")
+
+
 def unanswerable_questions(
     questions: Sequence[str], corpus: str, count: int, *, seed: int = 0
 ) -> list[tuple[str, str]]:
-    """Up to `count` (question, note) pairs the documents cannot answer: each a kept question
-    whose rarest content word is replaced by an off-domain noun that `corpus` never contains."""
+    """Up to `count` (question, note) pairs the documents cannot answer: each a kept "What is
+    X?"-style question whose subject's rarest content word is replaced by an off-domain noun that
+    `corpus` never contains (echoed sentences are skipped: their answer stays in the text)."""
     vocabulary = Counter(_words(corpus))
     foreign = [term for term in _FOREIGN_TERMS if term not in vocabulary]
     rng = random.Random(seed)
@@ -240,7 +246,11 @@ def unanswerable_questions(
     for question in picked:
         if len(out) >= min(count, len(foreign)):
             break
-        content = [w for w in _WORD.findall(question) if w.lower() not in _STOPWORDS and len(w) > 3]
+        subject = _ASKS_ABOUT.match(question)
+        if subject is None:
+            continue  # an echoed sentence: swapping one of its words leaves its answer in the text
+        content = [w for w in _WORD.findall(subject.group("subject"))
+                   if w.lower() not in _STOPWORDS and len(w) > 3]
         if not content:
             continue
         rarest = min(content, key=lambda word: vocabulary[word.lower()])

@@ -72,3 +72,11 @@ def test_a_text_answer_led_by_a_verb_gains_the_bare_thing_as_an_alias(tmp_path):
     question = load_questions(path)[0]
     assert "php-cgi" in question.references
     assert "aliases" not in synth.QAPair("What is the mode?", "serialized", "x", origin="text").to_row("t2")
+
+
+def test_unanswerable_questions_swap_a_subject_word_never_one_of_an_echoed_sentence():
+    echo = "Bash will not allow this value to be decreased below a minimum, and the maximum is what?"
+    made = unanswerable_questions([echo, "What does the mkclone script require?"], THREADS, 5)
+    assert len(made) == 1
+    question, _note = made[0]
+    assert question.startswith("What does the ") and "mkclone" not in question
