@@ -26,6 +26,7 @@ from infuse.conversation import PASSAGES_PROMPT, check_history, passages_message
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
 from infuse.knowledge.store import Filters
+from infuse.knowledge.words import FUNCTION_WORDS
 
 NO_ANSWER = "The knowledge base has no answer to this question."
 DEFAULT_MIN_SIMILARITY = 0.25  # cosine; all-MiniLM-L6-v2 puts unrelated text well below this
@@ -129,10 +130,8 @@ def cited_numbers(text: str, passage_count: int) -> list[int]:
     return numbers
 
 
-_STOPWORDS = frozenset(
-    "a an the is are was were be been of to in on at by for with from and or as it its this that "
-    "these those there here what which who whom how when where why do does did has have had i you "
-    "he she we they them our your their not no yes can will would should could may might".split()
+_STOPWORDS = FUNCTION_WORDS | frozenset(
+    "here whom has have had i you he she we they them our your their yes".split()
 )
 ATTRIBUTION_MIN_OVERLAP = 0.6
 
