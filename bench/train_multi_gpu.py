@@ -172,12 +172,7 @@ def worker(args) -> None:
         if cuda:
             torch.cuda.synchronize()
         tick = time.perf_counter()
-        step_loss = 0.0
-        for index, batch in enumerate(batches):
-            with engine.accumulating(sync=index == len(batches) - 1):
-                loss, _count = engine.loss_sum(batch)
-                (loss * context.world_size / trained).backward()
-            step_loss += float(loss.detach())
+        step_loss = engine.backward_step(batches, trained)
         engine.clip_grad_norm(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -23,10 +23,10 @@ from typing import Any
 from infuse.answer import Answer, AnswerMethod, AnswerOptions, Citation
 from infuse.closing import Closing
 from infuse.conversation import PASSAGES_PROMPT, check_history, passages_messages
-from infuse.data.common_words import is_common
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
 from infuse.knowledge.store import Filters
+from infuse.knowledge.words import FUNCTION_WORDS, is_common
 
 NO_ANSWER = "The knowledge base has no answer to this question."
 DEFAULT_MIN_SIMILARITY = 0.25  # cosine; all-MiniLM-L6-v2 puts unrelated text well below this
@@ -130,10 +130,8 @@ def cited_numbers(text: str, passage_count: int) -> list[int]:
     return numbers
 
 
-_STOPWORDS = frozenset(
-    "a an the is are was were be been of to in on at by for with from and or as it its this that "
-    "these those there here what which who whom how when where why do does did has have had i you "
-    "he she we they them our your their not no yes can will would should could may might".split()
+_STOPWORDS = FUNCTION_WORDS | frozenset(
+    "here whom has have had i you he she we they them our your their yes".split()
 )
 ATTRIBUTION_MIN_OVERLAP = 0.6
 
@@ -307,18 +305,17 @@ LIST_ITEMS = 6  # list items kept after an answer line that ends with ":"
 
 def extract_answer(text: str) -> str:
     """The answer in a small model's reply: echoed headers ("Answer:", "Text:") and citation
-    marks cut, the first non-empty line, its first sentence (repeats and run-ons dropped)."""
+    marks cut, the first non-empty line, its first sentence (repeats and run-ons dropped); a
+    line ending in ":" keeps the list that follows it."""
     lines = text.strip().splitlines()
-    for index, line in enumerate(lines):
-        line = _ECHO.sub("", line).strip()
-        line = _ECHO.sub("", line).strip()
-        if line and not line.startswith("#"):
-            break
-    else:
+    cleaned = [_ECHO.sub("", _ECHO.sub("", line).strip()).strip() for line in lines]
+    first = next((i for i, line in enumerate(cleaned) if line and not line.startswith("#")), None)
+    if first is None:
         return text.strip()
+    line = cleaned[first]
     if line.endswith(":"):
         # "The three routines are:" then a list: the answer is the list
-        items = [_LIST_MARK.sub("", item).strip() for item in lines[index + 1:]]
+        items = [_LIST_MARK.sub("", item).strip() for item in lines[first + 1:]]
         items = [item.rstrip(".;,") for item in items if item][:LIST_ITEMS]
         if items:
             return f"{line} {', '.join(items)}."

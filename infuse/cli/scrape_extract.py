@@ -100,15 +100,9 @@ def extract_command(
     try:
         with PageProgress(not as_json, "Extracting") as progress:
             report = extract_pages(
-                list(targets),
-                schema=schema,
-                model=model,
-                selectors=selectors,
-                fetch_config=fetch_config,
-                max_retries=max_retries,
-                chunk_chars=chunk_chars,
-                max_new_tokens=max_new_tokens,
-                on_progress=progress,
+                list(targets), schema=schema, model=model, selectors=selectors,
+                fetch_config=fetch_config, max_retries=max_retries, chunk_chars=chunk_chars,
+                max_new_tokens=max_new_tokens, on_progress=progress,
             )
     finally:
         if model is not None and hasattr(model, "close"):

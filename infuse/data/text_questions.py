@@ -28,7 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from infuse.data.common_words import common_words
+from infuse.knowledge.words import FUNCTION_WORDS, common_words
 
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?](?=\s|$))")
 _DEFINITION = re.compile(r"^(?P<term>[^\n:]{2,60})\n: (?P<body>[^\n]+)", re.MULTILINE)
@@ -54,10 +54,8 @@ _LEANING = frozenset(
     "my during unlike like once where whether".split()
 )
 _OBJECT_OPENERS = frozenset("a an the to one two three four five six seven eight nine ten".split())
-_STOPWORDS = frozenset(
-    "a an the is are was were be been of to in on at by for with from as and or not no it its this "
-    "that these those what which who how when where why do does did can could will would should "
-    "may might must shall there their they them then than so such into about over under".split()
+_STOPWORDS = FUNCTION_WORDS | frozenset(
+    "must shall their they them then than so such into about over under".split()
 )
 # Off-domain nouns for unanswerable questions: each is used only when the documents never say it.
 _FOREIGN_TERMS = (

@@ -12,13 +12,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from infuse.knowledge.words import FUNCTION_WORDS
+
 _CITE = re.compile(r"\s?\[(\d+(?:\s*,\s*\d+)*)\]")
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_STOP = frozenset(
-    "a an the is are was were be been of to in on at by for with from and or as it its this that "
-    "these those there here what which who how when where why do does did has have had not no "
-    "can will would should could may might also than then into about over more most such".split()
+_STOP = FUNCTION_WORDS | frozenset(
+    "here has have had also than then into about over more most such".split()
 )
 MIN_SUPPORT = 0.5
 

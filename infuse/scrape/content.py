@@ -78,16 +78,11 @@ def parse_html(html: str, url: str) -> PageContent:
     )
     language = (tree.get("lang") or tree.get("xml:lang") or "").strip()
 
+    # Markdown with tables, links and emphasis, favouring recall; no comments; the metadata
+    # comes from page_metadata below (see its docstring for why not trafilatura's).
     markdown = trafilatura.extract(
-        html,
-        url=base,
-        output_format="markdown",
-        include_tables=True,
-        include_links=True,
-        include_formatting=True,
-        include_comments=False,
-        favor_recall=True,
-        with_metadata=False,
+        html, url=base, output_format="markdown", include_tables=True, include_links=True,
+        include_formatting=True, include_comments=False, favor_recall=True, with_metadata=False,
     )
     page.markdown = _tidy(markdown or "", base)
     page.title, page.metadata = page_metadata(tree, url)

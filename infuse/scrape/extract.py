@@ -121,13 +121,8 @@ def extract_pages(
                 result = select_record(page.html, page.url, selectors)
             else:
                 result = extract_record(
-                    page.text,
-                    url=page.url,
-                    schema=schema,
-                    model=model,
-                    max_retries=max_retries,
-                    chunk_chars=chunk_chars,
-                    max_new_tokens=max_new_tokens,
+                    page.text, url=page.url, schema=schema, model=model, max_retries=max_retries,
+                    chunk_chars=chunk_chars, max_new_tokens=max_new_tokens,
                 )
             report.results.append(result)
             if on_progress:

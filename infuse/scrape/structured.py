@@ -21,7 +21,7 @@ import importlib
 import inspect
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -180,14 +180,7 @@ class ExtractionResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "data": self.data,
-            "evidence": self.evidence,
-            "flags": self.flags,
-            "attempts": self.attempts,
-            "error": self.error,
-        }
+        return asdict(self)
 
 
 def check_evidence(

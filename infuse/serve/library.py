@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import StoreError
+from infuse.knowledge.kb import IngestReport
 from infuse.serve.guard import AddGuard
 from infuse.serve.schemas import (
-    AddResult,
     RemoveResult,
     SearchHitModel,
     SearchResult,
@@ -109,12 +109,11 @@ class Library:
             ],
         )
 
-    def add(self, paths: list[str]) -> AddResult:
+    def add(self, paths: list[str]) -> IngestReport:
         """Add files (or folders) under the allowed roots; PathNotAllowedError for any other."""
         files = self.guard.files(paths)
         with self._write_lock, self._search_lock():
-            report = self.kb.add([str(file) for file in files])
-        return AddResult(**report.to_dict())
+            return self.kb.add([str(file) for file in files])
 
     def add_documents(self, documents: list[Any]) -> Any:
         """Add documents that come from elsewhere (an upload, a web page); the IngestReport."""

@@ -22,9 +22,9 @@ import json
 from typing import Any, Literal
 
 from infuse.errors import InfuseError
+from infuse.knowledge.kb import IngestReport
 from infuse.serve.library import Library
 from infuse.serve.schemas import (
-    AddResult,
     AskResult,
     EvalSummary,
     RemoveResult,
@@ -140,7 +140,7 @@ def build_mcp_server(library: Library, assistant: Any = None, *, read_only: bool
     if not read_only:
 
         @server.tool(annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False))
-        def add(paths: list[str]) -> AddResult:
+        def add(paths: list[str]) -> IngestReport:
             """Add files or folders to the knowledge base. Paths must lie under the server's
             allowed roots (relative paths are taken from the first root); sizes are limited."""
             try:

@@ -1,5 +1,7 @@
 """The typed results the servers return (pydantic, so MCP publishes output schemas from them and
-the API validates what it sends). Built from the library's own types, never by hand in routes."""
+the API validates what it sends). Built from the library's own types, never by hand in routes.
+Where a library result is already a typed dataclass (`IngestReport`, what `add` did) the servers
+return that type itself (MCP publishes a dataclass's schema as well)."""
 
 from __future__ import annotations
 
@@ -57,17 +59,6 @@ class SourceList(BaseModel):
 
     count: int
     sources: list[SourceModel]
-
-
-class AddResult(BaseModel):
-    """What adding files did (document ids per outcome; skipped files with the reason)."""
-
-    added: list[str] = Field(default_factory=list)
-    updated: list[str] = Field(default_factory=list)
-    unchanged: list[str] = Field(default_factory=list)
-    removed: list[str] = Field(default_factory=list)
-    skipped: list[dict[str, str]] = Field(default_factory=list)
-    chunks_written: int = 0
 
 
 class RemoveResult(BaseModel):

@@ -95,6 +95,14 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
             return _error(404, "No knowledge base is served: start `infuse serve --kb DIR`.")
         return None
 
+    def need_writable_kb(refused: str):
+        """need_kb, then a 403 saying what is `refused` when the server is read-only."""
+        if (missing := need_kb()) is not None:
+            return missing
+        if settings.read_only:
+            return _error(403, f"This server is read-only (--read-only): {refused}.")
+        return None
+
     async def index(_request):
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
@@ -142,20 +150,16 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
         })
 
     async def remove(request):
-        if (missing := need_kb()) is not None:
-            return missing
-        if settings.read_only:
-            return _error(403, "This server is read-only (--read-only): documents cannot be removed.")
+        if (refusal := need_writable_kb("documents cannot be removed")) is not None:
+            return refusal
         result = await asyncio.to_thread(library.remove, [request.path_params["key"]])
         if not result.removed:
             return _error(404, f"No document {request.path_params['key']!r} to remove.")
         return JSONResponse(result.model_dump())
 
     async def upload(request):
-        if (missing := need_kb()) is not None:
-            return missing
-        if settings.read_only:
-            return _error(403, "This server is read-only (--read-only): nothing can be added.")
+        if (refusal := need_writable_kb("nothing can be added")) is not None:
+            return refusal
         name = Path(request.headers.get("x-filename", "")).name
         if not name:
             return _error(400, "Send the file's name in the X-Filename header.")
@@ -173,10 +177,8 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
         return JSONResponse(report)
 
     async def add_web_page(request):
-        if (missing := need_kb()) is not None:
-            return missing
-        if settings.read_only:
-            return _error(403, "This server is read-only (--read-only): nothing can be added.")
+        if (refusal := need_writable_kb("nothing can be added")) is not None:
+            return refusal
         try:
             body = await request.json()
             url = str(body.get("url", ""))
@@ -193,10 +195,8 @@ def web_routes(settings: Any, library: Any, assistant: Any) -> list[Any]:
         return JSONResponse(result.to_dict())
 
     async def sync(_request):
-        if (missing := need_kb()) is not None:
-            return missing
-        if settings.read_only:
-            return _error(403, "This server is read-only (--read-only): nothing can be refreshed.")
+        if (refusal := need_writable_kb("nothing can be refreshed")) is not None:
+            return refusal
         try:
             report = await asyncio.to_thread(sync_pages, library, allow_private=settings.allow_private, busy=crawling)
         except UrlAddError as error:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,16 +55,7 @@ class UrlAddResult:
     stopped_early: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "pages": self.pages,
-            "documents": self.documents,
-            "added": self.added,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "chunks_written": self.chunks_written,
-            "stopped_early": self.stopped_early,
-        }
+        return asdict(self)
 
 
 def check_url(url: str) -> str:

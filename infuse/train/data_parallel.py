@@ -1,8 +1,8 @@
 """DDP or FSDP2 around the LoRA model, and its trained state gathered for saving or sharded for loading.
 
-`wrap` returns a `TrainEngine`: the loop calls `engine.loss_sum(batch)` for every micro-batch,
-inside `engine.accumulating(sync=...)` so gradients cross processes only on a step's last
-micro-batch. The forward goes through one small module (`StepModule`) so DDP's and FSDP's
+`wrap` returns a `TrainEngine`: the loop calls `engine.backward_step(micro_batches, ...)` once per
+optimizer step, which runs `engine.loss_sum(batch)` for every micro-batch inside
+`engine.accumulating(sync=...)` so gradients cross processes only on a step's last micro-batch. The forward goes through one small module (`StepModule`) so DDP's and FSDP's
 hooks see it: DDP prepares its gradient all-reduce there, FSDP gathers the root weights
 (embeddings, final norm, output head) there.
 
@@ -70,6 +70,25 @@ class TrainEngine:
         if self.context.mode == "fsdp":
             self.runner.set_requires_gradient_sync(sync)
         yield
+
+    def backward_step(self, micro_batches: list[dict], step_tokens: int, *, device: Any = None) -> float:
+        """Forward and backward every micro-batch of one optimizer step; this process's summed loss.
+
+        Each loss is divided by the trained tokens of the whole step (`step_tokens`: all
+        micro-batches of all processes), so accumulation and data parallelism give the gradient of
+        one big batch; DDP/FSDP average gradients over processes, hence the factor world_size.
+        Gradients cross processes only on the last micro-batch. `device`: where each batch goes
+        just before its forward (None: where it is).
+        """
+        step_loss = 0.0
+        for index, batch in enumerate(micro_batches):
+            if device is not None:
+                batch = {key: value.to(device) for key, value in batch.items()}
+            with self.accumulating(sync=index == len(micro_batches) - 1):
+                loss_total, _count = self.loss_sum(batch)
+                (loss_total * self.context.world_size / max(step_tokens, 1)).backward()
+            step_loss += float(loss_total.detach())
+        return step_loss
 
     def clip_grad_norm(self, parameters: list, max_norm: float) -> float:
         """Clip the global gradient norm (over all shards); return the norm before clipping."""

@@ -254,18 +254,10 @@ def _train(config, run_dir, placement, dist, resume, on_progress) -> TrainResult
                                                          dist.rank, dist.world_size)
         ]
         state.next_micro_batch += config.grad_accum
-        # Normalise by the trained tokens of the whole step (all micro-batches of all processes),
-        # so accumulation and data parallelism give the same gradient as one big batch. DDP/FSDP
-        # average gradients over processes, hence the factor world_size.
+        # Losses are normalised by the trained tokens of the whole step (all micro-batches of all
+        # processes): see TrainEngine.backward_step.
         step_tokens = int(dist.sum(sum(int((b["targets"] != -100).sum()) for b in micro_batches)))
-        step_loss = 0.0
-        for index, batch in enumerate(micro_batches):
-            batch = {k: v.to(placement.device) for k, v in batch.items()}
-            with engine.accumulating(sync=index == len(micro_batches) - 1):
-                loss_total, _count = engine.loss_sum(batch)
-                (loss_total * dist.world_size / max(step_tokens, 1)).backward()
-            step_loss += float(loss_total.detach())
-        step_loss = dist.sum(step_loss)
+        step_loss = dist.sum(engine.backward_step(micro_batches, step_tokens, device=placement.device))
         grad_norm = None
         if config.max_grad_norm > 0:
             grad_norm = engine.clip_grad_norm(trainable, config.max_grad_norm)

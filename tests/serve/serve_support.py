@@ -5,16 +5,14 @@ module called `conftest`, so tests import these from here): a real `infuse serve
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+import local_server
+from local_server import REPO, free_port, subprocess_env
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["DOCS", "REPO", "ServerProcess", "free_port", "subprocess_env", "build_endless_model",
+           "load_module", "minilm_available"]
 DOCS = {
     "refund.md": "# Refunds\n\nThe refund window is 45 days. Refunds go back to the original card.\n",
     "shipping.md": "# Shipping\n\nShipping takes three business days. Express shipping costs extra.\n",
@@ -30,61 +28,19 @@ def load_module(name: str, location: Path):
     return module
 
 
-def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
+class ServerProcess(local_server.ServerProcess):
     """`python -m infuse serve ...` on 127.0.0.1; stopped (by its pid) when the test ends."""
 
     def __init__(self, args: list[str], log: Path, *, token: str | None = None, ready: bool = True,
                  timeout_s: float = 120):
         self.token = token
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.handle = open(log, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "infuse", "serve", *args, "--port", str(self.port)],
-            stdout=self.handle, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=str(log.parent),
-        )
-        self._wait("/health", timeout_s)
+        super().__init__([sys.executable, "-m", "infuse", "serve", *args], log, ready_path="/health",
+                         timeout_s=timeout_s)
         if ready:
-            self._wait("/ready", timeout_s, headers=self.headers())
+            self.wait("/ready", timeout_s, headers=self.headers())
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def _wait(self, path: str, timeout_s: float, headers=None) -> None:
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited {self.process.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.url + path, headers=headers, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not {path} in {timeout_s}s:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.handle.close()
 
 
 def build_endless_model(path: Path, *, seed: int = 3) -> Path:

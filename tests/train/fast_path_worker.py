@@ -74,12 +74,7 @@ def run(job: dict) -> None:
     model.train()
     losses = []
     for _step in range(3):
-        total = 0.0
-        for index, micro in enumerate(mine):
-            with engine.accumulating(sync=index == len(mine) - 1):
-                loss, _count = engine.loss_sum(micro)
-                (loss * context.world_size / trained).backward()
-            total += float(loss.detach())
+        total = engine.backward_step(mine, trained)
         engine.clip_grad_norm(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
