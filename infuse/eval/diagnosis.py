@@ -266,13 +266,28 @@ def check_wrong_declines(results: EvalResults, run: RunRecord | None = None) -> 
     if not offenders:
         return None
     named = ", ".join(f"{m.name} {m.wrong_decline_rate:.0%}" for m in offenders)
+    withheld = {
+        m.name: sum(1 for r in results.per_question
+                    if r.method == m.name and r.wrong_decline and r.withheld_answer)
+        for m in offenders
+    }
+    declines = {m.name: sum(1 for r in results.per_question if r.method == m.name and r.wrong_decline)
+                for m in offenders}
+    said = "; ".join(f"{name}: {withheld[name]} of its {declines[name]}" for name in withheld if withheld[name])
+    why = (
+        f" Some of these withheld an answer the model wrote whose words or numbers are in no "
+        f"passage ({said}; results.json has each one under 'withheld_answer'): usually a wrong "
+        "answer kept from you, which a stronger model (`--base-url`) turns into right ones."
+        if said else ""
+    )
     return Finding(
         "wrong_declines",
         "Declining questions the knowledge answers",
-        f"These methods said they had no answer to answerable questions: {named}. If retrieval "
-        "found the passage (see 'retrieved'), the thresholds are too strict: lower them "
+        f"These methods said they had no answer to answerable questions: {named}.{why} Declines "
+        "before asking ('declined_because' names the question terms no passage holds): if "
+        "retrieval found the passage (see 'retrieved'), the thresholds are too strict: lower them "
         "(`infuse ask --min-similarity`); otherwise the knowledge base is missing the source.",
-        {"methods": {m.name: m.wrong_decline_rate for m in offenders}},
+        {"methods": {m.name: m.wrong_decline_rate for m in offenders}, "withheld": withheld},
     )
 
 

@@ -131,7 +131,11 @@ def _per_question_html(results: EvalResults) -> str:
                 mark = "declined, right" if result.correct else "hallucinated"
             else:
                 mark = "no answer" if result.no_answer else ("right" if result.correct else "wrong")
-            row.append(f"[{mark}] {result.answer}" + (f" (error: {result.error})" if result.error else ""))
+            text = f"[{mark}] {result.answer}" + (f" (error: {result.error})" if result.error else "")
+            if result.declined_because:
+                text += f" (declined because {result.declined_because}"
+                text += f"; withheld: {result.withheld_answer})" if result.withheld_answer else ")"
+            row.append(text)
         rows.append(row)
     return _table_html(headers, rows, "questions")
 

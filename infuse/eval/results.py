@@ -36,6 +36,8 @@ class QuestionResult:
     short_match: float = 0.0  # the answer's leading clause equals a reference
     contradiction: bool = False  # holds the reference and also another value of its kind
     retrieval_hit: bool | None = None  # a passage given to the model holds the answer (None: none given)
+    declined_because: str | None = None  # the method's own reason for a decline (RAG, CAG)
+    withheld_answer: str | None = None  # the model's answer a grounding check declined
 
     @property
     def hallucinated(self) -> bool:

@@ -72,6 +72,10 @@ def score_answer(
         short_match=scoring.short_answer_match(answer.text, refs) if refs else 0.0,
         contradiction=contradiction,
         retrieval_hit=retrieval_hit,
+        declined_because=str(answer.facts["declined_because"])
+        if no_answer and answer.facts.get("declined_because") else None,
+        withheld_answer=str(answer.facts["raw_answer"])
+        if no_answer and answer.facts.get("declined_because") and answer.facts.get("raw_answer") else None,
         total_s=round(total_s, 4),
         time_to_first_token_s=(
             round(answer.timings["time_to_first_token_s"], 4)

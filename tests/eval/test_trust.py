@@ -13,6 +13,7 @@ from infuse.eval.diagnosis import diagnose
 from infuse.eval.intervals import mean_interval, paired_difference
 from infuse.eval.questions import EvalQuestion, load_questions
 from infuse.eval.report import render_html, shown_columns
+from infuse.eval.results import EvalResults
 from infuse.eval.runner import run_eval, score_answer
 from infuse.eval.verdict import compare_methods, recommend
 
@@ -75,6 +76,27 @@ def test_declining_an_answerable_question_is_a_wrong_decline():
     question = EvalQuestion("q1", "How long is the refund window?", "45 days")
     result = score_answer(question, Answer("The knowledge base has no answer.", "rag"), total_s=0.1)
     assert result.correct == 0.0 and result.wrong_decline
+
+
+def test_a_decline_keeps_its_reason_and_the_withheld_answer_in_results_and_report():
+    question = EvalQuestion("q1", "How long is the refund window?", "45 days")
+    answer = Answer("The knowledge base has no answer.", "rag", no_answer=True, facts={
+        "declined_because": "the answer is not grounded: the number 60 is in no passage",
+        "raw_answer": "The refund window is 60 days."})
+    result = score_answer(question, answer, total_s=0.1)
+    assert result.wrong_decline and result.withheld_answer == "The refund window is 60 days."
+    assert "the number 60 is in no passage" in result.declined_because
+    results = EvalResults(questions=[question], methods=[], per_question=[result])
+    assert results.to_dict()["per_question"][0]["withheld_answer"] == "The refund window is 60 days."
+    answered = score_answer(question, Answer("45 days.", "rag", facts={"raw_answer": "45 days."}), total_s=0)
+    assert answered.declined_because is None and answered.withheld_answer is None
+
+    class Grounded(ScriptedMethod):
+        def answer(self, question: str) -> Answer:
+            return answer
+
+    shown = render_html(run_eval([question], [Grounded("rag", {}, [question])]))
+    assert "declined because the answer is not grounded" in shown and "withheld: The refund" in shown
 
 
 def test_an_answer_with_two_values_is_not_right():
@@ -163,3 +185,25 @@ def test_a_clear_winner_is_recommended_with_its_interval_and_an_untrained_fallba
     assert verdict["text"].startswith("use lora+rag: +60 points over rag, interval +")
     assert verdict["text"].endswith("rag if you cannot train") and verdict["fallback"] == "rag"
     assert results.method("lora+rag").accuracy_interval[0] > results.method("rag").accuracy_interval[1]
+
+
+def test_wrong_declines_diagnosis_tells_withheld_answers_from_declines_before_asking():
+    from infuse.eval.diagnosis import check_wrong_declines
+
+    questions = _questions(4)
+    withheld = Answer("The knowledge base has no answer.", "rag", no_answer=True, facts={
+        "declined_because": "the answer is not grounded: the number 9 is in no passage",
+        "raw_answer": "It is 9."})
+    early = Answer("The knowledge base has no answer.", "rag", no_answer=True,
+                   facts={"declined_because": "the passages do not speak of: widget"})
+
+    class Declining(ScriptedMethod):
+        def answer(self, question: str) -> Answer:
+            return {"q0": withheld, "q1": early}.get(self._ids[question]) or super().answer(question)
+
+    finding = check_wrong_declines(run_eval(questions, [Declining("rag", {"q2": "value2", "q3": "value3"},
+                                                                   questions)]))
+    assert finding and "rag 50%" in finding.message and "rag: 1 of its 2" in finding.message
+    assert finding.signal["withheld"] == {"rag": 1}
+    quiet = ScriptedMethod("rag", {f"q{i}": f"value{i}" for i in range(4)}, questions)
+    assert check_wrong_declines(run_eval(questions, [quiet])) is None
