@@ -26,7 +26,7 @@ from infuse.conversation import PASSAGES_PROMPT, check_history, passages_message
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
 from infuse.knowledge.store import Filters
-from infuse.knowledge.words import FUNCTION_WORDS, is_common
+from infuse.knowledge.words import FUNCTION_WORDS, is_common, is_filler
 
 NO_ANSWER = "The knowledge base has no answer to this question."
 DEFAULT_MIN_SIMILARITY = 0.25  # cosine; all-MiniLM-L6-v2 puts unrelated text well below this
@@ -173,10 +173,10 @@ _UNIT_PREFIXES = frozenset(
 )
 _YES_NO = re.compile(r"^\s*(?:yes|no)\b")
 STEM_CHARS = 5  # words match on their first 5 letters ("weigh" ~ "weighs" ~ "weight")
-# A question term that is no everyday word and absent from every passage given -> decline
-# before asking the model. An everyday word absent ("my", "way", "makes" in a user's wording,
-# but also "revenue") -> ask, and keep the answer only when it names something specific that
-# a passage holds (`specific_evidence`). Calibrated on bench/calibration (a third-party set;
+# A question term absent from every passage given -> decline before asking the model, unless
+# it is one of the most frequent English words ("my", "way", "makes": how a user phrases it,
+# `is_filler`); then ask, and keep the answer only when it names something specific that a
+# passage holds (`specific_evidence`). Calibrated on bench/calibration (a third-party set;
 # realdocs and the sample pack held out): bench/calibrate_decline.py has the table.
 MAX_MISSING_QUESTION_TERMS = 0
 MIN_ANSWER_SUPPORT = 0.5  # share of the answer's new content words that a passage must hold
@@ -215,8 +215,9 @@ def missing_question_terms(
 ) -> list[str]:
     """The question's key terms that no passage holds ("revenue" when no passage speaks of it).
 
-    With `everyday=False` only terms that are not everyday English words count (`is_common`:
-    a user's "my", "way" or "makes" need not be in the passages, "worker_connections" must);
+    With `everyday=False` only terms that are not among the most frequent English words count
+    (`is_filler`: a user's "my", "way" or "makes" need not be in the passages; "revenue" and
+    "worker_connections" must);
     with `corpus` (stems of every document) a term the documents use elsewhere counts too."""
     present = _stems_of(passages)
     spelled = {_stem(word): word for word in _WORD.findall(question.lower())}
@@ -224,7 +225,7 @@ def missing_question_terms(
     for term in key_terms(question):
         if term in present:
             continue
-        if everyday or not is_common(spelled.get(term, term)) or (corpus is not None and term not in corpus):
+        if everyday or not is_filler(spelled.get(term, term)) or (corpus is not None and term not in corpus):
             missing.append(term)
     return missing
 

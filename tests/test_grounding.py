@@ -108,12 +108,12 @@ def test_everyday_words_of_a_question_need_not_be_in_the_passages(kb):
     assert missing_question_terms("How long is my refund window exactly?",
                                   ["The refund window is 45 days."], everyday=False) == []
     right = RagSession(kb, ScriptedModel("45 days."), k=2, min_similarity=None)
-    assert not right.answer("How long is my refund window, roughly?").no_answer
+    assert not right.answer("How long is my refund window, then?").no_answer
     invented = ScriptedModel("The CEO earns 2 million.")
     session = RagSession(kb, invented, k=2, min_similarity=None)
     result = session.answer("What is the salary of the chief executive?")
-    assert invented.calls and result.no_answer  # asked, then the invented number is declined
-    assert "the number 2 is in no passage" in result.facts["declined_because"]
+    assert not invented.calls and result.no_answer  # "salary" is a topic no passage holds
+    assert "salar" in result.facts["declined_because"]
 
 
 def test_invented_number_is_declined_and_grounded_answer_kept(kb):
@@ -171,9 +171,13 @@ def test_cag_declines_from_the_whole_knowledge():
 
 
 def test_a_missing_everyday_term_needs_an_answer_that_names_something_the_passages_hold(kb):
-    vague = RagSession(kb, ScriptedModel("The office revenue is next to the river."), k=2, min_similarity=None)
-    result = vague.answer("What is the revenue of the office?")
+    vague = RagSession(kb, ScriptedModel("The office is next to the river."), k=2, min_similarity=None)
+    result = vague.answer("Which way is the team's office?")
     assert result.no_answer and "names nothing specific" in result.facts["declined_because"]
+    # a topic word ("revenue"), unlike a phrasing word ("way"), must be in the passages
+    early = ScriptedModel("The office revenue is next to the river.")
+    result = RagSession(kb, early, k=2, min_similarity=None).answer("What is the revenue of the office?")
+    assert result.no_answer and "reven" in result.facts["declined_because"] and early.calls == []
     named = RagSession(kb, ScriptedModel("It is in Springfield."), k=2, min_similarity=None)
     result = named.answer("In which town does the team have its office?")
     assert not result.no_answer and result.text == "It is in Springfield."

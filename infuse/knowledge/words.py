@@ -26,22 +26,54 @@ FUNCTION_WORDS = frozenset(
 )
 
 
+# The most frequent words of the vocabulary (its whole words come roughly in frequency order
+# after the single characters: "the" first, "my" 30th, "way" 130th; "revenue" is 4603rd): how a
+# question is phrased ("my", "way", "gives", "before") rather than what it asks about.
+FILLER_RANK = 1000
+
+
 @lru_cache(maxsize=1)
-def common_words() -> frozenset[str]:
-    """Lower-case alphabetic whole words of the packaged MiniLM vocabulary (empty when the
-    embedder package is not installed: then no word counts as common)."""
+def _ranks() -> dict[str, int]:
+    vocab = _vocabulary()
+    first = vocab.get("the")
+    if first is None:
+        return {}
+    return {word: index - first for word, index in vocab.items()
+            if index >= first and word.isalpha() and word.islower()}
+
+
+def is_filler(word: str) -> bool:
+    """True for one of the ~1000 most frequent English words, also with a plural or verb "s"
+    ("gives", "opens"): words of a question's phrasing, not of its topic."""
+    ranks = _ranks()
+    word = word.lower()
+    for form in (word, word[:-1] if word.endswith("s") else word):
+        rank = ranks.get(form)
+        if rank is not None and rank < FILLER_RANK:
+            return True
+    return False
+
+
+@lru_cache(maxsize=1)
+def _vocabulary() -> dict[str, int]:
     from infuse.errors import ModelNotFoundError
     from infuse.models import resolve_embedder
 
     try:
         folder = resolve_embedder("minilm")
     except ModelNotFoundError:
-        return frozenset()
+        return {}
     path = folder / "tokenizer.json"
     if not path.exists():
-        return frozenset()
-    vocab = json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
-    return frozenset(word for word in vocab if word.isalpha() and word.islower())
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
+
+
+@lru_cache(maxsize=1)
+def common_words() -> frozenset[str]:
+    """Lower-case alphabetic whole words of the packaged MiniLM vocabulary (empty when the
+    embedder package is not installed: then no word counts as common)."""
+    return frozenset(word for word in _vocabulary() if word.isalpha() and word.islower())
 
 
 def is_common(word: str) -> bool:
