@@ -187,9 +187,10 @@ def _stem(word: str) -> str:
     is no everyday word, whole ("EPOCHSECONDS" is not "epoch"), less a plural s."""
     if word.isdigit():
         return word
-    if len(word) <= STEM_CHARS or is_common(word):
-        return word[:STEM_CHARS]
-    return word[:-1] if word.endswith("s") else word
+    singular = word[:-1] if word.endswith("s") else word
+    if len(word) <= STEM_CHARS or is_common(word) or is_common(singular):
+        return word[:STEM_CHARS]  # "installs" ~ "install", "directives" ~ "directive"
+    return singular
 
 
 def key_terms(text: str, *, exclude: str = "") -> list[str]:

@@ -47,6 +47,13 @@ def test_extract_answer_keeps_the_list_after_a_colon():
     )
 
 
+def test_inflections_of_an_everyday_word_match_and_identifiers_stay_whole():
+    passages = ["The command: apt-get install fcgiwrap.", "The upstream directives are listed."]
+    assert missing_question_terms("Which command installs fcgiwrap?", passages) == []
+    assert missing_question_terms("Which upstream directive is listed?", passages) == []
+    assert missing_question_terms("What is EPOCHSECONDS?", ["seconds since the Epoch"]) == ["epochsecond"]
+
+
 def test_grounding_counts_an_answers_own_terms_and_takes_a_yes_no_restatement():
     passages = ["EPOCHSECONDS: each time this parameter is referenced, it expands to the number of "
                 "seconds since the Unix Epoch.", "SQLite does not use configuration files."]
