@@ -4,7 +4,7 @@
 
 For every question: hybrid retrieval (k=5) from a fresh knowledge base of DOCS, the passages
 the model is given, the question's key terms that no given passage holds (each with whether
-the word is a common English word, i.e. a whole word of the embedder's vocabulary, and whether
+the word is a common English word (`infuse.knowledge.words.common_words`), and whether
 it occurs anywhere in the knowledge base), the best similarity, and the model's answer with
 no pre-generation gate (RAG with `max_missing_terms=None`), scored against the reference.
 `bench/calibrate_decline.py` reads the file and chooses the rule; collecting once and
@@ -27,21 +27,13 @@ sys.path.insert(0, str(ROOT))
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def embedder_vocabulary() -> set[str]:
-    """Whole words of the packaged MiniLM's WordPiece vocabulary (about 20k common words)."""
-    from infuse.models import resolve_embedder
-
-    folder = Path(resolve_embedder("minilm"))
-    vocab = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
-    return {word for word in vocab if word.isalpha() and not word.startswith("##")}
-
-
 def main() -> None:
     from infuse.answer import AnswerOptions
     from infuse.eval import scoring
     from infuse.eval.questions import load_questions
     from infuse.knowledge.kb import KnowledgeBase
     from infuse.knowledge.reading import read_paths
+    from infuse.knowledge.words import common_words
     from infuse.rag import PASSAGES_GIVEN, RagSession, _stem, extract_answer, key_terms
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,7 +46,7 @@ def main() -> None:
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
 
-    vocabulary = embedder_vocabulary()
+    vocabulary = common_words()
     questions = load_questions(args.questions)
     corpus_stems = {
         _stem(word)

@@ -211,24 +211,24 @@ def _stems_of(texts: Sequence[str]) -> set[str]:
     return {_stem(word) for text in texts for word in _WORD.findall(text.lower())}
 
 
-def missing_question_terms(
-    question: str, passages: Sequence[str], *, everyday: bool = True, corpus: set[str] | None = None
-) -> list[str]:
-    """The question's key terms that no passage holds ("revenue" when no passage speaks of it).
+def _spellings(text: str) -> dict[str, str]:
+    """Each stem of `text` with the word it came from (to ask whether that word is common)."""
+    return {_stem(word): word for word in _WORD.findall(text.lower())}
 
-    With `everyday=False` only terms that are not among the most frequent English words count
-    (`is_filler`: a user's "my", "way" or "makes" need not be in the passages; "revenue" and
-    "worker_connections" must);
-    with `corpus` (stems of every document) a term the documents use elsewhere counts too."""
+
+def topic_terms(question: str, terms: Sequence[str]) -> list[str]:
+    """Those of the question's `terms` that are not among the most frequent English words
+    (`is_filler`: "my", "way" or "makes" are how a user asks; "revenue" is what they ask about)."""
+    spelled = _spellings(question)
+    return [term for term in terms if not is_filler(spelled.get(term, term))]
+
+
+def missing_question_terms(question: str, passages: Sequence[str], *, everyday: bool = True) -> list[str]:
+    """The question's key terms that no passage holds ("revenue" when no passage speaks of it);
+    with `everyday=False` only its topic terms (`topic_terms`)."""
     present = _stems_of(passages)
-    spelled = {_stem(word): word for word in _WORD.findall(question.lower())}
-    missing = []
-    for term in key_terms(question):
-        if term in present:
-            continue
-        if everyday or not is_filler(spelled.get(term, term)) or (corpus is not None and term not in corpus):
-            missing.append(term)
-    return missing
+    missing = [term for term in key_terms(question) if term not in present]
+    return missing if everyday else topic_terms(question, missing)
 
 
 def specific_evidence(answer_text: str, question: str, passages: Sequence[str]) -> list[str]:
@@ -236,7 +236,7 @@ def specific_evidence(answer_text: str, question: str, passages: Sequence[str]) 
     what the question says) that a passage holds: what makes an answer more than a restated
     question ("the head of the team") when the passages do not speak of all the question asks."""
     present = _stems_of(passages)
-    spelled = {_stem(word): word for word in _WORD.findall(answer_text.lower())}
+    spelled = _spellings(answer_text)
     # a name: capitalised after the first word ("It is in Springfield.")
     names = {_stem(word.lower()) for word in re.findall(r"[A-Za-z0-9]+", answer_text)[1:] if word[0].isupper()}
     return [
@@ -279,7 +279,7 @@ def grounding_problem(
     # The answer's own terms ("EPOCHSECONDS", "fcgiwrap") are its evidence; everyday words
     # around them ("keep track of") are how a model phrases it, so they count only when the
     # answer has nothing else.
-    spelled = {_stem(word): word for word in _WORD.findall(text)}
+    spelled = _spellings(text)
     specific = [term for term in terms if not is_common(spelled.get(term, term))]
     terms = specific or terms
     present = _stems_of(passages)
@@ -503,7 +503,7 @@ class RagSession(AnswerMethod, Closing):
         if self.grounded and self.max_missing_terms is not None:
             missing = missing_question_terms(query, given_texts)
             base_facts["missing_question_terms"] = missing
-            specific = missing_question_terms(query, given_texts, everyday=False)
+            specific = topic_terms(query, missing)
             if len(specific) > self.max_missing_terms:
                 return decline(f"the passages do not speak of: {', '.join(specific)}")
         model = self.model
