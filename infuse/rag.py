@@ -17,6 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,14 @@ from infuse.closing import Closing
 from infuse.conversation import PASSAGES_PROMPT, check_history, passages_messages
 from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.kb import KnowledgeBase
-from infuse.knowledge.store import Filters
+from infuse.knowledge.retrieval import SearchSettings
 from infuse.knowledge.words import FUNCTION_WORDS, is_common, is_filler
 
 NO_ANSWER = "The knowledge base has no answer to this question."
 DEFAULT_MIN_SIMILARITY = 0.25  # cosine; all-MiniLM-L6-v2 puts unrelated text well below this
+# How a RagSession searches unless told otherwise: 5 chunks, hybrid, and nothing less similar to
+# the question than DEFAULT_MIN_SIMILARITY (`RAG_SEARCH.changed(k=3)` keeps that threshold).
+RAG_SEARCH = SearchSettings(min_similarity=DEFAULT_MIN_SIMILARITY)
 SYSTEM_PROMPT = PASSAGES_PROMPT  # short and plain: what a 135M model follows (see there)
 PASSAGES_GIVEN = 3  # passages shown to the model (of the k retrieved; all k stay in facts)
 PASSAGE_MAX_WORDS = 60  # longer passages are cut to the window that best matches the question
@@ -369,6 +373,7 @@ class RagSession(AnswerMethod, Closing):
     (with `base_url`/`api_key` for a server), or None for the default packaged model. The
     embedder and the model load when the session opens; `lazy=True` waits for the first
     question that needs them (`rag.answer` does, so an unanswerable question loads no model).
+    `retrieval` is how every question is searched (default `RAG_SEARCH`).
     """
 
     def __init__(
@@ -377,12 +382,7 @@ class RagSession(AnswerMethod, Closing):
         model: Any = None,
         *,
         name: str = "rag",
-        k: int = 5,
-        mode: str = "hybrid",
-        filters: Filters | None = None,
-        reranker: Any = None,
-        min_similarity: float | None = DEFAULT_MIN_SIMILARITY,
-        min_rerank_score: float | None = None,
+        retrieval: SearchSettings | None = None,
         max_new_tokens: int = 256,
         temperature: float = 0.0,
         system_prompt: str = SYSTEM_PROMPT,
@@ -400,19 +400,16 @@ class RagSession(AnswerMethod, Closing):
         self.kb = KnowledgeBase(kb) if self._own_kb else kb
         self._model = model
         self._model_options = {"base_url": base_url, "api_key": api_key, "device": device}
-        self.mode = mode
-        # What `search` asks the knowledge base for, for every question.
-        self.retrieval: dict[str, Any] = {
-            "k": k, "mode": mode, "filters": filters, "reranker": reranker,
-            "min_similarity": min_similarity, "min_rerank_score": min_rerank_score,
-        }
+        self.retrieval = RAG_SEARCH if retrieval is None else retrieval  # for every question
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.system_prompt = system_prompt
         self.passages_given = passages_given
         self.grounded, self.max_missing_terms = grounded, max_missing_terms
         self._retrieval_lock = search_lock(self.kb)  # shared by every session on this kb
         self._model_lock = threading.Lock()  # the model loads once, even when asked from threads
-        self.facts: dict[str, Any] = {"kb": str(self.kb.location), "k": k, "mode": mode}
+        self.facts: dict[str, Any] = {
+            "kb": str(self.kb.location), "k": self.retrieval.k, "mode": self.retrieval.mode,
+        }
         self.facts.update(facts or {})
         if not lazy:
             self.open()
@@ -442,7 +439,7 @@ class RagSession(AnswerMethod, Closing):
     def search(self, query: str) -> list[SearchHit]:
         """The passages this session would give the model for `query` (thread-safe)."""
         with self._retrieval_lock:
-            return self.kb.search(query, **self.retrieval)
+            return self.kb.search(query, self.retrieval)
 
     def passages(self, question: str) -> list[str]:
         """The passage texts the model would be shown for `question`, cut as it sees them
@@ -563,7 +560,7 @@ class RagSession(AnswerMethod, Closing):
                 "raw_answer": raw,
                 "citation_mode": citation_mode if citations else "none",
                 "model": getattr(model, "name", ""),
-                "mode": self.mode,
+                "mode": self.retrieval.mode,
                 "prompt_tokens": generation.prompt_tokens,
                 "completion_tokens": generation.completion_tokens,
             },
@@ -581,13 +578,18 @@ def answer(
     *,
     history: Sequence[dict[str, str]] | None = None,
     on_token: Callable[[str], None] | None = None,
-    **session_options: Any,
+    **options: Any,
 ) -> Answer:
     """Answer one question from the knowledge base `kb` (a KnowledgeBase, folder or URL).
 
-    A one-shot `RagSession` opened with `session_options` (`model`, `k`, `mode`, `filters`,
-    `reranker`, `min_similarity`, `max_new_tokens`, `base_url`, ...: see there for them and the
-    Answer); to ask many questions open a session.
+    A one-shot `RagSession` opened with `options`: its own (`model`, `max_new_tokens`,
+    `base_url`, ...) and, for one call, any field of `SearchSettings` (`k`, `mode`, `filters`,
+    `reranker`, `min_similarity`, ...) changed from `RAG_SEARCH`. See `RagSession` for them and
+    the Answer; to ask many questions open a session.
     """
-    with RagSession(kb, lazy=True, **session_options) as session:
+    search_fields = {item.name for item in fields(SearchSettings)}
+    changes = {key: options.pop(key) for key in list(options) if key in search_fields}
+    if changes:
+        options["retrieval"] = options.get("retrieval", RAG_SEARCH).changed(**changes)
+    with RagSession(kb, lazy=True, **options) as session:
         return session.answer(question, history=history, on_token=on_token)

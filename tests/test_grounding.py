@@ -8,6 +8,7 @@ from scripted_model import ScriptedModel
 
 from infuse.answer import Answer
 from infuse.knowledge.kb import KnowledgeBase
+from infuse.knowledge.retrieval import SearchSettings
 from infuse.rag import (
     NO_ANSWER,
     RagSession,
@@ -104,7 +105,7 @@ def test_missing_question_terms_name_what_no_passage_speaks_of():
 
 def test_question_about_something_absent_is_declined_without_asking_the_model(kb):
     model = ScriptedModel("The CEO earns 2 million.")
-    session = RagSession(kb, model, k=2, min_similarity=None)
+    session = RagSession(kb, model, retrieval=SearchSettings(k=2))
     result = session.answer("What is the refund window for the Kubernetes_operator licence?")
     assert result.no_answer and result.text == NO_ANSWER and model.calls == []
     assert "kubernete" in result.facts["declined_because"]
@@ -114,10 +115,10 @@ def test_everyday_words_of_a_question_need_not_be_in_the_passages(kb):
     """'my' or 'exactly' are how a user asks; the model is asked, and its answer is checked."""
     assert missing_question_terms("How long is my refund window exactly?",
                                   ["The refund window is 45 days."], everyday=False) == []
-    right = RagSession(kb, ScriptedModel("45 days."), k=2, min_similarity=None)
+    right = RagSession(kb, ScriptedModel("45 days."), retrieval=SearchSettings(k=2))
     assert not right.answer("How long is my refund window, then?").no_answer
     invented = ScriptedModel("The CEO earns 2 million.")
-    session = RagSession(kb, invented, k=2, min_similarity=None)
+    session = RagSession(kb, invented, retrieval=SearchSettings(k=2))
     result = session.answer("What is the salary of the chief executive?")
     assert not invented.calls and result.no_answer  # "salary" is a topic no passage holds
     assert "salar" in result.facts["declined_because"]
@@ -125,18 +126,18 @@ def test_everyday_words_of_a_question_need_not_be_in_the_passages(kb):
 
 def test_invented_number_is_declined_and_grounded_answer_kept(kb):
     question = "How long is the refund window?"
-    invented = RagSession(kb, ScriptedModel("The refund window is 60 days."), k=2, min_similarity=None)
+    invented = RagSession(kb, ScriptedModel("The refund window is 60 days."), retrieval=SearchSettings(k=2))
     result = invented.answer(question)
     assert result.no_answer and "60" in result.facts["declined_because"]
     assert result.facts["raw_answer"] == "The refund window is 60 days."
-    right = RagSession(kb, ScriptedModel("Answer: 45 days.\nAnswer: 45 days."), k=2, min_similarity=None)
+    right = RagSession(kb, ScriptedModel("Answer: 45 days.\nAnswer: 45 days."), retrieval=SearchSettings(k=2))
     result = right.answer(question)
     assert not result.no_answer and result.text == "45 days."
 
 
 def test_only_the_passages_given_are_shown_and_marked(kb):
     model = ScriptedModel("The refund window is 45 days.")
-    session = RagSession(kb, model, k=2, min_similarity=None, passages_given=1)
+    session = RagSession(kb, model, passages_given=1, retrieval=SearchSettings(k=2))
     result = session.answer("How long is the refund window?")
     passages = result.facts["passages"]
     assert [p["given"] for p in passages] == [True, False]
@@ -145,7 +146,7 @@ def test_only_the_passages_given_are_shown_and_marked(kb):
 
 
 def test_grounding_can_be_turned_off(kb):
-    session = RagSession(kb, ScriptedModel("Ask the wizard."), k=2, min_similarity=None, grounded=False)
+    session = RagSession(kb, ScriptedModel("Ask the wizard."), grounded=False, retrieval=SearchSettings(k=2))
     assert session.answer("How long is the refund window?").text == "Ask the wizard."
 
 
@@ -178,13 +179,13 @@ def test_cag_declines_from_the_whole_knowledge():
 
 
 def test_a_missing_everyday_term_needs_an_answer_that_names_something_the_passages_hold(kb):
-    vague = RagSession(kb, ScriptedModel("The office is next to the river."), k=2, min_similarity=None)
+    vague = RagSession(kb, ScriptedModel("The office is next to the river."), retrieval=SearchSettings(k=2))
     result = vague.answer("Which way is the team's office?")
     assert result.no_answer and "names nothing specific" in result.facts["declined_because"]
     # a topic word ("revenue"), unlike a phrasing word ("way"), must be in the passages
     early = ScriptedModel("The office revenue is next to the river.")
-    result = RagSession(kb, early, k=2, min_similarity=None).answer("What is the revenue of the office?")
+    result = RagSession(kb, early, retrieval=SearchSettings(k=2)).answer("What is the revenue of the office?")
     assert result.no_answer and "reven" in result.facts["declined_because"] and early.calls == []
-    named = RagSession(kb, ScriptedModel("It is in Springfield."), k=2, min_similarity=None)
+    named = RagSession(kb, ScriptedModel("It is in Springfield."), retrieval=SearchSettings(k=2))
     result = named.answer("In which town does the team have its office?")
     assert not result.no_answer and result.text == "It is in Springfield."

@@ -20,5 +20,6 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "read_paths": "infuse.knowledge.reading",
     "KnowledgeBase": "infuse.knowledge.kb",
     "IngestReport": "infuse.knowledge.kb",
+    "SearchSettings": "infuse.knowledge.retrieval",
     "evaluate_retrieval": "infuse.knowledge.evaluation",
 })

@@ -27,7 +27,7 @@ from infuse.knowledge.documents import Chunk, Document, DocumentRecord, SearchHi
 from infuse.knowledge.embeddings import DEFAULT_EMBEDDER, Embedder
 from infuse.knowledge.readers import RowOptions
 from infuse.knowledge.reading import find_files
-from infuse.knowledge.retrieval import retrieve
+from infuse.knowledge.retrieval import SearchSettings, retrieve
 from infuse.knowledge.sources import (
     EXTRA_METADATA,
     FILE,
@@ -41,7 +41,7 @@ from infuse.knowledge.sources import (
     read_source_file,
     source_kind,
 )
-from infuse.knowledge.store import ChunkStore, Filters, is_database_url
+from infuse.knowledge.store import ChunkStore, is_database_url
 from infuse.knowledge.stores import open_store
 
 DEFAULT_CHUNK_TOKENS = 200
@@ -230,30 +230,13 @@ class KnowledgeBase(Closing):
         )
 
     def search(
-        self,
-        query: str,
-        *,
-        k: int = 5,
-        mode: str = "hybrid",
-        filters: Filters | None = None,
-        reranker: Any = None,
-        min_similarity: float | None = None,
-        min_rerank_score: float | None = None,
-        candidates: int = 50,
+        self, query: str, settings: SearchSettings | None = None, **changes: Any
     ) -> list[SearchHit]:
-        """The k best chunks for `query` (see `infuse.knowledge.retrieval.retrieve`)."""
-        return retrieve(
-            self.store,
-            query,
-            embedder=self.embedder,
-            k=k,
-            mode=mode,
-            filters=filters,
-            reranker=reranker,
-            min_similarity=min_similarity,
-            min_rerank_score=min_rerank_score,
-            candidates=candidates,
-        )
+        """The best chunks for `query`, best first: searched with `settings` (default
+        `SearchSettings()`: 5 chunks, hybrid, no threshold) and `changes` to its fields
+        (`kb.search(q, k=3, mode="bm25", filters={"team": "support"})`)."""
+        settings = (settings or SearchSettings()).changed(**changes)
+        return retrieve(self.store, query, embedder=self.embedder, **settings.keywords())
 
     # writing ----------------------------------------------------------------------------
     @contextmanager

@@ -1,9 +1,13 @@
 """Hybrid retrieval: BM25 and dense candidates fused by reciprocal rank fusion, optional
-cross-encoder rerank, metadata filters and a relevance threshold. Backend-independent."""
+cross-encoder rerank, metadata filters and a relevance threshold. Backend-independent.
+
+    SearchSettings            how a question is searched (k, mode, filters, reranker, thresholds)
+    retrieve(store, query)    the k best chunks, best first
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from infuse.errors import ConfigError
@@ -11,6 +15,53 @@ from infuse.knowledge.documents import SearchHit
 from infuse.knowledge.store import ChunkStore, Filters
 
 MODES = ("hybrid", "bm25", "dense")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a question is searched; `KnowledgeBase.search` takes these as keywords and a
+    `RagSession` holds one for every question it is asked. Checked when made (ConfigError).
+
+    k: chunks returned. mode: `hybrid` (BM25 + dense, RRF), `bm25` or `dense`. filters:
+    metadata equalities. reranker: a cross-encoder re-scoring the head of the list.
+    min_similarity / min_rerank_score: drop chunks below this cosine / reranker score.
+    candidates: chunks each of BM25 and dense bring before fusion.
+    """
+
+    k: int = 5
+    mode: str = "hybrid"
+    filters: Filters | None = None
+    reranker: Any = None
+    min_similarity: float | None = None
+    min_rerank_score: float | None = None
+    candidates: int = 50
+
+    def __post_init__(self) -> None:
+        check_search(self.mode, self.k)
+
+    def changed(self, **changes: Any) -> SearchSettings:
+        """These settings with some fields changed (`settings.changed(k=3)`)."""
+        return replace(self, **changes) if changes else self
+
+    def keywords(self) -> dict[str, Any]:
+        """The settings as keyword arguments of `retrieve`."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the reranker by its name)."""
+        out = self.keywords()
+        if self.reranker is not None:
+            out["reranker"] = getattr(self.reranker, "name", type(self.reranker).__name__)
+        out["filters"] = dict(self.filters) if self.filters else None
+        return out
+
+
+def check_search(mode: str, k: int) -> None:
+    """Raise ConfigError for an unknown search mode or a k below 1."""
+    if mode not in MODES:
+        raise ConfigError(f"Search mode {mode!r} is unknown; use one of {', '.join(MODES)}.")
+    if k < 1:
+        raise ConfigError(f"k={k}: ask for at least one result.")
 
 
 def rrf_fuse(ranked: dict[str, list[SearchHit]], rrf_k: int = 60) -> list[SearchHit]:
@@ -67,10 +118,7 @@ def retrieve(
     drops chunks whose cosine similarity to the question is lower; `min_rerank_score` does the
     same on reranker scores. Raises ConfigError for a bad mode or k.
     """
-    if mode not in MODES:
-        raise ConfigError(f"Search mode {mode!r} is unknown; use one of {', '.join(MODES)}.")
-    if k < 1:
-        raise ConfigError(f"k={k}: ask for at least one result.")
+    check_search(mode, k)
     needs_vector = mode != "bm25" or min_similarity is not None
     if needs_vector and query_vector is None:
         if embedder is None:

@@ -174,12 +174,12 @@ def _base_method(options: MethodOptions, shared: _Shared) -> LazyMethod:
 
 def _rag_method(name: str, options: MethodOptions, shared: _Shared, chat_model) -> LazyMethod:
     def open_it():
-        from infuse.rag import RagSession
+        from infuse.rag import RAG_SEARCH, RagSession
 
         kb = shared.knowledge_base(name)
         return RagSession(
-            kb, chat_model(), name=name, k=options.k, max_new_tokens=options.max_new_tokens,
-            grounded=options.grounded,
+            kb, chat_model(), name=name, retrieval=RAG_SEARCH.changed(k=options.k),
+            max_new_tokens=options.max_new_tokens, grounded=options.grounded,
         )
 
     facts = {"run_dir": str(options.run_dir)} if name == "lora+rag" else {}

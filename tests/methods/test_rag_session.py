@@ -12,6 +12,7 @@ from at_once import answer_at_once
 from scripted_model import ScriptedModel
 
 from infuse.answer import Answer
+from infuse.knowledge.retrieval import SearchSettings
 from infuse.rag import RagSession, is_follow_up, retrieval_query
 
 QUESTIONS = [
@@ -51,7 +52,7 @@ def test_one_session_loads_the_embedder_and_the_model_once_for_20_questions(
     from infuse.rag import answer
 
     with RagSession(
-        kb_dir, str(chat_model_dir), device="cpu", max_new_tokens=3, min_similarity=None
+        kb_dir, str(chat_model_dir), device="cpu", max_new_tokens=3, retrieval=SearchSettings()
     ) as session:
         assert count_loads == {"embedder": 1, "model": 1}  # opened: both loaded, once
         for number in range(20):
@@ -67,8 +68,7 @@ def test_one_session_loads_the_embedder_and_the_model_once_for_20_questions(
 
 def test_two_threads_asking_one_session_at_once_get_their_own_answers(kb_dir, chat_model_dir):
     session = RagSession(
-        kb_dir, str(chat_model_dir), device="cpu", max_new_tokens=16, mode="bm25",
-        min_similarity=None,
+        kb_dir, str(chat_model_dir), device="cpu", max_new_tokens=16, retrieval=SearchSettings(mode="bm25")
     )
     first, second = QUESTIONS[0], QUESTIONS[2]
     alone = {question: session.answer(question) for question in (first, second)}
@@ -92,7 +92,7 @@ def test_two_sessions_over_one_knowledge_base_take_turns_searching(kb_dir, chat_
     kb = open_knowledge_base(kb_dir)
     model = load_chat_model(str(chat_model_dir), device="cpu")
     sessions = [
-        RagSession(kb, model, name=name, max_new_tokens=6, min_similarity=None)
+        RagSession(kb, model, name=name, max_new_tokens=6, retrieval=SearchSettings())
         for name in ("rag", "lora+rag")
     ]
     assert sessions[0]._retrieval_lock is sessions[1]._retrieval_lock  # one lock per kb object
@@ -120,7 +120,7 @@ def test_a_follow_up_is_retrieved_on_the_subject_of_the_earlier_turn(kb_dir):
         {"role": "user", "content": "How do I request a refund?"},
         {"role": "assistant", "content": "Email refunds@acme.test with the order number [1]."},
     ]
-    with RagSession(kb_dir, model, mode="bm25", min_similarity=None, k=1) as session:
+    with RagSession(kb_dir, model, retrieval=SearchSettings(mode="bm25", k=1)) as session:
         alone = session.answer("and how long does that take?")
         followed = session.answer("and how long does that take?", history=history)
     assert not alone.facts["passages"][0]["source"].endswith("refunds.md")
@@ -162,14 +162,14 @@ def test_stream_yields_the_pieces_then_the_answer_and_closing_it_stops_the_model
     kb_dir, chat_model_dir
 ):
     grounded = RagSession(
-        kb_dir, str(chat_model_dir), device="cpu", mode="bm25", min_similarity=None
+        kb_dir, str(chat_model_dir), device="cpu", retrieval=SearchSettings(mode="bm25")
     )
     *pieces, final = list(grounded.stream(QUESTIONS[1], max_new_tokens=12))
     # Grounded: checked first, then streamed as one piece (the answer or the decline).
     assert len(pieces) == 1 and pieces[0] == final.text
     # Ungrounded: streamed live, piece by piece.
     session = RagSession(
-        kb_dir, grounded.model, mode="bm25", min_similarity=None, grounded=False
+        kb_dir, grounded.model, grounded=False, retrieval=SearchSettings(mode="bm25")
     )
     items = list(session.stream(QUESTIONS[1], max_new_tokens=12))
     *pieces, final = items
@@ -192,7 +192,7 @@ def test_stream_yields_the_pieces_then_the_answer_and_closing_it_stops_the_model
 def test_history_turns_are_checked(kb_dir):
     from infuse.errors import ConfigError
 
-    with RagSession(kb_dir, ScriptedModel("x"), mode="bm25", min_similarity=None) as session:
+    with RagSession(kb_dir, ScriptedModel("x"), retrieval=SearchSettings(mode="bm25")) as session:
         with pytest.raises(ConfigError, match=r"history turn 0 .*role"):
             session.answer("Where is the office?", history=[{"from": "human", "value": "hi"}])
 
@@ -200,7 +200,7 @@ def test_history_turns_are_checked(kb_dir):
 def test_passages_are_what_the_model_is_shown_and_load_no_model(kb_dir, count_loads):
     from infuse.rag import PASSAGES_GIVEN, build_messages
 
-    with RagSession(kb_dir, lazy=True, min_similarity=None) as session:
+    with RagSession(kb_dir, lazy=True, retrieval=SearchSettings()) as session:
         question = "When is a refund paid back?"
         texts = session.passages(question)
         assert len(texts) == PASSAGES_GIVEN
