@@ -77,7 +77,7 @@ class QuickstartPlan:
     notes: list[str] = field(default_factory=list)
     base_url: str | None = None
     api_key: str | None = None
-    synth_budget_s: float | None = None
+    question_budget_s: float | None = None
     max_pairs: int | None = None
     trainable: bool = True  # the model can be fine-tuned here (lora, lora+rag)
     augment: bool = True  # knowledge-injection, decline and RAFT rows added to the training data
@@ -96,30 +96,33 @@ def plan_quickstart(
     folder: str | Path | None = None,
     *,
     output: str | Path = "infuse-quickstart",
+    # the model, and the server that answers for it
     model: str = DEFAULT_MODEL,
-    on_gpu: bool | None = None,
-    epochs: int | None = None,
-    max_new_tokens: int = 32,
-    all_questions: bool = False,
     base_url: str | None = None,
     api_key: str | None = None,
-    synth_budget_s: float | None = None,
-    max_pairs: int | None = None,
+    # the fine-tune
+    on_gpu: bool | None = None,
+    epochs: int | None = None,
     augment: bool | None = None,
+    # the questions generated and asked
+    question_budget_s: float | None = None,
+    max_pairs: int | None = None,
+    all_questions: bool = False,
+    max_new_tokens: int = 32,
 ) -> QuickstartPlan:
     """Decide inputs and budget. Raises ConfigError when the folder has no documents, a setting
     is out of range or the output folder cannot be written (before any work starts).
 
     `model` is a packaged name, a local GGUF file or Hugging Face folder, or with `base_url`
     the name an OpenAI-compatible server knows (then LoRA needs `model` to be local as well).
-    `synth_budget_s` / `max_pairs` bound question generation (default: sized to the machine).
+    `question_budget_s` / `max_pairs` bound question generation (default: sized to the machine).
     """
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs {epochs}: must be at least 1.")
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: must be at least 1.")
-    if synth_budget_s is not None and synth_budget_s <= 0:
-        raise ConfigError(f"--question-budget {synth_budget_s}: give seconds above 0.")
+    if question_budget_s is not None and question_budget_s <= 0:
+        raise ConfigError(f"--question-budget {question_budget_s}: give seconds above 0.")
     if max_pairs is not None and max_pairs < 1:
         raise ConfigError(f"--max-pairs {max_pairs}: must be at least 1.")
     from infuse.files import check_writable_folder
@@ -194,7 +197,7 @@ def plan_quickstart(
         notes=notes,
         base_url=base_url,
         api_key=api_key,
-        synth_budget_s=synth_budget_s or budget_s,
+        question_budget_s=question_budget_s or budget_s,
         max_pairs=max_pairs or pairs,
         trainable=trainable,
         augment=augment,
@@ -251,7 +254,7 @@ def _ensure_questions(
             "(your questions stay the eval set)")
     else:
         say("no questions.jsonl/train.jsonl: generating question/answer pairs from the documents")
-    budget = plan.synth_budget_s
+    budget = plan.question_budget_s
     say(f"question generation: at most {plan.max_pairs} pairs or "
         + (f"{budget / 60:.0f} minutes" if budget >= 120 else f"{budget:.0f} s")
         + " (--max-pairs, --question-budget); a passage already begun is finished")
@@ -263,7 +266,7 @@ def _ensure_questions(
     result = synthesize_qa(
         documents, chat_model,
         holdout=0.0 if own_questions else 0.2,
-        max_pairs=plan.max_pairs, time_budget_s=plan.synth_budget_s,
+        max_pairs=plan.max_pairs, time_budget_s=plan.question_budget_s,
         on_progress=_step(on_progress, "questions"),
     )
     target = plan.output / "synth" / "qa.jsonl"

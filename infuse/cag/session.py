@@ -77,6 +77,12 @@ def check_fit(
         )
 
 
+def _knowledge_turn(files: list[Path | str], instructions: str) -> tuple[list[str], str]:
+    """The knowledge files (folders expanded) and the system turn that holds their text."""
+    sources = [str(path) for path in knowledge_files(list(files))]
+    return sources, system_message(knowledge_text(read_knowledge_files(sources)), instructions)
+
+
 def build_cache(
     files: list[Path | str],
     model: str | LocalChatModel = DEFAULT_MODEL,
@@ -103,11 +109,13 @@ def build_cache(
     from infuse.files import check_writable_folder
 
     check_writable_folder(output, setting="--output folder")  # before the minutes of prefill
-    session = CagSession.from_files(
-        files,
-        model,
-        instructions=instructions,
-        device=device,
+    sources, system = _knowledge_turn(files, instructions)  # a bad file fails before the model loads
+    chat = _local_chat(model, device)
+    session = CagSession.build(
+        chat,
+        system,
+        sources=sources,
+        model_spec=_spec(model, chat),
         question_room=question_room,
         answer_room=answer_room,
         on_progress=on_progress,
@@ -290,28 +298,19 @@ class CagSession(AnswerMethod):
         *,
         instructions: str = DEFAULT_INSTRUCTIONS,
         device: str | None = None,
-        question_room: int = QUESTION_ROOM,
-        answer_room: int = ANSWER_ROOM,
         on_progress: Callable[[int, int], None] | None = None,
         fast: bool | None = None,
     ) -> CagSession:
-        """A session over the knowledge in `files`, prefilled now (nothing saved to disk).
+        """A session over the knowledge in `files`, prefilled now (nothing saved to disk), with
+        the default room for a question and an answer (`build` takes others).
 
         The files are read before the model loads, so a bad file fails fast. Raises
         ContextTooLongError when the knowledge does not fit the model's context.
         """
-        sources = [str(path) for path in knowledge_files(list(files))]  # folders -> their files
-        system = system_message(knowledge_text(read_knowledge_files(sources)), instructions)
+        sources, system = _knowledge_turn(files, instructions)
         chat = _local_chat(model, device)
         return cls.build(
-            chat,
-            system,
-            sources=sources,
-            model_spec=_spec(model, chat),
-            question_room=question_room,
-            answer_room=answer_room,
-            on_progress=on_progress,
-            fast=fast,
+            chat, system, sources=sources, model_spec=_spec(model, chat), on_progress=on_progress, fast=fast
         )
 
     @classmethod

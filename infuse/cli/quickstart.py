@@ -83,7 +83,7 @@ def quickstart(
         all_questions=all_questions,
         base_url=base_url,
         api_key=api_key,
-        synth_budget_s=question_budget,
+        question_budget_s=question_budget,
         max_pairs=max_pairs,
         augment=augment,
     )

@@ -10,7 +10,7 @@ Light to import: models, matplotlib and rich load inside the functions that need
 """
 
 from infuse.eval.evaluate import evaluate
-from infuse.eval.methods import ChatModelMethod, FunctionMethod, Method, SkippedMethod
+from infuse.eval.methods import FunctionMethod, Method, SkippedMethod
 from infuse.eval.questions import EvalQuestion, load_questions
 from infuse.eval.results import EvalResults, MethodSummary, QuestionResult
 from infuse.eval.runner import run_eval
@@ -18,7 +18,6 @@ from infuse.methods import METHOD_NAMES, MethodOptions, build_methods  # built t
 
 __all__ = [
     "METHOD_NAMES",
-    "ChatModelMethod",
     "EvalQuestion",
     "EvalResults",
     "FunctionMethod",

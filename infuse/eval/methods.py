@@ -5,11 +5,11 @@ A *method* is any object with a `name` and `answer(question) -> Answer`. It may 
 `facts` dict (numbers the report and the diagnosis read: `training_s`, `run_dir`,
 `knowledge_tokens`, `context_window`, `train_chat_template`, `inference_chat_template`).
 
-The standard methods come from `infuse.methods.build_methods`; two adapters let a test or a
-caller bring its own:
+The standard methods come from `infuse.methods.build_methods`; a caller brings its own as
+any such object (`evaluate(extra_methods=[...])`), for instance:
 
-    ChatModelMethod(name, load=...)     a ChatModel answering alone, loaded on setup()
-    FunctionMethod(name, answer=...)    any callable question -> Answer
+    FunctionMethod(name, function)          any callable question -> Answer
+    LazyMethod(name, lambda: ModelMethod(name, load()))   a chat model loaded on setup()
 
 A method that cannot run is a `SkippedMethod` with the reason in words; the report lists it.
 """
@@ -17,6 +17,7 @@ A method that cannot run is a `SkippedMethod` with the reason in words; the repo
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from infuse.answer import Answer
@@ -25,7 +26,6 @@ from infuse.methods.base import (
     DOES_NOT_FIT,
     FAILED,
     MISSING,
-    ModelMethod,
     SkipMethod,
     SkippedMethod,
 )
@@ -35,7 +35,6 @@ __all__ = [
     "DOES_NOT_FIT",
     "FAILED",
     "MISSING",
-    "ChatModelMethod",
     "FunctionMethod",
     "Method",
     "SkipMethod",
@@ -52,66 +51,28 @@ class Method(Protocol):
     def answer(self, question: str) -> Answer: ...
 
 
-class ChatModelMethod(ModelMethod):
-    """A `ModelMethod` whose model may be loaded in `setup()` (`load=`), so loading is timed
-    apart from answering."""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        model=None,
-        load: Callable[[], Any] | None = None,
-        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-        max_new_tokens: int = 64,
-        facts: dict[str, Any] | None = None,
-    ) -> None:
-        if model is None and load is None:
-            raise ValueError("ChatModelMethod needs a model or a load() function.")
-        super().__init__(
-            name, model, system_prompt=system_prompt, max_new_tokens=max_new_tokens, facts=facts
-        )
-        self._load = load
-
-    def setup(self) -> None:
-        """Load the model (once)."""
-        if self.model is None and self._load is not None:
-            self.model = self._load()
-            self.facts["model"] = getattr(self.model, "name", "")
-
-    def answer(self, question: str, **options: Any) -> Answer:
-        """Load the model if needed, then answer (see `ModelMethod.answer`)."""
-        self.setup()
-        return super().answer(question, **options)
-
-
+@dataclass(eq=False)
 class FunctionMethod:
-    """Any callable `question -> Answer` as a method."""
+    """Any callable `question -> Answer` as a method (your own pipeline beside infuse's);
+    `prepare`, when given, runs once in `setup()`, before the first question (timed apart)."""
 
-    def __init__(
-        self,
-        name: str,
-        answer: Callable[[str], Answer],
-        *,
-        setup: Callable[[], None] | None = None,
-        facts: dict[str, Any] | None = None,
-    ) -> None:
-        self.name = name
-        self._answer = answer
-        self._setup = setup
-        self._ready = False
-        self.facts: dict[str, Any] = dict(facts or {})
+    name: str
+    function: Callable[[str], Answer]
+    _: KW_ONLY
+    prepare: Callable[[], None] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    _ready: bool = field(default=False, init=False, repr=False)
 
     def setup(self) -> None:
         """Run the setup callable once (build an index, load a cache...)."""
-        if not self._ready and self._setup is not None:
-            self._setup()
+        if not self._ready and self.prepare is not None:
+            self.prepare()
         self._ready = True
 
     def answer(self, question: str) -> Answer:
         """Call the wrapped function; the Answer's method name is set to this method's name."""
         self.setup()
-        result = self._answer(question)
+        result = self.function(question)
         if not isinstance(result, Answer):
             raise TypeError(f"Method '{self.name}' returned {type(result).__name__}, not an Answer.")
         result.method = self.name

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from infuse.answer import Answer, AnswerMethod, AnswerOptions
@@ -53,29 +53,24 @@ class SkipMethod(Exception):
         self.skip = skip
 
 
+@dataclass(eq=False)
 class ModelMethod(AnswerMethod):
     """A chat model answering from what it knows (the base model, or base + LoRA adapter).
 
     The model object may be shared with other methods; a local model serialises its own
-    generation, so this is safe to call from several threads.
+    generation, so this is safe to call from several threads. `facts` start with the model's name.
     """
 
-    def __init__(
-        self,
-        name: str,
-        model: Any,
-        *,
-        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        facts: dict[str, Any] | None = None,
-    ) -> None:
-        self.name = name
-        self.model = model
-        self.system_prompt = system_prompt
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.facts: dict[str, Any] = {"model": getattr(model, "name", ""), **(facts or {})}
+    name: str
+    model: Any
+    _: KW_ONLY
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.facts = {"model": getattr(self.model, "name", ""), **self.facts}
 
     def messages(
         self, question: str, history: Sequence[dict[str, str]] | None = None

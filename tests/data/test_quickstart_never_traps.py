@@ -60,7 +60,7 @@ def test_a_tag_filter_that_leaves_none_names_all_questions(tmp_path):
 def test_questions_without_train_data_get_training_pairs_not_new_questions(tmp_path):
     folder = _folder(tmp_path, _rows(5))
     plan = plan_quickstart(folder, output=tmp_path / "out", on_gpu=False, max_pairs=5,
-                           synth_budget_s=60)
+                           question_budget_s=60)
     said: list[str] = []
     steps: list[tuple] = []
     with ScriptedChatServer(lambda messages: "Q: When do the backups run?\nA: 02:00\n") as server:

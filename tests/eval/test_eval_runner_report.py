@@ -9,8 +9,9 @@ import pytest
 from eval_fakes import QUESTIONS, DictMethod
 from rich.console import Console
 
+from infuse.answer import Answer
 from infuse.errors import BackendError
-from infuse.eval.methods import DOES_NOT_FIT, SkippedMethod
+from infuse.eval.methods import DOES_NOT_FIT, FunctionMethod, SkippedMethod
 from infuse.eval.report import format_cell, render_html, render_table, shown_columns, write_report
 from infuse.eval.results import EvalResults
 from infuse.eval.runner import run_eval
@@ -195,3 +196,20 @@ def test_the_report_names_the_model_and_its_server_at_the_top():
     console = Console(record=True, width=200)
     console.print(render_table(run_eval(QUESTIONS, _methods()[:1], meta={"model": "smollm2"})))
     assert "infuse eval: 4 questions, model smollm2" in console.export_text()
+
+
+def test_a_function_is_a_method_prepared_once_and_named_in_its_answers():
+    prepared: list[str] = []
+    answers = {q.question: RIGHT.get(q.id, "I don't know.") for q in QUESTIONS}
+
+    def my_pipeline(question: str) -> Answer:
+        return Answer(text=answers[question], method="mine")
+
+    method = FunctionMethod("my-pipeline", my_pipeline, prepare=lambda: prepared.append("index"))
+    results = run_eval(QUESTIONS, [method])
+    assert prepared == ["index"]  # once, for four questions
+    assert results.method("my-pipeline").accuracy == 1.0
+    assert {r.method for r in results.results_for("my-pipeline")} == {"my-pipeline"}
+    wrong = FunctionMethod("broken", lambda question: "just text")
+    with pytest.raises(TypeError, match="Method 'broken' returned str, not an Answer"):
+        wrong.answer(QUESTIONS[0].question)
