@@ -42,6 +42,8 @@ SYNTH_BUDGET = {"cpu": (360.0, 120), "fast": (1200.0, 400)}
 # General questions the base answers right, answered by the base itself, mixed into the
 # training data so the adapter does not forget them (a quarter of the pairs, at least 8).
 REPLAY_PER_PAIR = 0.25
+# Training sequences are packed to 512 tokens, raised to fit the longest row up to this.
+MAX_SEQ_LEN = 2048
 MIN_REPLAY = 8
 AUGMENT_RECIPES = {
     "cpu": {"variants": 0, "restate": False, "raft": True, "max_raft": 24},
@@ -445,6 +447,25 @@ def _training_config(plan: QuickstartPlan):
     )
 
 
+def _fit_sequence_length(config):
+    """`config` with max_seq_len raised, in steps of 64 tokens up to MAX_SEQ_LEN, to the
+    longest training row as the trainer encodes it: a RAFT row carries RAG's passages, and real
+    documents' passages (or a user's train.jsonl) can run past the 512 that suits the pairs.
+    A row longer still is left to the trainer, which names it."""
+    from dataclasses import replace
+
+    from infuse.models import resolve_chat_model
+    from infuse.train.examples import build_token_data
+    from infuse.train.model import load_tokenizer_for
+
+    tokenizer = load_tokenizer_for(resolve_chat_model(config.model))
+    unlimited = build_token_data(replace(config, max_seq_len=1_000_000), tokenizer)
+    longest = max((len(example.input_ids) for example in unlimited.train + unlimited.eval), default=0)
+    if longest <= config.max_seq_len:
+        return config
+    return replace(config, max_seq_len=min(MAX_SEQ_LEN, -(-longest // 64) * 64))
+
+
 def _row_count(path: Path | None) -> int:
     """Training rows in a JSONL file (non-blank lines; 0 for none)."""
     if path is None or not Path(path).is_file():
@@ -506,6 +527,8 @@ def run_quickstart(
 
     started = time.perf_counter()
     config = _training_config(plan)
+    if plan.trainable:
+        config = _fit_sequence_length(config)
     run_dir = Path(config.output)
     if not plan.trainable:
         run_dir = None
@@ -518,6 +541,8 @@ def run_quickstart(
             shutil.rmtree(run_dir)
         say(
             f"fine-tune: LoRA r={config.lora_r} on {plan.train_data.name}, {config.num_epochs} epochs"
+            + (f", sequences of up to {config.max_seq_len} tokens (the longest row)"
+               if config.max_seq_len > 512 else "")
         )
         _begin(on_progress, "fine-tune")
         train(config, on_progress=_step(on_progress, "fine-tune"))

@@ -135,3 +135,35 @@ def test_quickstart_trains_on_the_augmented_rows(tmp_path):
     bare = plan_quickstart(folder, output=tmp_path / "bare", on_gpu=False, augment=False)
     _augment_training(bare, said.append)
     assert bare.train_data == folder / "train.jsonl" and bare.epochs == 3
+
+
+def test_quickstart_fits_the_sequence_length_to_its_longest_row(tmp_path, tiny_model_dir):
+    """Real documents' passages in a RAFT row can run past 512 tokens: quickstart raises the
+    packed length to fit (the trainer would refuse the row), in steps of 64."""
+    from dataclasses import replace
+
+    from infuse.quickstart import MAX_SEQ_LEN, _fit_sequence_length, _training_config, plan_quickstart
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "refund.md").write_text("# Refunds\n\nThe refund window is 38 days.\n")
+    passages = " ".join(["the refund window is thirty eight days"] * 30)  # ~700 tiny tokens
+    rows = [{"messages": [{"role": "system", "content": passages},
+                          {"role": "user", "content": "How long is the refund window?"},
+                          {"role": "assistant", "content": "38 days."}]},
+            {"messages": [{"role": "user", "content": "Refund window?"},
+                          {"role": "assistant", "content": "38 days."}]}]
+    (folder / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    plan = plan_quickstart(folder, output=tmp_path / "out", on_gpu=False, model=str(tiny_model_dir))
+    config = _training_config(plan)
+    fitted = _fit_sequence_length(config)
+    assert fitted.max_seq_len > 512 and fitted.max_seq_len % 64 == 0
+    from infuse.train.examples import build_token_data
+    from infuse.train.model import load_tokenizer_for
+
+    data = build_token_data(fitted, load_tokenizer_for(tiny_model_dir))  # the trainer accepts it
+    assert max(len(example.input_ids) for example in data.train + data.eval) <= fitted.max_seq_len
+    short = replace(config, data=str(tmp_path / "short.jsonl"))
+    (tmp_path / "short.jsonl").write_text(json.dumps(rows[1]) + "\n")
+    assert _fit_sequence_length(short).max_seq_len == 512  # short rows keep the packed 512
+    assert fitted.max_seq_len <= MAX_SEQ_LEN
