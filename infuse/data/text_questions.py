@@ -54,6 +54,7 @@ _LEANING = frozenset(
     "my during unlike like once where whether".split()
 )
 _OBJECT_OPENERS = frozenset("a an the to one two three four five six seven eight nine ten".split())
+_DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "your", "its", "their"})
 _STOPWORDS = FUNCTION_WORDS | frozenset(
     "must shall their they them then than so such into about over under".split()
 )
@@ -102,6 +103,8 @@ def _names_something(text: str) -> bool:
     leans on the passage around it. Without the common-word list, any specific word will do."""
     if re.search(r"\d|[_`<>=/]|\w[.-]\w|[a-z][A-Z]|\b[A-Z]{2,}\b", text):
         return True
+    if _is_activity(text):
+        return False
     common = common_words()
     if not common:
         return _specific(text)
@@ -110,6 +113,18 @@ def _names_something(text: str) -> bool:
         return True
     return any(word.lower() not in common and word.lower() not in _STOPWORDS and len(word) > 2
                for word in words)
+
+
+def _is_activity(text: str) -> bool:
+    """ "Reliably detecting races", "Using the cache": a doing, not a thing one looks up
+    ("What is Reliably detecting races?" asks nothing). An adverb leads it, or a gerund with a
+    determiner after it ("Threading modes" stays: a participle naming a kind of thing)."""
+    words = [word.lower() for word in text.split()]
+    if len(words) < 2:
+        return False
+    if words[0].endswith("ly") and len(words[0]) > 4:
+        return True
+    return words[0].endswith("ing") and words[1] in _DETERMINERS
 
 
 def _trim_clause(text: str, max_words: int) -> str | None:

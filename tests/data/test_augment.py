@@ -142,7 +142,12 @@ def test_quickstart_fits_the_sequence_length_to_its_longest_row(tmp_path, tiny_m
     packed length to fit (the trainer would refuse the row), in steps of 64."""
     from dataclasses import replace
 
-    from infuse.quickstart import MAX_SEQ_LEN, _fit_sequence_length, _training_config, plan_quickstart
+    from infuse.quickstart import (
+        MAX_SEQ_LEN,
+        _fit_sequence_length,
+        _training_config,
+        plan_quickstart,
+    )
 
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -18,7 +18,9 @@ THREADS = (
     "The simplest way to compile Bash is: 1.\n\n"  # a numbered list opens: no number question
     "A transactional database is one in which all changes happen or none do.\n\n"
     "The rate of enhancement for SQLite is approximately 6 increments of Y per year.\n\n"
-    "--timeout <seconds>\n: Wait this long for a lock before giving up.\n"
+    "--timeout <seconds>\n: Wait this long for a lock before giving up.\n\n"
+    "Reliably detecting races is a difficult problem.\n\n"  # a doing, not a thing: no question
+    "Using the cache is the fastest way to rebuild.\n"
 )
 
 
@@ -32,6 +34,7 @@ def test_templates_give_grounded_plain_questions():
     questions = [question for question, _answer in pairs]
     assert not any(q.startswith("What is It") or "transactional" in q for q in questions)
     assert not any("usual value" in q or "ones" in q or "compile" in q for q in questions)
+    assert not any("Reliably" in q or "Using the cache" in q for q in questions)
     for question, answer in pairs:  # every answer is a span of the text the validator accepts
         assert synth.validate_pair(question, answer, THREADS) is None, (question, answer)
 
