@@ -203,8 +203,10 @@ def _number_pair(sentence: str) -> tuple[str, str] | None:
 def _sentences(text: str) -> Iterable[str]:
     for paragraph in re.split(r"\n\s*\n", text):
         lines = [line.strip() for line in paragraph.splitlines()]
-        # headings and the chunker's "Title > Section" breadcrumb are labels, not sentences
-        flat = " ".join(line for line in lines if not line.startswith("#") and " > " not in line)
+        # headings, the chunker's "Title > Section" breadcrumb and table rows ("| a | b |") are
+        # labels and cells, not sentences
+        flat = " ".join(line for line in lines
+                        if not line.startswith(("#", "|")) and " > " not in line)
         flat = re.sub(r"^(?:[-*]|\d+\.)\s+", "", flat)
         for match in _SENTENCE.finditer(flat):
             yield match.group(0).strip()

@@ -3,7 +3,8 @@
 Headings become `#` lines, lists `-`/`1.` items (nested ones indented), definition lists
 `term` / `: definition` pairs (man pages put option names in `<dt>`), tables `| a | b |` rows,
 `<pre>` fenced code; text in any other element (`<div>`, `<span>`, custom tags) is kept as
-paragraphs. Scripts, styles, navigation, footers, forms and hidden elements are dropped.
+paragraphs. Scripts, styles, navigation (`<nav>`, or marked as such: `_is_navigation`),
+footers, forms and hidden elements are dropped.
 
 Written on BeautifulSoup rather than an HTML-to-Markdown library because what retrieval needs
 differs from what those produce: no link targets or emphasis marks, no escaped `_`/`*` (option
@@ -69,6 +70,11 @@ _BLOCK = {
 }
 _HEADINGS = {f"h{level}": level for level in range(1, 7)}
 _SPACE = re.compile(r"[ \t\r\n\f\v\u00a0]+")
+_NAVIGATION_ROLES = {"navigation", "banner", "contentinfo", "search"}
+_NAVIGATION_CLASSES = {
+    "nav", "navbar", "navheader", "navfooter", "navigation", "breadcrumb", "breadcrumbs",
+    "related", "sphinxsidebar", "skip-link", "skiplink", "pagination", "site-header", "site-footer",
+}
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 
 
@@ -100,6 +106,22 @@ def _is_hidden(tag) -> bool:
     if "hidden" in attrs or str(attrs.get("aria-hidden", "")).lower() == "true":
         return True
     return bool(_HIDDEN_STYLE.search(str(attrs.get("style", ""))))
+
+
+def _is_navigation(tag) -> bool:
+    """Navigation written without <nav>: a `role`, a class the doc generators give it (DocBook
+    `navheader`/`navfooter` and `table.nav`, Sphinx `related`/`sphinxsidebar`, breadcrumbs), or
+    DocBook's `summary="Navigation header"` on a table. "<< 9. Massif | Up | 11. Lackey >>" in
+    every chunk would match every question about those tools."""
+    attrs = tag.attrs or {}
+    if str(attrs.get("role", "")).lower() in _NAVIGATION_ROLES:
+        return True
+    classes = attrs.get("class") or []
+    if isinstance(classes, str):
+        classes = classes.split()
+    if any(name.lower() in _NAVIGATION_CLASSES for name in classes):
+        return True
+    return str(attrs.get("summary", "")).lower().startswith("navigation")
 
 
 def _inline(tag) -> str:
@@ -158,7 +180,7 @@ def html_to_text(markup: str | bytes) -> tuple[str, str]:
         if leaving:
             _leave(name, node, stack)
             continue
-        if name in _DROP or _is_hidden(node):
+        if name in _DROP or _is_hidden(node) or _is_navigation(node):
             continue
         current = stack[-1]
         if name in _HEADINGS:

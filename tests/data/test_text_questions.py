@@ -20,7 +20,8 @@ THREADS = (
     "The rate of enhancement for SQLite is approximately 6 increments of Y per year.\n\n"
     "--timeout <seconds>\n: Wait this long for a lock before giving up.\n\n"
     "Reliably detecting races is a difficult problem.\n\n"  # a doing, not a thing: no question
-    "Using the cache is the fastest way to rebuild.\n"
+    "Using the cache is the fastest way to rebuild.\n\n"
+    "| << 9. Massif: a heap profiler | Up | 11. Lackey: an example tool >> |\n"  # cells, no sentence
 )
 
 
@@ -34,7 +35,7 @@ def test_templates_give_grounded_plain_questions():
     questions = [question for question, _answer in pairs]
     assert not any(q.startswith("What is It") or "transactional" in q for q in questions)
     assert not any("usual value" in q or "ones" in q or "compile" in q for q in questions)
-    assert not any("Reliably" in q or "Using the cache" in q for q in questions)
+    assert not any("Reliably" in q or "Using the cache" in q or "Massif" in q for q in questions)
     for question, answer in pairs:  # every answer is a span of the text the validator accepts
         assert synth.validate_pair(question, answer, THREADS) is None, (question, answer)
 

@@ -84,6 +84,26 @@ def test_html_drops_boilerplate_keeps_structure(tmp_path):
         assert junk not in document.text
 
 
+def test_html_drops_navigation_the_doc_generators_mark_without_nav(tmp_path):
+    """DocBook (Debian's valgrind manual), Sphinx and ARIA navigation: not content."""
+    path = tmp_path / "dh-manual.html"
+    path.write_text(
+        '<html><body><div class="navheader"><table class="nav" summary="Navigation header">'
+        "<tr><td>Valgrind User Manual</td></tr></table></div>"
+        '<div role="navigation">Docs &gt; Tools</div><div class="related">previous | next</div>'
+        "<h1>10. DHAT</h1><p>DHAT examines how programs use their heap.</p>"
+        '<table class="nav" summary="Navigation footer"><tr><td>&lt;&lt; 9. Massif: a heap profiler</td>'
+        "<td>Up</td><td>11. Lackey &gt;&gt;</td></tr></table>"
+        "<table><tr><td>option</td><td>--mode</td></tr></table></body></html>",
+        encoding="utf-8",
+    )
+    [document] = read_file(path)
+    assert "DHAT examines how programs use their heap." in document.text
+    assert "| option | --mode |" in document.text  # a content table stays
+    for junk in ("Valgrind User Manual", "Massif", "Up", "Docs > Tools", "previous"):
+        assert junk not in document.text
+
+
 def test_pdf_text_title_and_repeated_headers_removed(tmp_path):
     path = tmp_path / "handbook.pdf"
     make_pdf(
