@@ -50,9 +50,87 @@ def recommended_examples(model_parameters: int) -> int:
     return 1000
 
 
+def _training_turns(run: RunRecord) -> tuple[set[str], str] | None:
+    """The run's training questions (normalised) and its answers' text (normalised, joined),
+    read as the trainer reads them; None when the data file is gone or unreadable."""
+    from infuse.data.loading import load_dataset_file, to_conversations
+    from infuse.errors import InfuseError
+    from infuse.eval.scoring import normalize_answer
+
+    config = run.config
+    try:
+        conversations = to_conversations(
+            load_dataset_file(config.data), merged_prompt=config.merged_prompt,
+            output_column=config.output_column, system_prompt=config.system_prompt,
+            conversation_extension=config.conversation_extension, random_state=config.seed,
+        )["conversations"]
+    except (InfuseError, OSError):
+        return None
+    asked, answered = set(), []
+    for turns in conversations:
+        for turn in turns:
+            text = normalize_answer(str(turn.get("content") or ""))
+            if turn.get("role") == "user":
+                asked.add(text)
+            elif turn.get("role") == "assistant":
+                answered.append(text)
+    return asked, " | ".join(answered)
+
+
+def unseen_questions(results: EvalResults, run: RunRecord | None) -> tuple[int, int] | None:
+    """(answerable questions whose fact no training row teaches, answerable questions), or
+    None when unknown. A fact is taught when a training row asks the same question, or answers
+    with the reference (one of 4 characters or more: "2" is in any answer)."""
+    from infuse.eval.scoring import normalize_answer
+
+    answerable = [q for q in results.questions if q.answerable]
+    if run is None or not answerable:
+        return None
+    turns = _training_turns(run)
+    if turns is None:
+        return None
+    asked, answered = turns
+
+    def taught(question) -> bool:
+        if normalize_answer(question.question) in asked:
+            return True
+        references = [normalize_answer(reference) for reference in question.references]
+        return any(len(reference) >= 4 and reference in answered for reference in references)
+
+    return sum(1 for q in answerable if not taught(q)), len(answerable)
+
+
+def _mostly_unseen(results: EvalResults, run: RunRecord | None) -> tuple[int, int] | None:
+    counts = unseen_questions(results, run)
+    return counts if counts is not None and counts[0] * 2 > counts[1] else None
+
+
+def check_asked_unseen_facts(results: EvalResults, run: RunRecord | None) -> Finding | None:
+    """Fires when the fine-tune scores badly on questions about facts no training row teaches:
+    its score then measures what it never saw, not what it learned (the held-out facts of a
+    generated question set, or a question file about other documents than the training data)."""
+    bad = [m for m in _fine_tuned(results) if m.accuracy < BAD_ACCURACY]
+    counts = _mostly_unseen(results, run) if bad else None
+    if counts is None:
+        return None
+    unseen, answerable = counts
+    method = bad[0]
+    return Finding(
+        "asked_unseen_facts",
+        "The fine-tune was asked about facts it never trained on",
+        f"{unseen} of the {answerable} answerable questions are about facts no row of "
+        f"{run.config.data} teaches, so {method.name}'s {method.accuracy:.0%} measures what it "
+        "never saw, not what it learned: a LoRA knows a fact from its training rows, not from the "
+        "documents (lora+rag reads those). To measure what the adapter learned, ask about the "
+        "facts in its training data (`infuse eval --questions` with questions on them).",
+        {"unseen": unseen, "answerable": answerable, "method": method.name},
+    )
+
+
 def check_too_little_data(results: EvalResults, run: RunRecord | None) -> Finding | None:
-    """Fires when the adapter scores badly and it saw fewer examples than its model size needs."""
-    if run is None:
+    """Fires when the adapter scores badly and it saw fewer examples than its model size needs
+    (not when it was asked about facts it never trained on: more rows would not change that)."""
+    if run is None or _mostly_unseen(results, run) is not None:
         return None
     examples, params = run.train_examples, run.model_parameters
     bad = [m for m in _fine_tuned(results) if m.accuracy < BAD_ACCURACY]
@@ -342,6 +420,7 @@ def check_forgetting(results: EvalResults, run: RunRecord | None = None) -> Find
 CHECKS = (
     check_model_too_small,
     check_base_already_answers,
+    check_asked_unseen_facts,
     check_too_little_data,
     check_overfitting,
     check_labels_masked,

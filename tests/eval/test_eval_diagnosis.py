@@ -65,6 +65,44 @@ def test_too_little_data_quiet(tmp_path, summary, answers):
     assert diagnosis.check_too_little_data(_results(DictMethod("lora", answers)), run) is None
 
 
+# --- asked about facts it never trained on ----------------------------------------------------
+
+def _run_on(tmp_path: Path, rows: list[dict]) -> RunRecord:
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return RunRecord(config=RunConfig(data=str(data)), run_dir=tmp_path, train_examples=len(rows),
+                     model_parameters=135_000_000)
+
+
+OTHER_FACTS = [{"instruction": "Where is the office?", "output": "In Springfield."},
+               {"instruction": "Who founded the company?", "output": "Ada Byron founded it."}]
+
+
+def test_asked_unseen_facts_fires_and_silences_too_little_data(tmp_path):
+    """Quickstart's held-out facts, or questions on other documents: more rows would not help."""
+    run = _run_on(tmp_path, OTHER_FACTS)
+    results = _results(DictMethod("lora", {}))
+    finding = diagnosis.check_asked_unseen_facts(results, run)
+    assert finding and finding.signal == {"unseen": 4, "answerable": 4, "method": "lora"}
+    assert "4 of the 4 answerable questions" in finding.message and "train.jsonl" in finding.message
+    assert diagnosis.check_too_little_data(results, run) is None
+    assert "asked_unseen_facts" in _codes(results, run)
+
+
+def test_asked_unseen_facts_quiet_when_the_rows_teach_the_facts(tmp_path):
+    taught = [{"instruction": "How long is the refund window?", "output": "38 days."},
+              {"instruction": "Who leads the board of directors?", "output": "Oskar Lindqvist does."},
+              {"instruction": "What is the mascot called?", "output": "Pip."},  # same question
+              *OTHER_FACTS]
+    run = _run_on(tmp_path, taught)
+    results = _results(DictMethod("lora", {}))
+    assert diagnosis.unseen_questions(results, run) == (1, 4)  # only the sensors are untaught
+    assert diagnosis.check_asked_unseen_facts(results, run) is None
+    assert diagnosis.check_too_little_data(results, run) is not None  # 5 rows: that is the cause
+    gone = RunRecord(config=RunConfig(data=str(tmp_path / "moved.jsonl")), run_dir=tmp_path)
+    assert diagnosis.unseen_questions(results, gone) is None  # the data moved: say nothing
+
+
 # --- overfitting ---------------------------------------------------------------------------
 
 def _curve(eval_losses, train_losses):
