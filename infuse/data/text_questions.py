@@ -54,6 +54,7 @@ _LEANING = frozenset(
     "my during unlike like once where whether".split()
 )
 _OBJECT_OPENERS = frozenset("a an the to one two three four five six seven eight nine ten".split())
+_ENUMERATION = re.compile(r"\s*[\w-]+(?: [\w-]+)?,? (?:and|or) ")
 _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "your", "its", "their"})
 _STOPWORDS = FUNCTION_WORDS | frozenset(
     "must shall their they them then than so such into about over under".split()
@@ -128,9 +129,15 @@ def _is_activity(text: str) -> bool:
 
 
 def _trim_clause(text: str, max_words: int) -> str | None:
-    """The text up to its first clause break, if that is at most `max_words` words."""
-    clause = re.split(r",|;|\. | \(| - | -- | which | because | so that | unless ", text, maxsplit=1)[0]
+    """The text up to its first clause break, if that is at most `max_words` words; None for a
+    fragment: a comma that opens an enumeration ("Specify the size, associativity and line
+    size" is not "Specify the size") or a quote or bracket left open."""
+    clause, *rest = re.split(r",|;|\. | \(| - | -- | which | because | so that | unless ", text, maxsplit=1)
+    if rest and text[len(clause)] == "," and _ENUMERATION.match(rest[0]):
+        return None
     clause = clause.strip().rstrip(".")
+    if clause.count('"') % 2 or clause.count("(") != clause.count(")"):
+        return None
     words = clause.split()
     if not 1 <= len(words) <= max_words or words[-1].lower() in _STOPWORDS:
         return None  # "one in" (cut before "which"): a fragment, not an answer
@@ -158,6 +165,8 @@ def _copular_pair(sentence: str, max_words: int) -> tuple[str, str] | None:
     subject_words = subject.split()
     if not 1 <= len(subject_words) <= 8 or subject_words[0].lower() in _LEANING:
         return None
+    if subject_words[0].lower().split("'")[0] in _LEANING or subject_words[-1].lower() in _LEANING:
+        return None  # "It's worth fixing errors in the order they" (are reported): no subject
     if any(word.lower() in _CLAUSE_WORDS for word in subject_words):
         return None
     head = [word.lower() for word in subject_words if word.lower() not in _OBJECT_OPENERS]

@@ -21,7 +21,10 @@ THREADS = (
     "--timeout <seconds>\n: Wait this long for a lock before giving up.\n\n"
     "Reliably detecting races is a difficult problem.\n\n"  # a doing, not a thing: no question
     "Using the cache is the fastest way to rebuild.\n\n"
-    "| << 9. Massif: a heap profiler | Up | 11. Lackey: an example tool >> |\n"  # cells, no sentence
+    "| << 9. Massif: a heap profiler | Up | 11. Lackey: an example tool >> |\n\n"  # cells, no sentence
+    "It's worth fixing errors in the order they are reported.\n\n"  # no subject to ask about
+    "--I1=<size>,<line size>\n: Specify the size, associativity and line size of the cache.\n\n"
+    "Writes (bytes)\n: Like \"Reads (bytes)\", but for writes.\n"  # fragments are no answers
 )
 
 
@@ -36,6 +39,7 @@ def test_templates_give_grounded_plain_questions():
     assert not any(q.startswith("What is It") or "transactional" in q for q in questions)
     assert not any("usual value" in q or "ones" in q or "compile" in q for q in questions)
     assert not any("Reliably" in q or "Using the cache" in q or "Massif" in q for q in questions)
+    assert not any("worth" in q or "--I1" in q or "Writes" in q for q in questions)
     for question, answer in pairs:  # every answer is a span of the text the validator accepts
         assert synth.validate_pair(question, answer, THREADS) is None, (question, answer)
 
