@@ -55,6 +55,13 @@ _LEANING = frozenset(
 )
 _OBJECT_OPENERS = frozenset("a an the to one two three four five six seven eight nine ten".split())
 _ENUMERATION = re.compile(r"\s*[\w-]+(?: [\w-]+)?,? (?:and|or) ")
+# What "X is ..." says when it gives a state, not a name ("Linux on POWER5 is supported"): a
+# "What is X?" question would not be answered by it.
+_STATE_WORDS = frozenset(
+    "supported unsupported stripped deprecated enabled disabled required optional available "
+    "unavailable used needed ignored allowed forbidden possible impossible now currently still "
+    "very quite too much more less always never already".split()
+)
 _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "your", "its", "their"})
 _STOPWORDS = FUNCTION_WORDS | frozenset(
     "must shall their they them then than so such into about over under".split()
@@ -176,8 +183,12 @@ def _copular_pair(sentence: str, max_words: int) -> tuple[str, str] | None:
     if answer is None:
         return None
     first = answer.split()[0].lower()
-    if first in {"not", "also", "often", "usually", "only"}:
+    if first in {"not", "also", "often", "usually", "only"} or first in _STATE_WORDS:
+        return None  # "currently supported", "used heavily": a state, not a thing to name
+    if first.endswith("ly") and len(first) > 4:
         return None
+    if re.fullmatch(r"(?:the |a |an )?[\d,.]+", subject, re.IGNORECASE):
+        return None  # "What is the 12345?"
     if len(answer.split()) > 3 and first not in _OBJECT_OPENERS and not answer[0].isupper():
         return None  # "disabled by default unless ..." is a description, not a thing to name
     if subject_words[0] in {"The", "A", "An"}:
@@ -197,6 +208,8 @@ def _number_pair(sentence: str) -> tuple[str, str] | None:
     match = matches[0]
     if sentence[: match.start()].rstrip().endswith(":") and not sentence[match.end():].strip(" .)"):
         return None  # "The simplest way to compile Bash is: 1." opens a numbered list
+    if not _is_prose(sentence) or _is_label_number(sentence, match):
+        return None
     if not _names_something(sentence[: match.start()] + sentence[match.end():]):
         return None  # "The maximum value is 255.": the maximum value of what?
     unit = match.group("unit") or ""
@@ -207,6 +220,26 @@ def _number_pair(sentence: str) -> tuple[str, str] | None:
     asked = f"how many{unit}" if answer.endswith(unit) and unit else "what"
     question = sentence[: match.start()] + asked + sentence[match.start() + len(answer):]
     return question.rstrip(".!? ") + "?", answer
+
+
+def _is_prose(sentence: str) -> bool:
+    """A sentence of running text, not a title, a citation or a changelog line ("The GNU General
+    Public License 2.", "Thread Library Documentation, Boost website, 2007."): two function
+    words at least ("The gateway listens on port 8731." has two)."""
+    return sum(1 for word in _WORD.findall(sentence) if word.lower() in FUNCTION_WORDS) >= 2
+
+
+def _is_label_number(sentence: str, match: re.Match) -> bool:
+    """A number that labels rather than measures: an issue or bug id ("Closes: #931315", a bare
+    run of five digits or more), a step marker ("(1) Run gdb"), a manual section ("man 2 open")."""
+    number, before = match.group("num"), sentence[: match.start()]
+    if before.strip().lower() in {"", "the", "a", "an"}:
+        return True  # "The 12345 is the process ID.": the number is what the sentence is about
+    if before.endswith(("#", "(")) and sentence[match.end():match.end() + 1] == ")":
+        return True
+    if before.rstrip().endswith("#") or (len(number) >= 5 and number.isdigit() and not match.group("unit")):
+        return True
+    return before.rstrip().lower().endswith(("man", "section", "chapter", "step", "version"))
 
 
 def _sentences(text: str) -> Iterable[str]:

@@ -24,7 +24,14 @@ THREADS = (
     "| << 9. Massif: a heap profiler | Up | 11. Lackey: an example tool >> |\n\n"  # cells, no sentence
     "It's worth fixing errors in the order they are reported.\n\n"  # no subject to ask about
     "--I1=<size>,<line size>\n: Specify the size, associativity and line size of the cache.\n\n"
-    "Writes (bytes)\n: Like \"Reads (bytes)\", but for writes.\n"  # fragments are no answers
+    "Writes (bytes)\n: Like \"Reads (bytes)\", but for writes.\n\n"  # fragments are no answers
+    "The GNU General Public License 2.\n\n"  # a title, a citation, a label: not prose
+    "Thread Library Documentation, Boost website, 2007.\n\n"
+    "Thanks to Adam Borowski for the patch (Closes: #931315) and the fix.\n\n"
+    "A different way is as follows: (1) Run Valgrind as normal, but add the flag.\n\n"
+    "The 12345 is the process ID of the program.\n\n"
+    "Linux on POWER5 is supported.\n\n"  # a state, not a thing to name
+    "The VG_ macro is used heavily.\n"
 )
 
 
@@ -40,6 +47,8 @@ def test_templates_give_grounded_plain_questions():
     assert not any("usual value" in q or "ones" in q or "compile" in q for q in questions)
     assert not any("Reliably" in q or "Using the cache" in q or "Massif" in q for q in questions)
     assert not any("worth" in q or "--I1" in q or "Writes" in q for q in questions)
+    for label in ("License", "Boost", "Closes", "Run Valgrind", "12345", "POWER5", "VG_"):
+        assert not any(label in q for q in questions), label
     for question, answer in pairs:  # every answer is a span of the text the validator accepts
         assert synth.validate_pair(question, answer, THREADS) is None, (question, answer)
 
