@@ -62,6 +62,10 @@ _STATE_WORDS = frozenset(
     "unavailable used needed ignored allowed forbidden possible impossible now currently still "
     "very quite too much more less always never already".split()
 )
+_ACTION_GERUNDS = frozenset(
+    "using running calling setting adding making getting doing reading writing creating starting "
+    "taking building installing enabling disabling passing fixing detecting checking giving".split()
+)
 _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "your", "its", "their"})
 _STOPWORDS = FUNCTION_WORDS | frozenset(
     "must shall their they them then than so such into about over under".split()
@@ -109,10 +113,10 @@ def _names_something(text: str) -> bool:
     ("the Apache server"), or a word rarer than everyday English ("the mkclone script").
     "the default mode" or "the intent of the developers" names nothing on its own: its question
     leans on the passage around it. Without the common-word list, any specific word will do."""
-    if re.search(r"\d|[_`<>=/]|\w[.-]\w|[a-z][A-Z]|\b[A-Z]{2,}\b", text):
-        return True
     if _is_activity(text):
         return False
+    if re.search(r"\d|[_`<>=/]|\w[.-]\w|[a-z][A-Z]|\b[A-Z]{2,}\b", text):
+        return True
     common = common_words()
     if not common:
         return _specific(text)
@@ -132,7 +136,7 @@ def _is_activity(text: str) -> bool:
         return False
     if words[0].endswith("ly") and len(words[0]) > 4:
         return True
-    return words[0].endswith("ing") and words[1] in _DETERMINERS
+    return words[0] in _ACTION_GERUNDS or (words[0].endswith("ing") and words[1] in _DETERMINERS)
 
 
 def _trim_clause(text: str, max_words: int) -> str | None:
@@ -182,8 +186,11 @@ def _copular_pair(sentence: str, max_words: int) -> tuple[str, str] | None:
     answer = _trim_clause(obj, max_words)
     if answer is None:
         return None
-    first = answer.split()[0].lower()
-    if first in {"not", "also", "often", "usually", "only"} or first in _STATE_WORDS:
+    opening = re.sub(r"^\([^)]*\)\s*", "", answer).split()  # past a "(conceptually)" aside
+    first = opening[0].lower() if opening else ""
+    if first in {"not", "also", "often", "usually", "only", "this", "these", "that", "those", ""}:
+        return None  # "this line now": leans on the sentence around it
+    if first in _STATE_WORDS:
         return None  # "currently supported", "used heavily": a state, not a thing to name
     if first.endswith("ly") and len(first) > 4:
         return None

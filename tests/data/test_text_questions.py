@@ -31,7 +31,10 @@ THREADS = (
     "A different way is as follows: (1) Run Valgrind as normal, but add the flag.\n\n"
     "The 12345 is the process ID of the program.\n\n"
     "Linux on POWER5 is supported.\n\n"  # a state, not a thing to name
-    "The VG_ macro is used heavily.\n"
+    "The VG_ macro is used heavily.\n\n"
+    "Helgrind's algorithm is (conceptually) very simple.\n\n"
+    "Callgrind creates this line now.\n\n"  # leans on the text around it
+    "Using pthread_join to round up threads provides a clear synchronisation point.\n"  # a doing
 )
 
 
@@ -47,7 +50,8 @@ def test_templates_give_grounded_plain_questions():
     assert not any("usual value" in q or "ones" in q or "compile" in q for q in questions)
     assert not any("Reliably" in q or "Using the cache" in q or "Massif" in q for q in questions)
     assert not any("worth" in q or "--I1" in q or "Writes" in q for q in questions)
-    for label in ("License", "Boost", "Closes", "Run Valgrind", "12345", "POWER5", "VG_"):
+    for label in ("License", "Boost", "Closes", "Run Valgrind", "12345", "POWER5", "VG_", "Helgrind",
+                  "Callgrind", "pthread_join"):
         assert not any(label in q for q in questions), label
     for question, answer in pairs:  # every answer is a span of the text the validator accepts
         assert synth.validate_pair(question, answer, THREADS) is None, (question, answer)
