@@ -42,9 +42,11 @@ SYNTH_BUDGET = {"cpu": (360.0, 120), "fast": (1200.0, 400)}
 # General questions the base answers right, answered by the base itself, mixed into the
 # training data so the adapter does not forget them (a quarter of the pairs, at least 8).
 REPLAY_PER_PAIR = 0.25
-# Training sequences are packed to 512 tokens, raised to fit the longest row up to this.
-MAX_SEQ_LEN = 2048
 MIN_REPLAY = 8
+# Training sequences are packed to PACKED_SEQ_LEN tokens, raised to fit the longest row (a RAFT
+# row over long passages) up to MAX_SEQ_LEN.
+PACKED_SEQ_LEN = 512
+MAX_SEQ_LEN = 2048
 AUGMENT_RECIPES = {
     "cpu": {"variants": 0, "restate": False, "raft": True, "max_raft": 24},
     "gpu": {"variants": 2, "restate": True, "raft": True, "max_raft": None},
@@ -438,7 +440,7 @@ def _training_config(plan: QuickstartPlan):
         batch_size=8 if plan.on_gpu else 1,
         packing=not plan.on_gpu,
         grad_accum=1,
-        max_seq_len=512,
+        max_seq_len=PACKED_SEQ_LEN,
         gradient_checkpointing=plan.on_gpu,
         eval_split=0.1 if _row_count(plan.train_data) >= MIN_ROWS_FOR_EVAL_SPLIT else 0.0,
         eval_every=10,
@@ -450,17 +452,16 @@ def _training_config(plan: QuickstartPlan):
 def _fit_sequence_length(config):
     """`config` with max_seq_len raised, in steps of 64 tokens up to MAX_SEQ_LEN, to the
     longest training row as the trainer encodes it: a RAFT row carries RAG's passages, and real
-    documents' passages (or a user's train.jsonl) can run past the 512 that suits the pairs.
+    documents' passages (or a user's train.jsonl) can run past the PACKED_SEQ_LEN that suits
+    the pairs.
     A row longer still is left to the trainer, which names it."""
     from dataclasses import replace
 
     from infuse.models import resolve_chat_model
-    from infuse.train.examples import build_token_data
+    from infuse.train.examples import longest_sequence
     from infuse.train.model import load_tokenizer_for
 
-    tokenizer = load_tokenizer_for(resolve_chat_model(config.model))
-    unlimited = build_token_data(replace(config, max_seq_len=1_000_000), tokenizer)
-    longest = max((len(example.input_ids) for example in unlimited.train + unlimited.eval), default=0)
+    longest = longest_sequence(config, load_tokenizer_for(resolve_chat_model(config.model)))
     if longest <= config.max_seq_len:
         return config
     return replace(config, max_seq_len=min(MAX_SEQ_LEN, -(-longest // 64) * 64))
@@ -542,7 +543,7 @@ def run_quickstart(
         say(
             f"fine-tune: LoRA r={config.lora_r} on {plan.train_data.name}, {config.num_epochs} epochs"
             + (f", sequences of up to {config.max_seq_len} tokens (the longest row)"
-               if config.max_seq_len > 512 else "")
+               if config.max_seq_len > PACKED_SEQ_LEN else "")
         )
         _begin(on_progress, "fine-tune")
         train(config, on_progress=_step(on_progress, "fine-tune"))

@@ -134,9 +134,14 @@ def _is_activity(text: str) -> bool:
     words = [word.lower() for word in text.split()]
     if len(words) < 2:
         return False
-    if words[0].endswith("ly") and len(words[0]) > 4:
+    if _is_adverb(words[0]):
         return True
     return words[0] in _ACTION_GERUNDS or (words[0].endswith("ing") and words[1] in _DETERMINERS)
+
+
+def _is_adverb(word: str) -> bool:
+    """ "reliably", "heavily" (not "only", "fly")."""
+    return word.lower().endswith("ly") and len(word) > 4
 
 
 def _trim_clause(text: str, max_words: int) -> str | None:
@@ -174,10 +179,10 @@ def _copular_pair(sentence: str, max_words: int) -> tuple[str, str] | None:
         return None
     subject, verb, obj = match.group("subj").strip(), match.group("verb"), match.group("obj")
     subject_words = subject.split()
-    if not 1 <= len(subject_words) <= 8 or subject_words[0].lower() in _LEANING:
+    if not 1 <= len(subject_words) <= 8:
         return None
     if subject_words[0].lower().split("'")[0] in _LEANING or subject_words[-1].lower() in _LEANING:
-        return None  # "It's worth fixing errors in the order they" (are reported): no subject
+        return None  # "This is ...", "It's worth fixing errors in the order they" (are reported)
     if any(word.lower() in _CLAUSE_WORDS for word in subject_words):
         return None
     head = [word.lower() for word in subject_words if word.lower() not in _OBJECT_OPENERS]
@@ -192,7 +197,7 @@ def _copular_pair(sentence: str, max_words: int) -> tuple[str, str] | None:
         return None  # "this line now": leans on the sentence around it
     if first in _STATE_WORDS:
         return None  # "currently supported", "used heavily": a state, not a thing to name
-    if first.endswith("ly") and len(first) > 4:
+    if _is_adverb(first):
         return None
     if re.fullmatch(r"(?:the |a |an )?[\d,.]+", subject, re.IGNORECASE):
         return None  # "What is the 12345?"

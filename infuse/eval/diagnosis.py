@@ -6,7 +6,9 @@ and on one where it must stay quiet. `diagnose()` runs them all.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from infuse.eval.methods import DOES_NOT_FIT
@@ -50,20 +52,31 @@ def recommended_examples(model_parameters: int) -> int:
     return 1000
 
 
-def _training_turns(run: RunRecord) -> tuple[set[str], str] | None:
+# The RunConfig fields that decide how the training file reads as conversations.
+_READING_FIELDS = ("data", "merged_prompt", "output_column", "system_prompt",
+                   "conversation_extension", "seed")
+
+
+def _training_turns(run: RunRecord) -> tuple[frozenset[str], str] | None:
     """The run's training questions (normalised) and its answers' text (normalised, joined),
-    read as the trainer reads them; None when the data file is gone or unreadable."""
-    from infuse.data.loading import load_dataset_file, to_conversations
+    read as the trainer reads them; None when the data file is gone or unreadable. Read once
+    per file version: two checks ask."""
+    try:
+        version = Path(run.config.data).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _read_training_turns(tuple(getattr(run.config, name) for name in _READING_FIELDS), version)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_training_turns(reading: tuple, _version: int) -> tuple[frozenset[str], str] | None:
     from infuse.errors import InfuseError
     from infuse.eval.scoring import normalize_answer
+    from infuse.train.config import RunConfig
+    from infuse.train.examples import load_conversations
 
-    config = run.config
     try:
-        conversations = to_conversations(
-            load_dataset_file(config.data), merged_prompt=config.merged_prompt,
-            output_column=config.output_column, system_prompt=config.system_prompt,
-            conversation_extension=config.conversation_extension, random_state=config.seed,
-        )["conversations"]
+        conversations = load_conversations(RunConfig(**dict(zip(_READING_FIELDS, reading, strict=True))))
     except (InfuseError, OSError):
         return None
     asked, answered = set(), []
@@ -74,7 +87,7 @@ def _training_turns(run: RunRecord) -> tuple[set[str], str] | None:
                 asked.add(text)
             elif turn.get("role") == "assistant":
                 answered.append(text)
-    return asked, " | ".join(answered)
+    return frozenset(asked), " | ".join(answered)
 
 
 def unseen_questions(results: EvalResults, run: RunRecord | None) -> tuple[int, int] | None:

@@ -86,20 +86,11 @@ def build_token_data(config: RunConfig, tokenizer) -> TokenData:
     `max_seq_len`; nothing here needs the model weights, so these come before training.
     """
     from infuse.data.answers import describe_dropped, drop_unanswered
-    from infuse.data.loading import load_dataset_file, to_conversations
     from infuse.data.masking import encode_conversations
 
     template = apply_chat_template_choice(tokenizer, config.chat_template)
     template_warnings = check_template_tokens(tokenizer, template, config.chat_template)
-    loaded = load_dataset_file(config.data)
-    conversations = to_conversations(
-        loaded,
-        merged_prompt=config.merged_prompt,
-        output_column=config.output_column,
-        system_prompt=config.system_prompt,
-        conversation_extension=config.conversation_extension,
-        random_state=config.seed,
-    )["conversations"]
+    conversations = load_conversations(config)
     total_rows = len(conversations)
     conversations, dropped = drop_unanswered(conversations, source=config.data)
     left_out = set(dropped)
@@ -125,6 +116,35 @@ def build_token_data(config: RunConfig, tokenizer) -> TokenData:
         data.warnings.append(describe_dropped(dropped, total_rows))
     _check_masks(config, data)
     return data
+
+
+def load_conversations(config: RunConfig) -> list[list[dict[str, str]]]:
+    """The dataset of `config` as role/content conversations, read as training reads it (column
+    mapping, merged prompt, system prompt, conversation extension); before templating."""
+    from infuse.data.loading import load_dataset_file, to_conversations
+
+    return to_conversations(
+        load_dataset_file(config.data),
+        merged_prompt=config.merged_prompt,
+        output_column=config.output_column,
+        system_prompt=config.system_prompt,
+        conversation_extension=config.conversation_extension,
+        random_state=config.seed,
+    )["conversations"]
+
+
+def longest_sequence(config: RunConfig, tokenizer) -> int:
+    """Tokens of the longest training row of `config`, templated and uncut (0 for none)."""
+    from infuse.data.answers import drop_unanswered
+    from infuse.data.masking import encode_conversations
+
+    apply_chat_template_choice(tokenizer, config.chat_template)
+    conversations, _dropped = drop_unanswered(load_conversations(config), source=config.data)
+    encoded = encode_conversations(
+        tokenizer, conversations, max_seq_len=None,
+        train_on_responses_only=config.train_on_responses_only,
+    )
+    return max((len(ids) for ids in encoded["input_ids"]), default=0)
 
 
 def split_eval(examples: list[Example], share: float, seed: int) -> tuple[list[Example], list[Example]]:
