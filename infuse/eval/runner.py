@@ -50,6 +50,7 @@ def score_answer(
     if cited and question.source:
         source_hit = any(_same_source(s, question.source) for s in cited)
     no_answer = bool(answer.no_answer) or scoring.is_no_answer(answer.text)
+    declined = no_answer and answer.facts.get("declined_because")  # the method's own reason
     judge_score = None
     if judge is not None and refs:
         judge_score = scoring.judge_answer(judge, question.question, refs, answer.text).score
@@ -72,10 +73,8 @@ def score_answer(
         short_match=scoring.short_answer_match(answer.text, refs) if refs else 0.0,
         contradiction=contradiction,
         retrieval_hit=retrieval_hit,
-        declined_because=str(answer.facts["declined_because"])
-        if no_answer and answer.facts.get("declined_because") else None,
-        withheld_answer=str(answer.facts["raw_answer"])
-        if no_answer and answer.facts.get("declined_because") and answer.facts.get("raw_answer") else None,
+        declined_because=str(declined) if declined else None,
+        withheld_answer=str(answer.facts["raw_answer"]) if declined and answer.facts.get("raw_answer") else None,
         total_s=round(total_s, 4),
         time_to_first_token_s=(
             round(answer.timings["time_to_first_token_s"], 4)

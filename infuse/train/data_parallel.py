@@ -2,9 +2,10 @@
 
 `wrap` returns a `TrainEngine`: the loop calls `engine.backward_step(micro_batches, ...)` once per
 optimizer step, which runs `engine.loss_sum(batch)` for every micro-batch inside
-`engine.accumulating(sync=...)` so gradients cross processes only on a step's last micro-batch. The forward goes through one small module (`StepModule`) so DDP's and FSDP's
-hooks see it: DDP prepares its gradient all-reduce there, FSDP gathers the root weights
-(embeddings, final norm, output head) there.
+`engine.accumulating(sync=...)` so gradients cross processes only on a step's last micro-batch.
+The forward goes through one small module (`StepModule`) so DDP's and FSDP's hooks see it:
+DDP prepares its gradient all-reduce there, FSDP gathers the root weights (embeddings, final
+norm, output head) there.
 
 Saved state is always the single-process format (full LoRA tensors, optimizer state keyed by
 parameter index), whatever the process count: FSDP gathers it on save and shards it on load.
